@@ -1,0 +1,169 @@
+//! The request context passed through every layer (in the manner of
+//! omicron's `OpContext`): who is calling, which accounts they may see, the
+//! request's correlation id and its tracing span.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::types::AccountId;
+
+/// What a caller may do, from least to most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// Reads.
+    Viewer,
+    /// Reads, and changes instances and linked roles.
+    Operator,
+    /// Everything, including accounts (which decide where the service acts).
+    Admin,
+}
+
+impl Role {
+    /// The role's name as written in tokens and files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// The accounts a caller may see and touch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountScope {
+    /// Every account (`["*"]`, or the local operator of an unauthenticated
+    /// loopback server).
+    All,
+    /// Only these accounts.
+    Only(BTreeSet<AccountId>),
+}
+
+impl AccountScope {
+    /// True when `account` is in scope.
+    pub fn allows(&self, account: &AccountId) -> bool {
+        match self {
+            AccountScope::All => true,
+            AccountScope::Only(accounts) => accounts.contains(account),
+        }
+    }
+
+    /// The listed accounts, or `None` for every account: what store queries
+    /// bind as their scope filter.
+    pub fn accounts(&self) -> Option<Vec<String>> {
+        match self {
+            AccountScope::All => None,
+            AccountScope::Only(accounts) => {
+                Some(accounts.iter().map(|a| a.as_str().to_owned()).collect())
+            }
+        }
+    }
+}
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The principal, e.g. a JWT `sub`, a static token's name, or
+    /// `local-operator`.
+    pub principal: String,
+    /// What the caller may do.
+    pub role: Role,
+    /// Which accounts it may see.
+    pub scope: AccountScope,
+}
+
+impl Caller {
+    /// The caller of an unauthenticated server on a loopback address: the
+    /// local operator, with every account and every permission.
+    pub fn local_operator() -> Self {
+        Caller {
+            principal: "local-operator".to_owned(),
+            role: Role::Admin,
+            scope: AccountScope::All,
+        }
+    }
+
+    /// A background worker acting for the service itself, across every
+    /// account (logged where it is made).
+    pub fn service_worker(name: &str) -> Self {
+        Caller {
+            principal: format!("service:{name}"),
+            role: Role::Admin,
+            scope: AccountScope::All,
+        }
+    }
+}
+
+/// The context of one request (or one unit of background work).
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    caller: Arc<Caller>,
+    /// The correlation id of this request (from `x-request-id`, or made up),
+    /// for logs and error details. Not the AIP-155 idempotency key.
+    pub correlation_id: String,
+    /// The span the request's work is recorded in.
+    pub span: tracing::Span,
+}
+
+impl RequestContext {
+    /// A context for `caller`.
+    pub fn new(caller: Caller, correlation_id: String, span: tracing::Span) -> Self {
+        RequestContext {
+            caller: Arc::new(caller),
+            correlation_id,
+            span,
+        }
+    }
+
+    /// A context for background work of the service itself.
+    pub fn for_worker(name: &str) -> Self {
+        let span = tracing::info_span!("worker", worker = name);
+        RequestContext::new(
+            Caller::service_worker(name),
+            format!("worker-{name}"),
+            span,
+        )
+    }
+
+    /// The caller.
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
+
+    /// The accounts the caller may see.
+    pub fn scope(&self) -> &AccountScope {
+        &self.caller.scope
+    }
+
+    /// Checks that `account` is visible to the caller; a resource outside
+    /// the scope is NOT_FOUND, exactly as if it did not exist.
+    pub fn check_visible(&self, account: &AccountId, resource: &str) -> Result<()> {
+        if self.caller.scope.allows(account) {
+            Ok(())
+        } else {
+            Err(Error::not_found(resource))
+        }
+    }
+
+    /// Checks that the caller's role is at least `needed` for `action` on a
+    /// visible resource.
+    pub fn check_role(&self, needed: Role, action: &str) -> Result<()> {
+        if self.caller.role >= needed {
+            Ok(())
+        } else {
+            Err(Error {
+                kind: crate::error::Kind::PermissionDenied,
+                reason: crate::error::Reason::PermissionDenied,
+                message: format!(
+                    "{action} needs the {} role; the caller has {}",
+                    needed.as_str(),
+                    self.caller.role.as_str()
+                ),
+                violations: Vec::new(),
+                metadata: Vec::new(),
+                retry_after: None,
+            })
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! The ListInstances filter: the subset of AIP-160 the API promises,
+//! `region = "us-east-1"` and `linked_role_state = ACTIVE`, joined by `AND`.
+//! Anything else is refused with a message naming what is not understood.
+
+use crate::error::FieldError;
+use crate::model::LinkedRoleState;
+use crate::types::RegionCode;
+
+/// A parsed instance filter; `None` fields do not constrain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InstanceFilter {
+    /// `region = "..."`.
+    pub region: Option<RegionCode>,
+    /// `linked_role_state = STATE`.
+    pub linked_role_state: Option<LinkedRoleState>,
+}
+
+/// The longest filter accepted.
+pub const FILTER_MAX: usize = 512;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Token {
+    Ident(String),
+    Str(String),
+    Eq,
+}
+
+fn tokenize(input: &str) -> Result<Vec<Token>, FieldError> {
+    let mut tokens = Vec::new();
+    let mut chars = input.char_indices().peekable();
+    while let Some(&(at, c)) = chars.peek() {
+        if c.is_whitespace() {
+            chars.next();
+        } else if c == '=' {
+            chars.next();
+            tokens.push(Token::Eq);
+        } else if c == '"' || c == '\'' {
+            chars.next();
+            let mut value = String::new();
+            let mut closed = false;
+            for (_, d) in chars.by_ref() {
+                if d == c {
+                    closed = true;
+                    break;
+                }
+                value.push(d);
+            }
+            if !closed {
+                return Err(FieldError::new(format!(
+                    "has an unterminated string starting at position {at}"
+                )));
+            }
+            tokens.push(Token::Str(value));
+        } else if c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.' {
+            let mut word = String::new();
+            while let Some(&(_, d)) = chars.peek() {
+                if d.is_ascii_alphanumeric() || d == '_' || d == '-' || d == '.' {
+                    word.push(d);
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            tokens.push(Token::Ident(word));
+        } else {
+            return Err(FieldError::new(format!(
+                "is not understood at position {at}: '{c}' (supported: region = \"...\" AND linked_role_state = STATE)"
+            )));
+        }
+    }
+    Ok(tokens)
+}
+
+impl InstanceFilter {
+    /// Parses a filter; the empty string matches everything.
+    pub fn parse(input: &str) -> Result<Self, FieldError> {
+        if input.len() > FILTER_MAX {
+            return Err(FieldError::new(format!(
+                "must be at most {FILTER_MAX} characters"
+            )));
+        }
+        let tokens = tokenize(input)?;
+        let mut filter = InstanceFilter::default();
+        let mut rest = tokens.as_slice();
+        if rest.is_empty() {
+            return Ok(filter);
+        }
+        loop {
+            let (field, value, tail) = match rest {
+                [Token::Ident(field), Token::Eq, value, tail @ ..] => (field, value, tail),
+                [Token::Ident(field), ..] => {
+                    return Err(FieldError::new(format!(
+                        "is not understood after '{field}': expected '= value'"
+                    )));
+                }
+                _ => {
+                    return Err(FieldError::new(
+                        "is not understood: expected a restriction such as region = \"us-east-1\"",
+                    ));
+                }
+            };
+            let value = match value {
+                Token::Str(s) | Token::Ident(s) => s.as_str(),
+                Token::Eq => {
+                    return Err(FieldError::new(format!(
+                        "is not understood: '{field}' has no value"
+                    )));
+                }
+            };
+            match field.as_str() {
+                "region" => {
+                    if filter.region.is_some() {
+                        return Err(FieldError::new("restricts region more than once"));
+                    }
+                    filter.region = Some(RegionCode::parse(value).map_err(|_| {
+                        FieldError::new(format!("has a malformed region: '{value}'"))
+                    })?);
+                }
+                "linked_role_state" => {
+                    if filter.linked_role_state.is_some() {
+                        return Err(FieldError::new(
+                            "restricts linked_role_state more than once",
+                        ));
+                    }
+                    let state = LinkedRoleState::parse(value).ok_or_else(|| {
+                        FieldError::new(format!(
+                            "has an unknown linked_role_state '{value}' (one of ABSENT, CREATING, ACTIVE, DELETING, DELETED, DELETION_FAILED)"
+                        ))
+                    })?;
+                    filter.linked_role_state = Some(state);
+                }
+                other => {
+                    return Err(FieldError::new(format!(
+                        "cannot filter on '{other}' (supported: region, linked_role_state)"
+                    )));
+                }
+            }
+            match tail {
+                [] => return Ok(filter),
+                [Token::Ident(and), more @ ..] if and == "AND" && !more.is_empty() => rest = more,
+                [Token::Ident(word), ..] => {
+                    return Err(FieldError::new(format!(
+                        "is not understood at '{word}': only AND joins restrictions"
+                    )));
+                }
+                _ => {
+                    return Err(FieldError::new(
+                        "is not understood: restrictions must be joined by AND",
+                    ));
+                }
+            }
+        }
+    }
+
+    /// A canonical text of the filter, for binding page tokens to it.
+    pub fn canonical(&self) -> String {
+        format!(
+            "region={};state={}",
+            self.region.as_ref().map_or("", |r| r.as_str()),
+            self.linked_role_state.map_or("", |s| s.as_str())
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_the_documented_forms() {
+        let f = InstanceFilter::parse(r#"region = "us-east-1" AND linked_role_state = ACTIVE"#)
+            .expect("filter");
+        assert_eq!(f.region.expect("region").as_str(), "us-east-1");
+        assert_eq!(f.linked_role_state, Some(LinkedRoleState::Active));
+        assert_eq!(InstanceFilter::parse("").expect("empty"), InstanceFilter::default());
+        let g = InstanceFilter::parse("linked_role_state=DELETION_FAILED").expect("state");
+        assert_eq!(g.linked_role_state, Some(LinkedRoleState::DeletionFailed));
+    }
+
+    #[test]
+    fn refuses_everything_else_naming_it() {
+        for (input, needle) in [
+            (r#"alias = "x""#, "alias"),
+            (r#"region = "us-east-1" OR region = "eu-west-2""#, "OR"),
+            (r#"region = "us-east-1" AND"#, "AND"),
+            ("linked_role_state = ALIVE", "ALIVE"),
+            (r#"region = "nowhere""#, "nowhere"),
+            (r#"region = "us-east-1"#, "unterminated"),
+            ("region", "region"),
+            ("region != x", "!"),
+            (r#"region = "us-east-1" AND region = "us-west-2""#, "more than once"),
+        ] {
+            let error = InstanceFilter::parse(input).expect_err(input);
+            assert!(
+                error.description.contains(needle),
+                "{input}: {}",
+                error.description
+            );
+        }
+    }
+}

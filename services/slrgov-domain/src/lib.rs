@@ -1,0 +1,13 @@
+//! The vocabulary of slr-governor, shared by every layer: validated types,
+//! resource names, the resources themselves, the request context and the
+//! transport-free error.
+
+pub mod context;
+pub mod error;
+pub mod filter;
+pub mod model;
+pub mod names;
+pub mod types;
+
+pub use context::{AccountScope, Caller, RequestContext, Role};
+pub use error::{Error, FieldError, FieldViolation, Kind, Reason, Result, Violations};

@@ -1,0 +1,244 @@
+//! The resources the service keeps, as the store returns them.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{FieldViolation, Violations};
+use crate::names::InstanceKey;
+use crate::types::{
+    AccountId, Arn, BucketName, InstanceAlias, LogGroupName, Partition, ProfilesDomain, RegionCode,
+    Revision, VoiceIdDomain,
+};
+
+/// A registered AWS account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    /// The account id.
+    pub account_id: AccountId,
+    /// A human-readable name.
+    pub display_name: String,
+    /// The account's partition.
+    pub partition: Partition,
+    /// The role the service assumes to act in the account.
+    pub access_role_arn: Option<Arn>,
+    /// Whether an STS external id is stored (the id itself never leaves the
+    /// store except towards STS).
+    pub external_id_set: bool,
+    /// When it was registered.
+    pub create_time: DateTime<Utc>,
+    /// When it last changed.
+    pub update_time: DateTime<Utc>,
+    /// The revision (etag).
+    pub revision: Revision,
+}
+
+/// An STS external id: a secret, never logged or returned.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ExternalId(String);
+
+impl ExternalId {
+    /// Wraps a value already checked by `types::check_external_id`.
+    pub fn new(value: String) -> Self {
+        ExternalId(value)
+    }
+    /// The secret, for STS only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ExternalId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ExternalId(<redacted>)")
+    }
+}
+
+/// The writable fields of an account, as the store applies them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountFields {
+    /// A human-readable name.
+    pub display_name: String,
+    /// The account's partition (fixed at creation).
+    pub partition: Partition,
+    /// The role the service assumes.
+    pub access_role_arn: Option<Arn>,
+}
+
+/// A change to an account's external id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExternalIdChange {
+    /// Leave it as it is.
+    Keep,
+    /// Store this one.
+    Set(ExternalId),
+    /// Remove it.
+    Clear,
+}
+
+/// The state of an instance's linked role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LinkedRoleState {
+    /// No role recorded.
+    Absent,
+    /// Being created or adopted.
+    Creating,
+    /// Exists and recorded.
+    Active,
+    /// IAM is deleting it.
+    Deleting,
+    /// Deleted.
+    Deleted,
+    /// IAM refused to delete it.
+    DeletionFailed,
+}
+
+impl LinkedRoleState {
+    /// Every state, in declaration order.
+    pub const ALL: [LinkedRoleState; 6] = [
+        LinkedRoleState::Absent,
+        LinkedRoleState::Creating,
+        LinkedRoleState::Active,
+        LinkedRoleState::Deleting,
+        LinkedRoleState::Deleted,
+        LinkedRoleState::DeletionFailed,
+    ];
+
+    /// The state's name, as in the API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkedRoleState::Absent => "ABSENT",
+            LinkedRoleState::Creating => "CREATING",
+            LinkedRoleState::Active => "ACTIVE",
+            LinkedRoleState::Deleting => "DELETING",
+            LinkedRoleState::Deleted => "DELETED",
+            LinkedRoleState::DeletionFailed => "DELETION_FAILED",
+        }
+    }
+
+    /// Parses a state's name.
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == value)
+    }
+}
+
+impl fmt::Display for LinkedRoleState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The features of an instance that add permissions to its linked role.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct InstanceFeatures {
+    /// Bucket for call recordings.
+    pub call_recordings_bucket: Option<BucketName>,
+    /// Bucket for exported reports.
+    pub exported_reports_bucket: Option<BucketName>,
+    /// Customer Profiles domain.
+    pub customer_profiles_domain: Option<ProfilesDomain>,
+    /// Firehose delivery stream ARNs.
+    pub firehose_delivery_streams: Vec<Arn>,
+    /// Kinesis stream ARNs.
+    pub kinesis_streams: Vec<Arn>,
+    /// Lex bot ARNs.
+    pub lex_bots: Vec<Arn>,
+    /// Flow-logs log group.
+    pub flow_logs_log_group: Option<LogGroupName>,
+    /// Voice ID domain id.
+    pub voice_id_domain: Option<VoiceIdDomain>,
+    /// Outbound campaigns enabled.
+    pub outbound_campaigns: bool,
+}
+
+/// The most Firehose or Kinesis streams an instance may list.
+pub const MAX_STREAMS: usize = 16;
+/// The most Lex bots an instance may list.
+pub const MAX_LEX_BOTS: usize = 64;
+
+impl InstanceFeatures {
+    /// Checks that every ARN is in `partition` (Connect has no
+    /// cross-partition integrations); violations are named relative to the
+    /// features message (`lex_bots[1]`).
+    pub fn partition_violations(&self, partition: Partition) -> Vec<FieldViolation> {
+        let mut violations = Violations::new();
+        let lists = [
+            ("firehose_delivery_streams", &self.firehose_delivery_streams),
+            ("kinesis_streams", &self.kinesis_streams),
+            ("lex_bots", &self.lex_bots),
+        ];
+        for (field, arns) in lists {
+            for (index, arn) in arns.iter().enumerate() {
+                if arn.partition() != partition {
+                    violations.add(
+                        format!("{field}[{index}]"),
+                        format!(
+                            "is in partition {} but the instance is in {partition}",
+                            arn.partition()
+                        ),
+                    );
+                }
+            }
+        }
+        match violations.finish() {
+            Ok(()) => Vec::new(),
+            Err(error) => error.violations,
+        }
+    }
+}
+
+/// A registered Amazon Connect instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    /// The owning account.
+    pub account_id: AccountId,
+    /// The Connect instance id.
+    pub instance_id: crate::types::InstanceId,
+    /// The instance alias.
+    pub instance_alias: Option<InstanceAlias>,
+    /// The region (immutable).
+    pub region: RegionCode,
+    /// When the Connect instance was created in AWS.
+    pub instance_create_time: Option<DateTime<Utc>>,
+    /// The enabled features.
+    pub features: InstanceFeatures,
+    /// The recorded state of the linked role.
+    pub linked_role_state: LinkedRoleState,
+    /// When it was registered.
+    pub create_time: DateTime<Utc>,
+    /// When it last changed.
+    pub update_time: DateTime<Utc>,
+    /// The revision (etag).
+    pub revision: Revision,
+}
+
+impl Instance {
+    /// The instance's key.
+    pub fn key(&self) -> InstanceKey {
+        InstanceKey {
+            account_id: self.account_id.clone(),
+            instance_id: self.instance_id.clone(),
+        }
+    }
+
+    /// True for an instance created before service-linked roles existed
+    /// (2018-10-01), which may have no role.
+    pub fn is_legacy(&self) -> bool {
+        self.instance_create_time
+            .is_some_and(|t| t < DateTime::parse_from_rfc3339("2018-10-01T00:00:00Z").map_or(t, |d| d.with_timezone(&Utc)))
+    }
+}
+
+/// The writable fields of an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceFields {
+    /// The instance alias.
+    pub instance_alias: Option<InstanceAlias>,
+    /// When the Connect instance was created in AWS.
+    pub instance_create_time: Option<DateTime<Utc>>,
+    /// The enabled features.
+    pub features: InstanceFeatures,
+}
