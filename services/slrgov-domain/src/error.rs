@@ -43,6 +43,10 @@ pub enum Reason {
     /// A precondition on the resource's state does not hold (e.g. an account
     /// that still has instances).
     FailedPrecondition,
+    /// An account cannot be deleted while it has instances.
+    AccountHasInstances,
+    /// The instance's linked role must be retired before the record goes.
+    LinkedRoleNotRetired,
     /// The service could not complete the request (database unreachable,
     /// shutting down).
     Unavailable,
@@ -70,6 +74,8 @@ impl Reason {
             Reason::RateLimited => "RATE_LIMITED",
             Reason::AwsCredentialsUnavailable => "AWS_CREDENTIALS_UNAVAILABLE",
             Reason::FailedPrecondition => "FAILED_PRECONDITION",
+            Reason::AccountHasInstances => "ACCOUNT_HAS_INSTANCES",
+            Reason::LinkedRoleNotRetired => "LINKED_ROLE_NOT_RETIRED",
             Reason::Unavailable => "UNAVAILABLE",
             Reason::Internal => "INTERNAL",
         }

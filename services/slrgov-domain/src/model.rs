@@ -242,3 +242,151 @@ pub struct InstanceFields {
     /// The enabled features.
     pub features: InstanceFeatures,
 }
+
+/// One field of [`InstanceFeatures`], as named in an update mask
+/// (`features.<name>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FeatureField {
+    /// `call_recordings_bucket`.
+    CallRecordingsBucket,
+    /// `exported_reports_bucket`.
+    ExportedReportsBucket,
+    /// `customer_profiles_domain`.
+    CustomerProfilesDomain,
+    /// `firehose_delivery_streams`.
+    FirehoseDeliveryStreams,
+    /// `kinesis_streams`.
+    KinesisStreams,
+    /// `lex_bots`.
+    LexBots,
+    /// `flow_logs_log_group`.
+    FlowLogsLogGroup,
+    /// `voice_id_domain`.
+    VoiceIdDomain,
+    /// `outbound_campaigns`.
+    OutboundCampaigns,
+}
+
+impl FeatureField {
+    /// Every feature field.
+    pub const ALL: [FeatureField; 9] = [
+        FeatureField::CallRecordingsBucket,
+        FeatureField::ExportedReportsBucket,
+        FeatureField::CustomerProfilesDomain,
+        FeatureField::FirehoseDeliveryStreams,
+        FeatureField::KinesisStreams,
+        FeatureField::LexBots,
+        FeatureField::FlowLogsLogGroup,
+        FeatureField::VoiceIdDomain,
+        FeatureField::OutboundCampaigns,
+    ];
+
+    /// The proto field name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FeatureField::CallRecordingsBucket => "call_recordings_bucket",
+            FeatureField::ExportedReportsBucket => "exported_reports_bucket",
+            FeatureField::CustomerProfilesDomain => "customer_profiles_domain",
+            FeatureField::FirehoseDeliveryStreams => "firehose_delivery_streams",
+            FeatureField::KinesisStreams => "kinesis_streams",
+            FeatureField::LexBots => "lex_bots",
+            FeatureField::FlowLogsLogGroup => "flow_logs_log_group",
+            FeatureField::VoiceIdDomain => "voice_id_domain",
+            FeatureField::OutboundCampaigns => "outbound_campaigns",
+        }
+    }
+
+    /// Parses a proto field name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.as_str() == name)
+    }
+}
+
+impl InstanceFeatures {
+    /// Copies the named fields from `from`.
+    pub fn apply(&mut self, from: &InstanceFeatures, fields: &[FeatureField]) {
+        for field in fields {
+            match field {
+                FeatureField::CallRecordingsBucket => {
+                    self.call_recordings_bucket = from.call_recordings_bucket.clone();
+                }
+                FeatureField::ExportedReportsBucket => {
+                    self.exported_reports_bucket = from.exported_reports_bucket.clone();
+                }
+                FeatureField::CustomerProfilesDomain => {
+                    self.customer_profiles_domain = from.customer_profiles_domain.clone();
+                }
+                FeatureField::FirehoseDeliveryStreams => {
+                    self.firehose_delivery_streams = from.firehose_delivery_streams.clone();
+                }
+                FeatureField::KinesisStreams => self.kinesis_streams = from.kinesis_streams.clone(),
+                FeatureField::LexBots => self.lex_bots = from.lex_bots.clone(),
+                FeatureField::FlowLogsLogGroup => {
+                    self.flow_logs_log_group = from.flow_logs_log_group.clone();
+                }
+                FeatureField::VoiceIdDomain => self.voice_id_domain = from.voice_id_domain.clone(),
+                FeatureField::OutboundCampaigns => self.outbound_campaigns = from.outbound_campaigns,
+            }
+        }
+    }
+}
+
+/// A change to an instance, from an update mask.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InstancePatch {
+    /// `instance_alias`, when in the mask.
+    pub instance_alias: Option<Option<InstanceAlias>>,
+    /// `instance_create_time`, when in the mask.
+    pub instance_create_time: Option<Option<DateTime<Utc>>>,
+    /// The feature fields in the mask.
+    pub feature_fields: Vec<FeatureField>,
+    /// The new values of those feature fields.
+    pub features: InstanceFeatures,
+}
+
+impl InstancePatch {
+    /// Applies the patch to an instance.
+    pub fn apply(&self, instance: &mut Instance) {
+        if let Some(alias) = &self.instance_alias {
+            instance.instance_alias = alias.clone();
+        }
+        if let Some(time) = &self.instance_create_time {
+            instance.instance_create_time = *time;
+        }
+        instance.features.apply(&self.features, &self.feature_fields);
+    }
+}
+
+/// A change to an account, from an update mask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountPatch {
+    /// `display_name`, when in the mask.
+    pub display_name: Option<String>,
+    /// `access_role_arn`, when in the mask (`Some(None)` clears it). Checked
+    /// against the account's partition by the store.
+    pub access_role_arn: Option<Option<String>>,
+    /// `external_id`, when in the mask.
+    pub external_id: ExternalIdChange,
+}
+
+/// A new account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAccount {
+    /// The account id.
+    pub account_id: AccountId,
+    /// The writable fields.
+    pub fields: AccountFields,
+    /// The STS external id, if any.
+    pub external_id: Option<ExternalId>,
+}
+
+/// A new instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewInstance {
+    /// The instance's key.
+    pub key: InstanceKey,
+    /// The region.
+    pub region: RegionCode,
+    /// The writable fields.
+    pub fields: InstanceFields,
+}

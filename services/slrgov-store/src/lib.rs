@@ -1,1 +1,224 @@
+//! The datastore of slr-governor: one interface ([`Store`]), two engines
+//! (Postgres for production with many replicas, SQLite as the embedded
+//! default) with the same behaviour, proven by one contract test suite.
+//!
+//! Every method takes the [`RequestContext`] and checks, next to the query,
+//! that the caller may see the account (NOT_FOUND otherwise) and has the
+//! role for the action (PERMISSION_DENIED). Methods are named resource-first
+//! (`account_get`, `instance_list`), so grepping a resource's prefix shows
+//! every operation on it.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use slrgov_domain::filter::InstanceFilter;
+use slrgov_domain::model::{
+    Account, AccountPatch, Instance, InstancePatch, NewAccount, NewInstance,
+};
+use slrgov_domain::names::{AccountSelector, InstanceKey};
+use slrgov_domain::types::{AccountId, RequestId, Revision};
+use slrgov_domain::{FieldError, RequestContext, Result};
+
+mod engine;
+mod error;
+pub mod page_token;
+
+pub use engine::postgres::PostgresStore;
+pub use engine::sqlite::SqliteStore;
+
+/// Which engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// PostgreSQL.
+    Postgres,
+    /// SQLite (a file, or memory).
+    Sqlite,
+}
+
+/// The default page size (AIP-158).
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+/// The largest page size; larger requests are lowered to it.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// A page request, validated at the edge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    /// The page size, between 1 and [`MAX_PAGE_SIZE`].
+    pub size: u32,
+    /// The token of the previous page, if any.
+    pub token: Option<String>,
+}
+
+impl PageRequest {
+    /// Validates `page_size` (negative is an error, 0 means the default,
+    /// above the maximum is clamped) and keeps the token for the store to
+    /// check.
+    pub fn parse(page_size: i32, page_token: &str) -> Result<Self, FieldError> {
+        let size = match page_size {
+            n if n < 0 => return Err(FieldError::new("must not be negative")),
+            0 => DEFAULT_PAGE_SIZE,
+            n => (n as u32).min(MAX_PAGE_SIZE),
+        };
+        Ok(PageRequest {
+            size,
+            token: (!page_token.is_empty()).then(|| page_token.to_owned()),
+        })
+    }
+}
+
+/// One page of a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The items, in the list's order.
+    pub items: Vec<T>,
+    /// The token for the next page; empty on the last page.
+    pub next_page_token: String,
+}
+
+/// An AIP-155 request id with the fingerprint of the request it came with:
+/// the same id with another fingerprint is REQUEST_ID_REUSED.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    /// The caller's request id.
+    pub request_id: RequestId,
+    /// A digest of the method and every parameter of the request.
+    pub fingerprint: Vec<u8>,
+}
+
+/// How to reach the database.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `postgres://...` or `sqlite://...`.
+    pub url: String,
+    /// The most connections the pool opens.
+    pub max_connections: u32,
+    /// How long to wait for a connection before answering UNAVAILABLE.
+    pub acquire_timeout: Duration,
+}
+
+impl StoreConfig {
+    /// A configuration with the default pool settings.
+    pub fn new(url: impl Into<String>) -> Self {
+        StoreConfig {
+            url: url.into(),
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why a store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The URL is neither postgres:// nor sqlite://.
+    #[error("unsupported database url scheme (expected postgres:// or sqlite://)")]
+    UnsupportedUrl,
+    /// The database could not be reached.
+    #[error("cannot connect to the database")]
+    Connect(#[source] sqlx::Error),
+    /// A migration failed.
+    #[error("cannot migrate the database")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    /// The service keys could not be loaded.
+    #[error("cannot load the service keys")]
+    Keys(#[source] sqlx::Error),
+}
+
+/// Connects to the database named by `config.url`, runs the migrations
+/// (on Postgres under sqlx's advisory lock, so replicas starting together do
+/// not race) and returns the store.
+pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, OpenError> {
+    if config.url.starts_with("postgres://") || config.url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::open(config).await?))
+    } else if config.url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(config).await?))
+    } else {
+        Err(OpenError::UnsupportedUrl)
+    }
+}
+
+/// The datastore. Both engines implement it with the same behaviour.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The engine behind this store.
+    fn engine(&self) -> Engine;
+
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<()>;
+
+    /// Registers an account (admin). ALREADY_EXISTS when it exists;
+    /// replays the first response for a known request id.
+    async fn account_create(
+        &self,
+        ctx: &RequestContext,
+        new: NewAccount,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Account>;
+
+    /// Returns an account (viewer).
+    async fn account_get(&self, ctx: &RequestContext, account: &AccountId) -> Result<Account>;
+
+    /// Lists the visible accounts by account id (viewer).
+    async fn account_list(&self, ctx: &RequestContext, page: &PageRequest)
+    -> Result<Page<Account>>;
+
+    /// Changes an account (admin), if `expected` still matches.
+    async fn account_update(
+        &self,
+        ctx: &RequestContext,
+        account: &AccountId,
+        expected: Option<Revision>,
+        patch: AccountPatch,
+    ) -> Result<Account>;
+
+    /// Removes an account (admin) that has no instances, if `expected` still
+    /// matches.
+    async fn account_delete(
+        &self,
+        ctx: &RequestContext,
+        account: &AccountId,
+        expected: Option<Revision>,
+    ) -> Result<()>;
+
+    /// Registers an instance (operator).
+    async fn instance_create(
+        &self,
+        ctx: &RequestContext,
+        new: NewInstance,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Instance>;
+
+    /// Returns an instance (viewer).
+    async fn instance_get(&self, ctx: &RequestContext, key: &InstanceKey) -> Result<Instance>;
+
+    /// Lists instances of one account or of every visible account, by
+    /// account id then instance id (viewer).
+    async fn instance_list(
+        &self,
+        ctx: &RequestContext,
+        parent: &AccountSelector,
+        filter: &InstanceFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Instance>>;
+
+    /// Changes an instance (operator), if `expected` still matches.
+    async fn instance_update(
+        &self,
+        ctx: &RequestContext,
+        key: &InstanceKey,
+        expected: Option<Revision>,
+        patch: InstancePatch,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Instance>;
+
+    /// Removes an instance record (operator) whose linked role is absent or
+    /// deleted, if `expected` still matches; returns the removed record.
+    async fn instance_delete(
+        &self,
+        ctx: &RequestContext,
+        key: &InstanceKey,
+        expected: Option<Revision>,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Instance>;
+}

@@ -1,0 +1,820 @@
+// The store, written once for both engines: `include!`d by `postgres.rs` and
+// `sqlite.rs` after they define `Db`, `ENGINE`, `FOR_UPDATE`, `begin`,
+// `push_scope` and `connect` (see `engine/mod.rs`). Every query here is
+// portable SQL: `$N` placeholders (which sqlx-sqlite reads as positions too),
+// `RETURNING`, row-value comparisons for keyset pagination.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::types::Json;
+use slrgov_domain::filter::InstanceFilter;
+use slrgov_domain::model::{
+    Account, AccountPatch, ExternalIdChange, Instance, InstanceFeatures, InstancePatch,
+    LinkedRoleState, NewAccount, NewInstance,
+};
+use slrgov_domain::names::{AccountSelector, InstanceKey, account_name};
+use slrgov_domain::types::{
+    AccountId, Arn, InstanceAlias, InstanceId, Partition, RegionCode, Revision,
+    parse_access_role_arn,
+};
+use slrgov_domain::{Error, FieldViolation, Reason, RequestContext, Result, Role};
+
+use crate::engine::now;
+use crate::error::{corrupt, db_error, is_foreign_key_violation, is_unique_violation};
+use crate::page_token::{PageTokenKey, query_digest};
+use crate::{Idempotency, Page, PageRequest, Store};
+
+/// The store on this engine.
+pub struct EngineStore {
+    pool: Pool<Db>,
+    page_tokens: PageTokenKey,
+}
+
+impl std::fmt::Debug for EngineStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineStore").field("engine", &ENGINE).finish()
+    }
+}
+
+impl EngineStore {
+    /// Connects, migrates, and loads the keys shared by every replica.
+    pub async fn open(config: &StoreConfig) -> Result<Self, OpenError> {
+        let pool = connect(config).await?;
+        let page_tokens = service_key_load(&pool, "page_token")
+            .await
+            .map_err(OpenError::Keys)?;
+        Ok(EngineStore {
+            pool,
+            page_tokens: PageTokenKey::new(page_tokens),
+        })
+    }
+
+    /// The connection pool, for tests and maintenance.
+    pub fn pool(&self) -> &Pool<Db> {
+        &self.pool
+    }
+}
+
+/// Loads the key `name`, creating it on first use. Replicas racing here all
+/// end up with the one row that won the insert.
+async fn service_key_load(pool: &Pool<Db>, name: &str) -> sqlx::Result<Vec<u8>> {
+    let candidate: [u8; 32] = rand::random();
+    sqlx::query(
+        "INSERT INTO service_keys (name, key, create_time) VALUES ($1, $2, $3) \
+         ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(name)
+    .bind(candidate.as_slice())
+    .bind(now())
+    .execute(pool)
+    .await?;
+    sqlx::query_scalar("SELECT key FROM service_keys WHERE name = $1")
+        .bind(name)
+        .fetch_one(pool)
+        .await
+}
+
+// ---------------------------------------------------------------------------
+// Rows
+
+const ACCOUNT_COLUMNS: &str = "account_id, display_name, partition, access_role_arn, \
+     external_id IS NOT NULL AS external_id_set, revision, create_time, update_time";
+
+#[derive(sqlx::FromRow)]
+struct AccountRow {
+    account_id: String,
+    display_name: String,
+    partition: String,
+    access_role_arn: Option<String>,
+    external_id_set: bool,
+    revision: i64,
+    create_time: DateTime<Utc>,
+    update_time: DateTime<Utc>,
+}
+
+impl AccountRow {
+    fn into_account(self) -> Result<Account> {
+        Ok(Account {
+            account_id: AccountId::parse(&self.account_id)
+                .map_err(|e| corrupt("accounts.account_id", e))?,
+            display_name: self.display_name,
+            partition: Partition::parse(&self.partition)
+                .map_err(|e| corrupt("accounts.partition", e))?,
+            access_role_arn: self
+                .access_role_arn
+                .map(|arn| Arn::parse(&arn))
+                .transpose()
+                .map_err(|e| corrupt("accounts.access_role_arn", e))?,
+            external_id_set: self.external_id_set,
+            create_time: self.create_time,
+            update_time: self.update_time,
+            revision: Revision(self.revision),
+        })
+    }
+}
+
+const INSTANCE_COLUMNS: &str = "account_id, instance_id, instance_alias, region, \
+     instance_create_time, features, linked_role_state, revision, create_time, update_time";
+
+#[derive(sqlx::FromRow)]
+struct InstanceRow {
+    account_id: String,
+    instance_id: String,
+    instance_alias: Option<String>,
+    region: String,
+    instance_create_time: Option<DateTime<Utc>>,
+    features: Json<InstanceFeatures>,
+    linked_role_state: String,
+    revision: i64,
+    create_time: DateTime<Utc>,
+    update_time: DateTime<Utc>,
+}
+
+impl InstanceRow {
+    fn into_instance(self) -> Result<Instance> {
+        Ok(Instance {
+            account_id: AccountId::parse(&self.account_id)
+                .map_err(|e| corrupt("instances.account_id", e))?,
+            instance_id: InstanceId::parse(&self.instance_id)
+                .map_err(|e| corrupt("instances.instance_id", e))?,
+            instance_alias: self
+                .instance_alias
+                .map(|a| InstanceAlias::parse(&a))
+                .transpose()
+                .map_err(|e| corrupt("instances.instance_alias", e))?,
+            region: RegionCode::parse(&self.region).map_err(|e| corrupt("instances.region", e))?,
+            instance_create_time: self.instance_create_time,
+            features: self.features.0,
+            linked_role_state: LinkedRoleState::parse(&self.linked_role_state).ok_or_else(|| {
+                corrupt("instances.linked_role_state", &self.linked_role_state)
+            })?,
+            create_time: self.create_time,
+            update_time: self.update_time,
+            revision: Revision(self.revision),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Request ids (AIP-155), written in the same transaction as the work.
+
+/// Claims `idempotency` for this transaction. Returns the first response
+/// when the request id is known with the same fingerprint; REQUEST_ID_REUSED
+/// with another. On Postgres a concurrent request with the same id waits
+/// here for the first to commit, then replays its response.
+async fn request_id_claim_in_txn<T: DeserializeOwned>(
+    tx: &mut Transaction<'static, Db>,
+    account: &AccountId,
+    idempotency: &Idempotency,
+    method: &str,
+) -> Result<Option<T>> {
+    let inserted = sqlx::query(
+        "INSERT INTO request_ids (account_id, request_id, method, fingerprint, response, create_time) \
+         VALUES ($1, $2, $3, $4, NULL, $5) ON CONFLICT (account_id, request_id) DO NOTHING",
+    )
+    .bind(account.as_str())
+    .bind(idempotency.request_id.as_str())
+    .bind(method)
+    .bind(idempotency.fingerprint.as_slice())
+    .bind(now())
+    .execute(&mut **tx)
+    .await
+    .map_err(db_error)?
+    .rows_affected();
+    if inserted == 1 {
+        return Ok(None);
+    }
+    let (fingerprint, response): (Vec<u8>, Option<Json<serde_json::Value>>) = sqlx::query_as(
+        "SELECT fingerprint, response FROM request_ids WHERE account_id = $1 AND request_id = $2",
+    )
+    .bind(account.as_str())
+    .bind(idempotency.request_id.as_str())
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    if fingerprint != idempotency.fingerprint {
+        return Err(Error::request_id_reused());
+    }
+    let Some(Json(response)) = response else {
+        // Only possible if a transaction committed the claim without its
+        // response, which the methods below never do.
+        return Err(corrupt("request_ids.response", "missing"));
+    };
+    serde_json::from_value(response)
+        .map(Some)
+        .map_err(|e| corrupt("request_ids.response", e))
+}
+
+/// Records the response of a claimed request id.
+async fn request_id_record_in_txn<T: Serialize>(
+    tx: &mut Transaction<'static, Db>,
+    account: &AccountId,
+    idempotency: &Idempotency,
+    response: &T,
+) -> Result<()> {
+    let response = serde_json::to_value(response).map_err(|e| corrupt("response", e))?;
+    sqlx::query("UPDATE request_ids SET response = $3 WHERE account_id = $1 AND request_id = $2")
+        .bind(account.as_str())
+        .bind(idempotency.request_id.as_str())
+        .bind(Json(response))
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+fn check_revision(expected: Option<Revision>, actual: Revision, resource: &str) -> Result<()> {
+    match expected {
+        Some(expected) if expected != actual => Err(Error::etag_mismatch(resource)),
+        _ => Ok(()),
+    }
+}
+
+async fn account_select_in_txn(
+    tx: &mut Transaction<'static, Db>,
+    account: &AccountId,
+    lock: bool,
+) -> Result<Option<Account>> {
+    let sql = format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE account_id = $1{}",
+        if lock { FOR_UPDATE } else { "" }
+    );
+    sqlx::query_as::<_, AccountRow>(sqlx::AssertSqlSafe(sql))
+        .bind(account.as_str())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_error)?
+        .map(AccountRow::into_account)
+        .transpose()
+}
+
+async fn instance_select_in_txn(
+    tx: &mut Transaction<'static, Db>,
+    key: &InstanceKey,
+) -> Result<Option<Instance>> {
+    let sql = format!(
+        "SELECT {INSTANCE_COLUMNS} FROM instances WHERE account_id = $1 AND instance_id = $2{FOR_UPDATE}"
+    );
+    sqlx::query_as::<_, InstanceRow>(sqlx::AssertSqlSafe(sql))
+        .bind(key.account_id.as_str())
+        .bind(key.instance_id.as_str())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_error)?
+        .map(InstanceRow::into_instance)
+        .transpose()
+}
+
+/// The region's partition must be the account's; so must every ARN.
+fn instance_partition_violations(instance: &Instance, partition: Partition) -> Vec<FieldViolation> {
+    let mut violations = Vec::new();
+    if instance.region.partition() != partition {
+        violations.push(FieldViolation::new(
+            "instance.region",
+            format!(
+                "is in partition {} but the account is in {partition}",
+                instance.region.partition()
+            ),
+        ));
+    }
+    for mut violation in instance.features.partition_violations(partition) {
+        violation.field = format!("instance.features.{}", violation.field);
+        violations.push(violation);
+    }
+    violations
+}
+
+fn scope_json(ctx: &RequestContext) -> Option<String> {
+    ctx.scope()
+        .accounts()
+        .map(|accounts| serde_json::Value::from(accounts).to_string())
+}
+
+fn open_page_token(
+    keys: &PageTokenKey,
+    page: &PageRequest,
+    digest: &str,
+    key_len: usize,
+) -> Result<Option<Vec<String>>> {
+    page.token
+        .as_deref()
+        .map(|token| {
+            keys.open(token, digest, key_len)
+                .map_err(|e| e.on("page_token"))
+        })
+        .transpose()
+}
+
+// ---------------------------------------------------------------------------
+
+#[async_trait]
+impl Store for EngineStore {
+    fn engine(&self) -> Engine {
+        ENGINE
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn account_create(
+        &self,
+        ctx: &RequestContext,
+        new: NewAccount,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Account> {
+        let name = account_name(&new.account_id);
+        ctx.check_visible(&new.account_id, &name)?;
+        ctx.check_role(Role::Admin, "CreateAccount")?;
+        if let Some(arn) = &new.fields.access_role_arn {
+            parse_access_role_arn(arn.as_str(), new.fields.partition, &new.account_id)
+                .map_err(|e| e.on("account.access_role_arn"))?;
+        }
+
+        let mut tx = begin(&self.pool).await.map_err(db_error)?;
+        if let Some(idempotency) = idempotency {
+            if let Some(first) =
+                request_id_claim_in_txn(&mut tx, &new.account_id, idempotency, "CreateAccount")
+                    .await?
+            {
+                return Ok(first);
+            }
+        }
+        let now = now();
+        let inserted = sqlx::query(
+            "INSERT INTO accounts (account_id, display_name, partition, access_role_arn, \
+             external_id, revision, create_time, update_time) \
+             VALUES ($1, $2, $3, $4, $5, 1, $6, $6)",
+        )
+        .bind(new.account_id.as_str())
+        .bind(&new.fields.display_name)
+        .bind(new.fields.partition.as_str())
+        .bind(new.fields.access_role_arn.as_ref().map(Arn::as_str))
+        .bind(new.external_id.as_ref().map(|e| e.expose()))
+        .bind(now)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => return Err(Error::already_exists(name)),
+            Err(e) => return Err(db_error(e)),
+        }
+        let account = Account {
+            account_id: new.account_id.clone(),
+            display_name: new.fields.display_name,
+            partition: new.fields.partition,
+            access_role_arn: new.fields.access_role_arn,
+            external_id_set: new.external_id.is_some(),
+            create_time: now,
+            update_time: now,
+            revision: Revision(1),
+        };
+        if let Some(idempotency) = idempotency {
+            request_id_record_in_txn(&mut tx, &new.account_id, idempotency, &account).await?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(account)
+    }
+
+    async fn account_get(&self, ctx: &RequestContext, account: &AccountId) -> Result<Account> {
+        let name = account_name(account);
+        ctx.check_visible(account, &name)?;
+        ctx.check_role(Role::Viewer, "GetAccount")?;
+        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE account_id = $1");
+        sqlx::query_as::<_, AccountRow>(sqlx::AssertSqlSafe(sql))
+            .bind(account.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| Error::not_found(name))?
+            .into_account()
+    }
+
+    async fn account_list(
+        &self,
+        ctx: &RequestContext,
+        page: &PageRequest,
+    ) -> Result<Page<Account>> {
+        ctx.check_role(Role::Viewer, "ListAccounts")?;
+        let digest = query_digest(&["ListAccounts", &ctx.caller().principal]);
+        let after = open_page_token(&self.page_tokens, page, &digest, 1)?;
+
+        let mut query = QueryBuilder::<Db>::new(format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE 1 = 1"
+        ));
+        if let Some(scope) = scope_json(ctx) {
+            query.push(" AND ");
+            push_scope(&mut query, scope);
+        }
+        if let Some(after) = after {
+            query.push(" AND account_id > ");
+            query.push_bind(after[0].clone());
+        }
+        query.push(" ORDER BY account_id LIMIT ");
+        query.push_bind(i64::from(page.size) + 1);
+        let rows: Vec<AccountRow> = query
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+
+        let mut items = rows
+            .into_iter()
+            .map(AccountRow::into_account)
+            .collect::<Result<Vec<_>>>()?;
+        let mut next_page_token = String::new();
+        if items.len() > page.size as usize {
+            items.truncate(page.size as usize);
+            if let Some(last) = items.last() {
+                next_page_token = self
+                    .page_tokens
+                    .seal(&digest, vec![last.account_id.to_string()]);
+            }
+        }
+        Ok(Page {
+            items,
+            next_page_token,
+        })
+    }
+
+    async fn account_update(
+        &self,
+        ctx: &RequestContext,
+        account: &AccountId,
+        expected: Option<Revision>,
+        patch: AccountPatch,
+    ) -> Result<Account> {
+        let name = account_name(account);
+        ctx.check_visible(account, &name)?;
+        ctx.check_role(Role::Admin, "UpdateAccount")?;
+
+        let mut tx = begin(&self.pool).await.map_err(db_error)?;
+        let mut current = account_select_in_txn(&mut tx, account, true)
+            .await?
+            .ok_or_else(|| Error::not_found(name.clone()))?;
+        check_revision(expected, current.revision, &name)?;
+
+        if let Some(display_name) = patch.display_name {
+            current.display_name = display_name;
+        }
+        if let Some(arn) = patch.access_role_arn {
+            current.access_role_arn = arn
+                .map(|arn| parse_access_role_arn(&arn, current.partition, account))
+                .transpose()
+                .map_err(|e| e.on("account.access_role_arn"))?;
+        }
+        let (set_external_id, external_id) = match &patch.external_id {
+            ExternalIdChange::Keep => (false, None),
+            ExternalIdChange::Set(id) => (true, Some(id.expose())),
+            ExternalIdChange::Clear => (true, None),
+        };
+        let now = now();
+        let row = sqlx::query_as::<_, AccountRow>(sqlx::AssertSqlSafe(format!(
+            "UPDATE accounts SET display_name = $2, access_role_arn = $3, \
+             external_id = CASE WHEN $4 THEN $5 ELSE external_id END, \
+             revision = revision + 1, update_time = $6 \
+             WHERE account_id = $1 RETURNING {ACCOUNT_COLUMNS}"
+        )))
+        .bind(account.as_str())
+        .bind(&current.display_name)
+        .bind(current.access_role_arn.as_ref().map(Arn::as_str))
+        .bind(set_external_id)
+        .bind(external_id)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        row.into_account()
+    }
+
+    async fn account_delete(
+        &self,
+        ctx: &RequestContext,
+        account: &AccountId,
+        expected: Option<Revision>,
+    ) -> Result<()> {
+        let name = account_name(account);
+        ctx.check_visible(account, &name)?;
+        ctx.check_role(Role::Admin, "DeleteAccount")?;
+
+        let mut tx = begin(&self.pool).await.map_err(db_error)?;
+        let current = account_select_in_txn(&mut tx, account, true)
+            .await?
+            .ok_or_else(|| Error::not_found(name.clone()))?;
+        check_revision(expected, current.revision, &name)?;
+        let instances: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM instances WHERE account_id = $1")
+            .bind(account.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let has_instances = || {
+            Error::failed_precondition(
+                Reason::AccountHasInstances,
+                format!("{name} still has instances: delete them first"),
+            )
+            .with_metadata("resource", name.clone())
+        };
+        if instances > 0 {
+            return Err(has_instances().with_metadata("instances", instances.to_string()));
+        }
+        sqlx::query("DELETE FROM request_ids WHERE account_id = $1")
+            .bind(account.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        match sqlx::query("DELETE FROM accounts WHERE account_id = $1")
+            .bind(account.as_str())
+            .execute(&mut *tx)
+            .await
+        {
+            Ok(_) => {}
+            // An instance inserted concurrently: the foreign key is the backstop.
+            Err(e) if is_foreign_key_violation(&e) => return Err(has_instances()),
+            Err(e) => return Err(db_error(e)),
+        }
+        tx.commit().await.map_err(|e| {
+            if is_foreign_key_violation(&e) {
+                has_instances()
+            } else {
+                db_error(e)
+            }
+        })?;
+        Ok(())
+    }
+
+    async fn instance_create(
+        &self,
+        ctx: &RequestContext,
+        new: NewInstance,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Instance> {
+        let name = new.key.name();
+        let parent = account_name(&new.key.account_id);
+        ctx.check_visible(&new.key.account_id, &parent)?;
+        ctx.check_role(Role::Operator, "CreateInstance")?;
+
+        let mut tx = begin(&self.pool).await.map_err(db_error)?;
+        if let Some(idempotency) = idempotency {
+            if let Some(first) =
+                request_id_claim_in_txn(&mut tx, &new.key.account_id, idempotency, "CreateInstance")
+                    .await?
+            {
+                return Ok(first);
+            }
+        }
+        let account = account_select_in_txn(&mut tx, &new.key.account_id, false)
+            .await?
+            .ok_or_else(|| Error::not_found(parent.clone()))?;
+        let now = now();
+        let instance = Instance {
+            account_id: new.key.account_id.clone(),
+            instance_id: new.key.instance_id.clone(),
+            instance_alias: new.fields.instance_alias,
+            region: new.region,
+            instance_create_time: new.fields.instance_create_time,
+            features: new.fields.features,
+            linked_role_state: LinkedRoleState::Absent,
+            create_time: now,
+            update_time: now,
+            revision: Revision(1),
+        };
+        let violations = instance_partition_violations(&instance, account.partition);
+        if !violations.is_empty() {
+            return Err(Error::invalid_fields(violations));
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO instances (account_id, instance_id, instance_alias, region, \
+             instance_create_time, features, linked_role_state, revision, create_time, update_time) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8)",
+        )
+        .bind(instance.account_id.as_str())
+        .bind(instance.instance_id.as_str())
+        .bind(instance.instance_alias.as_ref().map(InstanceAlias::as_str))
+        .bind(instance.region.as_str())
+        .bind(instance.instance_create_time)
+        .bind(Json(&instance.features))
+        .bind(instance.linked_role_state.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => return Err(Error::already_exists(name)),
+            Err(e) if is_foreign_key_violation(&e) => return Err(Error::not_found(parent)),
+            Err(e) => return Err(db_error(e)),
+        }
+        if let Some(idempotency) = idempotency {
+            request_id_record_in_txn(&mut tx, &instance.account_id, idempotency, &instance).await?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(instance)
+    }
+
+    async fn instance_get(&self, ctx: &RequestContext, key: &InstanceKey) -> Result<Instance> {
+        let name = key.name();
+        ctx.check_visible(&key.account_id, &name)?;
+        ctx.check_role(Role::Viewer, "GetInstance")?;
+        let sql = format!(
+            "SELECT {INSTANCE_COLUMNS} FROM instances WHERE account_id = $1 AND instance_id = $2"
+        );
+        sqlx::query_as::<_, InstanceRow>(sqlx::AssertSqlSafe(sql))
+            .bind(key.account_id.as_str())
+            .bind(key.instance_id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| Error::not_found(name))?
+            .into_instance()
+    }
+
+    async fn instance_list(
+        &self,
+        ctx: &RequestContext,
+        parent: &AccountSelector,
+        filter: &InstanceFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Instance>> {
+        if let AccountSelector::One(account) = parent {
+            ctx.check_visible(account, &account_name(account))?;
+        }
+        ctx.check_role(Role::Viewer, "ListInstances")?;
+        let parent_text = parent.to_string();
+        let filter_text = filter.canonical();
+        let digest = query_digest(&[
+            "ListInstances",
+            &parent_text,
+            &filter_text,
+            &ctx.caller().principal,
+        ]);
+        let after = open_page_token(&self.page_tokens, page, &digest, 2)?;
+
+        let mut query = QueryBuilder::<Db>::new(format!(
+            "SELECT {INSTANCE_COLUMNS} FROM instances WHERE 1 = 1"
+        ));
+        // The caller's scope bounds every list, whatever the parent says.
+        if let Some(scope) = scope_json(ctx) {
+            query.push(" AND ");
+            push_scope(&mut query, scope);
+        }
+        if let AccountSelector::One(account) = parent {
+            query.push(" AND account_id = ");
+            query.push_bind(account.as_str().to_owned());
+        }
+        if let Some(region) = &filter.region {
+            query.push(" AND region = ");
+            query.push_bind(region.as_str().to_owned());
+        }
+        if let Some(state) = filter.linked_role_state {
+            query.push(" AND linked_role_state = ");
+            query.push_bind(state.as_str());
+        }
+        if let Some(after) = after {
+            query.push(" AND (account_id, instance_id) > (");
+            query.push_bind(after[0].clone());
+            query.push(", ");
+            query.push_bind(after[1].clone());
+            query.push(")");
+        }
+        query.push(" ORDER BY account_id, instance_id LIMIT ");
+        query.push_bind(i64::from(page.size) + 1);
+        let rows: Vec<InstanceRow> = query
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+
+        let mut items = rows
+            .into_iter()
+            .map(InstanceRow::into_instance)
+            .collect::<Result<Vec<_>>>()?;
+        let mut next_page_token = String::new();
+        if items.len() > page.size as usize {
+            items.truncate(page.size as usize);
+            if let Some(last) = items.last() {
+                next_page_token = self.page_tokens.seal(
+                    &digest,
+                    vec![last.account_id.to_string(), last.instance_id.to_string()],
+                );
+            }
+        }
+        Ok(Page {
+            items,
+            next_page_token,
+        })
+    }
+
+    async fn instance_update(
+        &self,
+        ctx: &RequestContext,
+        key: &InstanceKey,
+        expected: Option<Revision>,
+        patch: InstancePatch,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Instance> {
+        let name = key.name();
+        ctx.check_visible(&key.account_id, &name)?;
+        ctx.check_role(Role::Operator, "UpdateInstance")?;
+
+        let mut tx = begin(&self.pool).await.map_err(db_error)?;
+        if let Some(idempotency) = idempotency {
+            if let Some(first) =
+                request_id_claim_in_txn(&mut tx, &key.account_id, idempotency, "UpdateInstance")
+                    .await?
+            {
+                return Ok(first);
+            }
+        }
+        let mut instance = instance_select_in_txn(&mut tx, key)
+            .await?
+            .ok_or_else(|| Error::not_found(name.clone()))?;
+        check_revision(expected, instance.revision, &name)?;
+        let account = account_select_in_txn(&mut tx, &key.account_id, false)
+            .await?
+            .ok_or_else(|| Error::not_found(name.clone()))?;
+        patch.apply(&mut instance);
+        let violations = instance_partition_violations(&instance, account.partition);
+        if !violations.is_empty() {
+            return Err(Error::invalid_fields(violations));
+        }
+        let row = sqlx::query_as::<_, InstanceRow>(sqlx::AssertSqlSafe(format!(
+            "UPDATE instances SET instance_alias = $3, instance_create_time = $4, features = $5, \
+             revision = revision + 1, update_time = $6 \
+             WHERE account_id = $1 AND instance_id = $2 RETURNING {INSTANCE_COLUMNS}"
+        )))
+        .bind(key.account_id.as_str())
+        .bind(key.instance_id.as_str())
+        .bind(instance.instance_alias.as_ref().map(InstanceAlias::as_str))
+        .bind(instance.instance_create_time)
+        .bind(Json(&instance.features))
+        .bind(now())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let updated = row.into_instance()?;
+        if let Some(idempotency) = idempotency {
+            request_id_record_in_txn(&mut tx, &key.account_id, idempotency, &updated).await?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(updated)
+    }
+
+    async fn instance_delete(
+        &self,
+        ctx: &RequestContext,
+        key: &InstanceKey,
+        expected: Option<Revision>,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Instance> {
+        let name = key.name();
+        ctx.check_visible(&key.account_id, &name)?;
+        ctx.check_role(Role::Operator, "DeleteInstance")?;
+
+        let mut tx = begin(&self.pool).await.map_err(db_error)?;
+        if let Some(idempotency) = idempotency {
+            if let Some(first) =
+                request_id_claim_in_txn(&mut tx, &key.account_id, idempotency, "DeleteInstance")
+                    .await?
+            {
+                return Ok(first);
+            }
+        }
+        let instance = instance_select_in_txn(&mut tx, key)
+            .await?
+            .ok_or_else(|| Error::not_found(name.clone()))?;
+        check_revision(expected, instance.revision, &name)?;
+        if !matches!(
+            instance.linked_role_state,
+            LinkedRoleState::Absent | LinkedRoleState::Deleted
+        ) {
+            return Err(Error::failed_precondition(
+                Reason::LinkedRoleNotRetired,
+                format!(
+                    "the linked role of {name} is {}: retire it before removing the record",
+                    instance.linked_role_state
+                ),
+            )
+            .with_metadata("resource", name));
+        }
+        sqlx::query("DELETE FROM instances WHERE account_id = $1 AND instance_id = $2")
+            .bind(key.account_id.as_str())
+            .bind(key.instance_id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if let Some(idempotency) = idempotency {
+            request_id_record_in_txn(&mut tx, &key.account_id, idempotency, &instance).await?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(instance)
+    }
+}
