@@ -33,15 +33,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .build_server(true)
         .emit_rerun_if_changed(false)
-        .compile_fds_with_config(
-            fds,
-            {
+        .compile_fds_with_config(fds, {
             let mut config = prost_build::Config::new();
             // `prost::Name` on every message: type URLs for google.protobuf.Any
             // (operation metadata and responses, error details).
             config.enable_type_names();
             config
-        },
-        )?;
+        })?;
     Ok(())
 }

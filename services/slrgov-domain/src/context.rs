@@ -119,11 +119,7 @@ impl RequestContext {
     /// A context for background work of the service itself.
     pub fn for_worker(name: &str) -> Self {
         let span = tracing::info_span!("worker", worker = name);
-        RequestContext::new(
-            Caller::service_worker(name),
-            format!("worker-{name}"),
-            span,
-        )
+        RequestContext::new(Caller::service_worker(name), format!("worker-{name}"), span)
     }
 
     /// The caller.

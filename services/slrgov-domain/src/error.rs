@@ -273,7 +273,9 @@ impl Error {
             format!("{operation} is running on {resource}"),
         );
         error.metadata.push(("resource".to_owned(), resource));
-        error.metadata.push(("operation".to_owned(), operation.to_owned()));
+        error
+            .metadata
+            .push(("operation".to_owned(), operation.to_owned()));
         error
     }
 
@@ -349,7 +351,9 @@ impl Violations {
             Ok(value) => Some(value),
             Err(error) => {
                 self.0.push(FieldViolation::new(
-                    error.subfield.map_or_else(|| field.to_owned(), |s| format!("{field}{s}")),
+                    error
+                        .subfield
+                        .map_or_else(|| field.to_owned(), |s| format!("{field}{s}")),
                     error.description,
                 ));
                 None

@@ -172,7 +172,10 @@ mod tests {
             .expect("filter");
         assert_eq!(f.region.expect("region").as_str(), "us-east-1");
         assert_eq!(f.linked_role_state, Some(LinkedRoleState::Active));
-        assert_eq!(InstanceFilter::parse("").expect("empty"), InstanceFilter::default());
+        assert_eq!(
+            InstanceFilter::parse("").expect("empty"),
+            InstanceFilter::default()
+        );
         let g = InstanceFilter::parse("linked_role_state=DELETION_FAILED").expect("state");
         assert_eq!(g.linked_role_state, Some(LinkedRoleState::DeletionFailed));
     }
@@ -188,7 +191,10 @@ mod tests {
             (r#"region = "us-east-1"#, "unterminated"),
             ("region", "region"),
             ("region != x", "!"),
-            (r#"region = "us-east-1" AND region = "us-west-2""#, "more than once"),
+            (
+                r#"region = "us-east-1" AND region = "us-west-2""#,
+                "more than once",
+            ),
         ] {
             let error = InstanceFilter::parse(input).expect_err(input);
             assert!(

@@ -227,8 +227,10 @@ impl Instance {
     /// True for an instance created before service-linked roles existed
     /// (2018-10-01), which may have no role.
     pub fn is_legacy(&self) -> bool {
-        self.instance_create_time
-            .is_some_and(|t| t < DateTime::parse_from_rfc3339("2018-10-01T00:00:00Z").map_or(t, |d| d.with_timezone(&Utc)))
+        self.instance_create_time.is_some_and(|t| {
+            t < DateTime::parse_from_rfc3339("2018-10-01T00:00:00Z")
+                .map_or(t, |d| d.with_timezone(&Utc))
+        })
     }
 }
 
@@ -325,7 +327,9 @@ impl InstanceFeatures {
                     self.flow_logs_log_group = from.flow_logs_log_group.clone();
                 }
                 FeatureField::VoiceIdDomain => self.voice_id_domain = from.voice_id_domain.clone(),
-                FeatureField::OutboundCampaigns => self.outbound_campaigns = from.outbound_campaigns,
+                FeatureField::OutboundCampaigns => {
+                    self.outbound_campaigns = from.outbound_campaigns
+                }
             }
         }
     }
@@ -353,7 +357,9 @@ impl InstancePatch {
         if let Some(time) = &self.instance_create_time {
             instance.instance_create_time = *time;
         }
-        instance.features.apply(&self.features, &self.feature_fields);
+        instance
+            .features
+            .apply(&self.features, &self.feature_fields);
     }
 }
 

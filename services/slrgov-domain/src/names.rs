@@ -65,9 +65,8 @@ pub struct InstanceKey {
 impl InstanceKey {
     /// Parses `accounts/{account_id}/instances/{instance_id}`.
     pub fn parse(value: &str) -> Result<Self, FieldError> {
-        let bad = || {
-            FieldError::new("must be accounts/{account_id}/instances/{instance_id} (a UUID)")
-        };
+        let bad =
+            || FieldError::new("must be accounts/{account_id}/instances/{instance_id} (a UUID)");
         let mut parts = value.split('/');
         match (
             parts.next(),
@@ -88,18 +87,18 @@ impl InstanceKey {
 
     /// Parses `accounts/{account_id}/instances/{instance_id}/linkedRole`.
     pub fn parse_linked_role_name(value: &str) -> Result<Self, FieldError> {
-        let bad = || {
-            FieldError::new(
-                "must be accounts/{account_id}/instances/{instance_id}/linkedRole",
-            )
-        };
+        let bad =
+            || FieldError::new("must be accounts/{account_id}/instances/{instance_id}/linkedRole");
         let instance = value.strip_suffix("/linkedRole").ok_or_else(bad)?;
         Self::parse(instance).map_err(|_| bad())
     }
 
     /// `accounts/{account_id}/instances/{instance_id}`.
     pub fn name(&self) -> String {
-        format!("accounts/{}/instances/{}", self.account_id, self.instance_id)
+        format!(
+            "accounts/{}/instances/{}",
+            self.account_id, self.instance_id
+        )
     }
 
     /// `accounts/{account_id}/instances/{instance_id}/linkedRole`.

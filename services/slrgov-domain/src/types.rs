@@ -214,14 +214,22 @@ impl Arn {
             return Err(FieldError::new("must be an ARN of at most 2048 characters"));
         }
         let mut parts = value.splitn(6, ':');
-        let (Some("arn"), Some(partition), Some(service), Some(region), Some(account), Some(resource)) = (
+        let (
+            Some("arn"),
+            Some(partition),
+            Some(service),
+            Some(region),
+            Some(account),
+            Some(resource),
+        ) = (
             parts.next(),
             parts.next(),
             parts.next(),
             parts.next(),
             parts.next(),
             parts.next(),
-        ) else {
+        )
+        else {
             return Err(FieldError::new(
                 "must be an ARN: arn:partition:service:region:account-id:resource",
             ));
@@ -241,7 +249,11 @@ impl Arn {
         if !account.is_empty() && account != "aws" && AccountId::parse(account).is_err() {
             return Err(FieldError::new("has a malformed account id"));
         }
-        if resource.is_empty() || resource.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        if resource.is_empty()
+            || resource
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace())
+        {
             return Err(FieldError::new("has an empty or malformed resource"));
         }
         Ok(Arn {
@@ -397,7 +409,9 @@ impl InstanceAlias {
     pub fn parse(value: &str) -> Result<Self, FieldError> {
         let bytes = value.as_bytes();
         let ok = (1..=62).contains(&value.len())
-            && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
             && bytes[0].is_ascii_alphanumeric()
             && bytes[bytes.len() - 1].is_ascii_alphanumeric();
         if ok {
@@ -435,9 +449,8 @@ pub fn check_role_description(value: &str) -> Result<(), FieldError> {
             "must be at most {DESCRIPTION_MAX} characters"
         )));
     }
-    let allowed = |c: char| {
-        matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{7E}' | '\u{A1}'..='\u{FF}')
-    };
+    let allowed =
+        |c: char| matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{7E}' | '\u{A1}'..='\u{FF}');
     if !value.chars().all(allowed) {
         return Err(FieldError::new(
             "must use only the characters IAM accepts in a description (printable Latin-1)",
@@ -589,7 +602,13 @@ mod tests {
     #[test]
     fn account_ids() {
         assert!(AccountId::parse("123456789012").is_ok());
-        for bad in ["", "12345678901", "1234567890123", "12345678901a", "１２３４５６７８９０１２"] {
+        for bad in [
+            "",
+            "12345678901",
+            "1234567890123",
+            "12345678901a",
+            "１２３４５６７８９０１２",
+        ] {
             assert!(AccountId::parse(bad).is_err(), "{bad}");
         }
     }
@@ -616,7 +635,14 @@ mod tests {
             RegionCode::parse("eu-west-2").expect("eu").partition(),
             Partition::Aws
         );
-        for bad in ["", "us-east", "US-EAST-1", "us-east-1a", "us--1", "us-east-123"] {
+        for bad in [
+            "",
+            "us-east",
+            "US-EAST-1",
+            "us-east-1a",
+            "us--1",
+            "us-east-123",
+        ] {
             assert!(RegionCode::parse(bad).is_err(), "{bad}");
         }
     }

@@ -147,6 +147,10 @@ pub trait Store: Send + Sync + 'static {
     /// Checks that the database answers.
     async fn ping(&self) -> Result<()>;
 
+    /// The key that seals page tokens, shared by every replica (for lists
+    /// served from memory, such as regions).
+    fn page_tokens(&self) -> &page_token::PageTokenKey;
+
     /// Registers an account (admin). ALREADY_EXISTS when it exists;
     /// replays the first response for a known request id.
     async fn account_create(

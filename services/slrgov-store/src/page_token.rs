@@ -77,13 +77,22 @@ impl PageTokenKey {
         #[allow(clippy::expect_used)]
         let json = serde_json::to_vec(&payload).expect("a payload of strings serializes");
         let tag = self.tag(&json);
-        format!("{}.{}", URL_SAFE_NO_PAD.encode(&json), URL_SAFE_NO_PAD.encode(tag))
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(&json),
+            URL_SAFE_NO_PAD.encode(tag)
+        )
     }
 
     /// Opens a token for the query `digest`, returning the last key it
     /// carries, or an error that says nothing about why (a tampered token
     /// learns nothing).
-    pub fn open(&self, token: &str, digest: &str, key_len: usize) -> Result<Vec<String>, FieldError> {
+    pub fn open(
+        &self,
+        token: &str,
+        digest: &str,
+        key_len: usize,
+    ) -> Result<Vec<String>, FieldError> {
         if token.len() > TOKEN_MAX {
             return Err(invalid());
         }
@@ -122,7 +131,11 @@ mod tests {
         let other = query_digest(&["ListInstances", "accounts/123456789012", ""]);
         assert!(key.open(&token, &other, 2).is_err());
         assert!(key.open(&token, &digest, 1).is_err());
-        assert!(PageTokenKey::new(vec![8; 32]).open(&token, &digest, 2).is_err());
+        assert!(
+            PageTokenKey::new(vec![8; 32])
+                .open(&token, &digest, 2)
+                .is_err()
+        );
         // every single-character change is caught
         for i in 0..token.len() {
             let mut bytes = token.clone().into_bytes();

@@ -318,6 +318,10 @@ impl Store for EngineStore {
         ENGINE
     }
 
+    fn page_tokens(&self) -> &PageTokenKey {
+        &self.page_tokens
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)

@@ -1,0 +1,179 @@
+//! LinkedRoleService. GetLinkedRole reads the recorded state; the calls
+//! that reach IAM (ensure, inspect, edit, retire) arrive with the
+//! linked-role lifecycle and answer UNIMPLEMENTED until then, after their
+//! requests are validated (so a malformed request is INVALID_ARGUMENT
+//! already, and an edit of anything but the description is SLR_IMMUTABLE).
+
+use std::sync::Arc;
+
+use slrgov_domain::names::InstanceKey;
+use slrgov_domain::types::{RequestId, check_role_description};
+use slrgov_domain::{Error, Violations};
+use slrgov_proto::google::longrunning::Operation;
+use slrgov_proto::slrgov::v1 as pb;
+use slrgov_proto::slrgov::v1::linked_role_service_server::LinkedRoleService;
+use tonic::{Request, Response, Status};
+
+use super::{AppState, handle};
+use crate::caller::context;
+use crate::convert;
+
+/// The LinkedRoleService implementation.
+#[derive(Debug, Clone)]
+pub struct LinkedRoles {
+    state: Arc<AppState>,
+}
+
+impl LinkedRoles {
+    /// Serves linked roles from `state`.
+    pub fn new(state: Arc<AppState>) -> Self {
+        LinkedRoles { state }
+    }
+}
+
+fn not_yet(rpc: &str) -> Error {
+    Error::unimplemented(&format!("{rpc} (the linked-role lifecycle)"))
+}
+
+#[tonic::async_trait]
+impl LinkedRoleService for LinkedRoles {
+    async fn ensure_linked_role(
+        &self,
+        request: Request<pb::EnsureLinkedRoleRequest>,
+    ) -> Result<Response<pb::LinkedRole>, Status> {
+        let ctx = context(&request, "EnsureLinkedRole");
+        let pb::EnsureLinkedRoleRequest {
+            name,
+            description,
+            validate_only: _,
+            request_id,
+        } = request.into_inner();
+        handle(&ctx, async {
+            let mut v = Violations::new();
+            v.check("name", InstanceKey::parse_linked_role_name(&name));
+            v.check("description", check_role_description(&description));
+            v.check("request_id", RequestId::parse_optional(&request_id));
+            v.finish()?;
+            Err(not_yet("EnsureLinkedRole"))
+        })
+        .await
+    }
+
+    async fn get_linked_role(
+        &self,
+        request: Request<pb::GetLinkedRoleRequest>,
+    ) -> Result<Response<pb::LinkedRole>, Status> {
+        let ctx = context(&request, "GetLinkedRole");
+        let pb::GetLinkedRoleRequest { name } = request.into_inner();
+        handle(&ctx, async {
+            let key = InstanceKey::parse_linked_role_name(&name).map_err(|e| e.on("name"))?;
+            let instance = self.state.store()?.instance_get(&ctx, &key).await?;
+            Ok(pb::LinkedRole {
+                name: key.linked_role_name(),
+                state: convert::linked_role_state(instance.linked_role_state) as i32,
+                update_time: Some(convert::timestamp(instance.update_time)),
+                ..Default::default()
+            })
+        })
+        .await
+    }
+
+    async fn inspect_linked_role(
+        &self,
+        request: Request<pb::InspectLinkedRoleRequest>,
+    ) -> Result<Response<pb::Inspection>, Status> {
+        let ctx = context(&request, "InspectLinkedRole");
+        let pb::InspectLinkedRoleRequest { name } = request.into_inner();
+        handle(&ctx, async {
+            InstanceKey::parse_linked_role_name(&name).map_err(|e| e.on("name"))?;
+            Err(not_yet("InspectLinkedRole"))
+        })
+        .await
+    }
+
+    async fn update_linked_role_description(
+        &self,
+        request: Request<pb::UpdateLinkedRoleDescriptionRequest>,
+    ) -> Result<Response<pb::LinkedRole>, Status> {
+        let ctx = context(&request, "UpdateLinkedRoleDescription");
+        let pb::UpdateLinkedRoleDescriptionRequest {
+            name,
+            description,
+            etag,
+            request_id,
+        } = request.into_inner();
+        handle(&ctx, async {
+            let mut v = Violations::new();
+            v.check("name", InstanceKey::parse_linked_role_name(&name));
+            v.check("description", check_role_description(&description));
+            convert::parse_etag(&mut v, "etag", &etag);
+            v.check("request_id", RequestId::parse_optional(&request_id));
+            v.finish()?;
+            Err(not_yet("UpdateLinkedRoleDescription"))
+        })
+        .await
+    }
+
+    async fn update_linked_role(
+        &self,
+        request: Request<pb::UpdateLinkedRoleRequest>,
+    ) -> Result<Response<pb::LinkedRole>, Status> {
+        let ctx = context(&request, "UpdateLinkedRole");
+        let pb::UpdateLinkedRoleRequest {
+            linked_role,
+            update_mask,
+            request_id,
+        } = request.into_inner();
+        handle(&ctx, async {
+            let mut v = Violations::new();
+            let role = linked_role.unwrap_or_default();
+            v.check(
+                "linked_role.name",
+                InstanceKey::parse_linked_role_name(&role.name),
+            );
+            v.check("request_id", RequestId::parse_optional(&request_id));
+            let paths = update_mask.map(|m| m.paths).unwrap_or_default();
+            if paths.is_empty() {
+                v.add(
+                    "update_mask",
+                    "is required and must be exactly [description]",
+                );
+            }
+            v.finish()?;
+            // Everything but the description is fixed by IAM for a
+            // service-linked role: the name above all.
+            if let Some(other) = paths.iter().find(|p| p.as_str() != "description") {
+                return Err(Error::slr_immutable(format!(
+                    "linked_role.{}",
+                    other.trim()
+                )));
+            }
+            check_role_description(&role.description)
+                .map_err(|e| e.on("linked_role.description"))?;
+            Err(not_yet("UpdateLinkedRole"))
+        })
+        .await
+    }
+
+    async fn retire_linked_role(
+        &self,
+        request: Request<pb::RetireLinkedRoleRequest>,
+    ) -> Result<Response<Operation>, Status> {
+        let ctx = context(&request, "RetireLinkedRole");
+        let pb::RetireLinkedRoleRequest {
+            name,
+            etag,
+            validate_only: _,
+            request_id,
+        } = request.into_inner();
+        handle(&ctx, async {
+            let mut v = Violations::new();
+            v.check("name", InstanceKey::parse_linked_role_name(&name));
+            convert::parse_etag(&mut v, "etag", &etag);
+            v.check("request_id", RequestId::parse_optional(&request_id));
+            v.finish()?;
+            Err(not_yet("RetireLinkedRole"))
+        })
+        .await
+    }
+}

@@ -1,0 +1,260 @@
+//! Configuration, layered: built-in defaults, then the optional TOML file
+//! (`--config`), then environment variables, then command-line flags; each
+//! layer overrides the one before. No global static: the resolved
+//! [`Config`] is passed to whatever needs it, so tests start servers with
+//! their own.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde::Deserialize;
+
+use crate::env;
+
+/// The default listen address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+
+/// Flags and environment variables of `serve` and `migrate`. clap gives a
+/// flag precedence over its environment variable; the file fills what both
+/// leave unset.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Overrides {
+    /// A TOML configuration file.
+    #[arg(long = "config", env = env::CONFIG, global = true)]
+    pub config: Option<PathBuf>,
+
+    /// The address to listen on; port 0 picks a free port.
+    #[arg(long, env = env::LISTEN, global = true)]
+    pub listen: Option<String>,
+
+    /// `postgres://...` or `sqlite://...` (default: an SQLite file in the
+    /// data directory).
+    #[arg(long, env = env::DATABASE_URL, global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// The most database connections per process.
+    #[arg(long, env = env::DATABASE_MAX_CONNECTIONS, global = true)]
+    pub database_max_connections: Option<u32>,
+
+    /// Where the embedded SQLite database is kept.
+    #[arg(long, env = env::DATA_DIR, global = true)]
+    pub data_dir: Option<PathBuf>,
+
+    /// Log format: `text` or `json`.
+    #[arg(long, env = env::LOG_FORMAT, global = true)]
+    pub log_format: Option<String>,
+
+    /// How long in-flight RPCs may take to finish after SIGTERM, e.g. `20s`.
+    #[arg(long, env = env::SHUTDOWN_GRACE, global = true)]
+    pub shutdown_grace: Option<String>,
+}
+
+/// The TOML file: the same settings, snake_case.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    database_url: Option<String>,
+    database_max_connections: Option<u32>,
+    data_dir: Option<PathBuf>,
+    log_format: Option<String>,
+    shutdown_grace: Option<String>,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The address to listen on.
+    pub listen: SocketAddr,
+    /// The database URL.
+    pub database_url: String,
+    /// The most database connections per process.
+    pub database_max_connections: u32,
+    /// The log format.
+    pub log_format: LogFormat,
+    /// The grace period for in-flight RPCs at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+/// Parses durations such as `500ms`, `20s`, `2m`.
+pub fn parse_duration(value: &str) -> anyhow::Result<Duration> {
+    let value = value.trim();
+    let (number, unit) = value
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((value, "s"), |at| value.split_at(at));
+    let number: u64 = number
+        .parse()
+        .with_context(|| format!("invalid duration {value:?}: expected e.g. 500ms, 20s, 2m"))?;
+    Ok(match unit {
+        "ms" => Duration::from_millis(number),
+        "s" => Duration::from_secs(number),
+        "m" => Duration::from_secs(number * 60),
+        _ => bail!("invalid duration {value:?}: expected e.g. 500ms, 20s, 2m"),
+    })
+}
+
+impl Config {
+    /// Resolves the layers.
+    pub fn resolve(overrides: &Overrides) -> anyhow::Result<Config> {
+        let file = match &overrides.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let listen = overrides
+            .listen
+            .clone()
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen: SocketAddr = listen
+            .parse()
+            .with_context(|| format!("{}: invalid address {listen:?}", env::LISTEN))?;
+        let data_dir = overrides
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(".slr-governor"));
+        let database_url = match overrides.database_url.clone().or(file.database_url) {
+            Some(url) => url,
+            None => default_sqlite_url(&data_dir)?,
+        };
+        let log_format = match overrides.log_format.clone().or(file.log_format).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => bail!("{}: expected text or json, got {other:?}", env::LOG_FORMAT),
+        };
+        let shutdown_grace = match overrides.shutdown_grace.clone().or(file.shutdown_grace) {
+            Some(value) => parse_duration(&value).context(env::SHUTDOWN_GRACE)?,
+            None => Duration::from_secs(20),
+        };
+        Ok(Config {
+            listen,
+            database_url,
+            database_max_connections: overrides
+                .database_max_connections
+                .or(file.database_max_connections)
+                .unwrap_or(16),
+            log_format,
+            shutdown_grace,
+        })
+    }
+
+    /// The database URL with any password masked, for logs.
+    pub fn database_url_for_logs(&self) -> String {
+        mask_password(&self.database_url)
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid configuration file {}", path.display()))
+}
+
+/// Creates the data directory and names the SQLite file in it.
+fn default_sqlite_url(data_dir: &Path) -> anyhow::Result<String> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let file = data_dir.join("slr-governor.db");
+    Ok(format!("sqlite://{}", file.display()))
+}
+
+/// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`.
+pub fn mask_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            let masked = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                user.to_owned()
+            };
+            format!("{scheme}://{masked}@{host}/{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_env_beat_file_beat_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:7000\"\ndatabase_url = \"sqlite://file.db\"\nshutdown_grace = \"3s\"\n",
+        )
+        .expect("write");
+        let from_file = Config::resolve(&Overrides {
+            config: Some(path.clone()),
+            ..Overrides::default()
+        })
+        .expect("resolve");
+        assert_eq!(from_file.listen.to_string(), "127.0.0.1:7000");
+        assert_eq!(from_file.database_url, "sqlite://file.db");
+        assert_eq!(from_file.shutdown_grace, Duration::from_secs(3));
+
+        let flags = Config::resolve(&Overrides {
+            config: Some(path),
+            listen: Some("127.0.0.1:0".into()),
+            ..Overrides::default()
+        })
+        .expect("resolve");
+        assert_eq!(flags.listen.to_string(), "127.0.0.1:0");
+        assert_eq!(flags.database_url, "sqlite://file.db");
+    }
+
+    #[test]
+    fn unknown_file_keys_and_bad_values_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "listn = \"x\"\n").expect("write");
+        assert!(
+            Config::resolve(&Overrides {
+                config: Some(path),
+                ..Overrides::default()
+            })
+            .is_err()
+        );
+        assert!(
+            Config::resolve(&Overrides {
+                listen: Some("nowhere".into()),
+                database_url: Some("sqlite::memory:".into()),
+                ..Overrides::default()
+            })
+            .is_err()
+        );
+        assert!(parse_duration("20s").is_ok());
+        assert!(parse_duration("20h").is_err());
+    }
+
+    #[test]
+    fn passwords_are_masked() {
+        assert_eq!(
+            mask_password("postgres://svc:s3cret@db:5432/slrgov"),
+            "postgres://svc:***@db:5432/slrgov"
+        );
+        assert_eq!(
+            mask_password("postgres://postgres@127.0.0.1/test"),
+            "postgres://postgres@127.0.0.1/test"
+        );
+    }
+}

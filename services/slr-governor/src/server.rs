@@ -1,0 +1,194 @@
+//! The server: binds the listener, serves the API with health and
+//! reflection, opens the store in the background (health says NOT_SERVING
+//! until the database is reachable and migrated), and shuts down
+//! gracefully.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use slrgov_proto::google::longrunning::operations_server::OperationsServer;
+use slrgov_proto::slrgov::v1::account_service_server::AccountServiceServer;
+use slrgov_proto::slrgov::v1::instance_service_server::InstanceServiceServer;
+use slrgov_proto::slrgov::v1::linked_role_service_server::LinkedRoleServiceServer;
+use slrgov_proto::slrgov::v1::region_service_server::RegionServiceServer;
+use slrgov_store::StoreConfig;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::api::{self, AppState};
+use crate::caller::CallerLayer;
+use crate::config::Config;
+use crate::regions::RegionTable;
+
+/// The store settings of a configuration.
+pub fn store_config(config: &Config) -> StoreConfig {
+    let mut store = StoreConfig::new(config.database_url.clone());
+    store.max_connections = config.database_max_connections;
+    store
+}
+
+/// Opens the store, retrying with backoff until the database answers.
+async fn open_store_until_ready(
+    config: StoreConfig,
+    url_for_logs: String,
+) -> Arc<dyn slrgov_store::Store> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match slrgov_store::open(&config).await {
+            Ok(store) => return store,
+            Err(error) => {
+                tracing::warn!(
+                    database = %url_for_logs,
+                    error = %error,
+                    cause = ?std::error::Error::source(&error).map(ToString::to_string),
+                    retry_in_ms = delay.as_millis() as u64,
+                    "database not ready"
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
+    reporter.set_service_status("", status).await;
+    for service in slrgov_proto::SERVICE_NAMES {
+        reporter.set_service_status(*service, status).await;
+    }
+}
+
+/// Resolves when the process is asked to stop (SIGTERM or Ctrl-C), or when
+/// `stop` changes (tests).
+async fn shutdown_signal(mut stop: watch::Receiver<bool>) {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+        _ = stop.changed() => {},
+    }
+}
+
+/// Serves until a shutdown signal, then drains within the grace period.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    // No authentication yet: only the local operator may call, so only on
+    // loopback.
+    if !config.listen.ip().is_loopback() {
+        bail!(
+            "refusing to listen on {} without authentication: only loopback addresses \
+             (127.0.0.1, [::1]) are allowed until an auth mode is configured",
+            config.listen
+        );
+    }
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let local: SocketAddr = listener.local_addr()?;
+    tracing::info!(address = %local, database = %config.database_url_for_logs(), "listening on {local}");
+
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    set_health(&reporter, ServingStatus::NotServing).await;
+
+    let state = AppState::new(RegionTable::builtin());
+    {
+        let state = state.clone();
+        let reporter = reporter.clone();
+        let store_config = store_config(&config);
+        let url_for_logs = config.database_url_for_logs();
+        tokio::spawn(async move {
+            let store = open_store_until_ready(store_config, url_for_logs).await;
+            tracing::info!(engine = ?store.engine(), "database ready and migrated");
+            state.set_store(store);
+            set_health(&reporter, ServingStatus::Serving).await;
+        });
+    }
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(slrgov_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building reflection v1")?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(slrgov_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .context("building reflection v1alpha")?;
+
+    let (_stop_tx, stop_rx) = watch::channel(false);
+    let (draining_tx, mut draining_rx) = watch::channel(false);
+    let shutdown = {
+        let reporter = reporter.clone();
+        async move {
+            shutdown_signal(stop_rx).await;
+            tracing::info!("shutting down: health is NOT_SERVING, draining in-flight requests");
+            set_health(&reporter, ServingStatus::NotServing).await;
+            let _ = draining_tx.send(true);
+        }
+    };
+
+    let router = Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        // Who is calling, before any service sees the request.
+        .layer(CallerLayer::local_operator())
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(AccountServiceServer::new(api::accounts::Accounts::new(
+            state.clone(),
+        )))
+        .add_service(InstanceServiceServer::new(api::instances::Instances::new(
+            state.clone(),
+        )))
+        .add_service(LinkedRoleServiceServer::new(
+            api::linked_roles::LinkedRoles::new(state.clone()),
+        ))
+        .add_service(RegionServiceServer::new(api::regions::Regions::new(
+            state.clone(),
+        )))
+        .add_service(OperationsServer::new(api::operations::Operations::new(
+            state.clone(),
+        )));
+
+    let serving = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+    tokio::pin!(serving);
+    tokio::select! {
+        result = &mut serving => result.context("server failed")?,
+        () = async {
+            let _ = draining_rx.wait_for(|draining| *draining).await;
+            tokio::time::sleep(config.shutdown_grace).await;
+        } => {
+            tracing::warn!(grace = ?config.shutdown_grace, "in-flight requests did not finish within the grace period");
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Runs the migrations and exits (`slr-governor migrate`).
+pub async fn migrate(config: Config) -> anyhow::Result<()> {
+    let store = slrgov_store::open(&store_config(&config))
+        .await
+        .with_context(|| format!("cannot migrate {}", config.database_url_for_logs()))?;
+    tracing::info!(engine = ?store.engine(), database = %config.database_url_for_logs(), "migrations applied");
+    Ok(())
+}
