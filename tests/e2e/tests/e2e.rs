@@ -1,0 +1,11 @@
+//! End-to-end tests: the real `slr-governor` binary on `127.0.0.1:0` with a
+//! fresh database, called through the generated tonic clients and the real
+//! grpcurl binary. One test binary, linked once.
+
+mod e2e {
+    pub mod bad_input;
+    pub mod grpcurl;
+    pub mod registry;
+    pub mod server;
+    pub mod support;
+}

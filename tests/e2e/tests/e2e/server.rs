@@ -1,0 +1,219 @@
+//! The process: restarts, start-up before the database is ready, the
+//! loopback rule, the subcommands.
+
+use std::time::Duration;
+
+use slrgov_proto::slrgov::v1 as pb;
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+
+use super::support::{Engine, TestDb, TestServer, account_id, instance_id, refused, server_bin};
+
+async fn data_survives_a_restart(engine: Engine) {
+    let db = TestDb::new(engine).await;
+    let server = TestServer::start(&db).await;
+    let mut c = server.clients().await;
+    let account = account_id(3);
+    c.accounts
+        .create_account(pb::CreateAccountRequest {
+            account_id: account.clone(),
+            account: Some(pb::Account {
+                display_name: "before restart".into(),
+                ..Default::default()
+            }),
+            request_id: "restart-1".into(),
+        })
+        .await
+        .expect("account");
+    let id = instance_id();
+    let before = c
+        .instances
+        .create_instance(pb::CreateInstanceRequest {
+            parent: format!("accounts/{account}"),
+            instance_id: id.clone(),
+            instance: Some(pb::Instance {
+                region: "ca-central-1".into(),
+                features: Some(pb::InstanceFeatures {
+                    voice_id_domain: "AbCdEfGhIjKlMnOpQrStUv".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .expect("instance")
+        .into_inner();
+    drop(c);
+    let status = server.stop().await;
+    assert!(status.success(), "a clean exit on SIGTERM: {status:?}");
+
+    let server = TestServer::start(&db).await;
+    let mut c = server.clients().await;
+    let after = c
+        .instances
+        .get_instance(pb::GetInstanceRequest {
+            name: before.name.clone(),
+        })
+        .await
+        .expect("instance after restart")
+        .into_inner();
+    assert_eq!(after, before);
+    // The request id is remembered across the restart too.
+    let replay = c
+        .accounts
+        .create_account(pb::CreateAccountRequest {
+            account_id: account.clone(),
+            account: Some(pb::Account {
+                display_name: "before restart".into(),
+                ..Default::default()
+            }),
+            request_id: "restart-1".into(),
+        })
+        .await
+        .expect("replay")
+        .into_inner();
+    assert_eq!(replay.display_name, "before restart");
+}
+
+#[tokio::test]
+async fn data_survives_a_restart_sqlite() {
+    data_survives_a_restart(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn data_survives_a_restart_postgres() {
+    data_survives_a_restart(Engine::Postgres).await;
+}
+
+#[tokio::test]
+async fn not_serving_until_the_database_is_ready() {
+    let db = TestDb::postgres_missing();
+    let server = TestServer::spawn(&db, &[]).await;
+    // The database does not exist: the server listens, says NOT_SERVING,
+    // and answers UNAVAILABLE.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(server.health("").await, Some(ServingStatus::NotServing));
+    assert_eq!(
+        server.health("slrgov.v1.InstanceService").await,
+        Some(ServingStatus::NotServing)
+    );
+    let mut c = server.clients().await;
+    let unavailable = refused(
+        c.accounts
+            .list_accounts(pb::ListAccountsRequest::default())
+            .await,
+    );
+    assert_eq!(unavailable.code, Code::Unavailable);
+    // Once the database exists, the server migrates it and serves.
+    db.create_later().await;
+    server.wait_serving(Duration::from_secs(30)).await;
+    assert_eq!(
+        server.health("slrgov.v1.AccountService").await,
+        Some(ServingStatus::Serving)
+    );
+    c.accounts
+        .list_accounts(pb::ListAccountsRequest::default())
+        .await
+        .expect("serving");
+}
+
+#[tokio::test]
+async fn refuses_a_public_address_without_authentication() {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let output = tokio::process::Command::new(server_bin())
+        .env("SLRGOV_LISTEN", "0.0.0.0:0")
+        .env("SLRGOV_DATABASE_URL", &db.url)
+        .output()
+        .await
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("refusing to listen"), "{stderr}");
+}
+
+#[tokio::test]
+async fn version_and_migrate_subcommands() {
+    let output = tokio::process::Command::new(server_bin())
+        .arg("--version")
+        .output()
+        .await
+        .expect("run");
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("slr-governor "));
+
+    // Three replicas migrating one fresh Postgres at once: the advisory lock
+    // makes them take turns, and all succeed.
+    let db = TestDb::new(Engine::Postgres).await;
+    let runs = (0..3).map(|_| {
+        tokio::process::Command::new(server_bin())
+            .arg("migrate")
+            .env("SLRGOV_DATABASE_URL", &db.url)
+            .output()
+    });
+    for output in futures::future::join_all(runs).await {
+        let output = output.expect("run migrate");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let server = TestServer::start(&db).await;
+    let mut c = server.clients().await;
+    c.accounts
+        .list_accounts(pb::ListAccountsRequest::default())
+        .await
+        .expect("migrated schema serves");
+
+    // On SQLite, `migrate` creates the file.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = tokio::process::Command::new(server_bin())
+        .arg("migrate")
+        .env("SLRGOV_DATA_DIR", dir.path())
+        .env_remove("SLRGOV_DATABASE_URL")
+        .output()
+        .await
+        .expect("run");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(dir.path().join("slr-governor.db").exists());
+}
+
+#[tokio::test]
+async fn lifecycle_rpcs_answer_unimplemented_after_validation() {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let server = TestServer::start(&db).await;
+    let mut c = server.clients().await;
+    let name = format!(
+        "accounts/{}/instances/{}/linkedRole",
+        account_id(5),
+        instance_id()
+    );
+    let ensure = refused(
+        c.linked_roles
+            .ensure_linked_role(pb::EnsureLinkedRoleRequest {
+                name: name.clone(),
+                ..Default::default()
+            })
+            .await,
+    );
+    assert_eq!(ensure.code, Code::Unimplemented);
+    let got = refused(
+        c.linked_roles
+            .get_linked_role(pb::GetLinkedRoleRequest { name })
+            .await,
+    );
+    assert_eq!(got.code, Code::NotFound, "GetLinkedRole reads the registry");
+    let operation = refused(
+        c.operations
+            .get_operation(slrgov_proto::google::longrunning::GetOperationRequest {
+                name: "operations/x".into(),
+            })
+            .await,
+    );
+    assert_eq!(operation.code, Code::Unimplemented);
+}

@@ -1,0 +1,372 @@
+//! The harness: a fresh database per test (an SQLite file in a temporary
+//! directory, or a new Postgres database), the real `slr-governor` binary
+//! started on `127.0.0.1:0`, and clients for it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use slrgov_proto::google::longrunning::operations_client::OperationsClient;
+use slrgov_proto::slrgov::v1::account_service_client::AccountServiceClient;
+use slrgov_proto::slrgov::v1::instance_service_client::InstanceServiceClient;
+use slrgov_proto::slrgov::v1::linked_role_service_client::LinkedRoleServiceClient;
+use slrgov_proto::slrgov::v1::region_service_client::RegionServiceClient;
+use sqlx::Connection;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_types::StatusExt;
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The server binary: `SLRGOV_BIN`, or the one cargo built next to this test.
+pub fn server_bin() -> PathBuf {
+    if let Ok(path) = std::env::var("SLRGOV_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/e2e-<hash> -> target/<profile>/slr-governor
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target directory");
+    let bin = profile_dir.join("slr-governor");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (cargo build -p slr-governor) or set SLRGOV_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// The grpcurl binary: `SLRGOV_TEST_GRPCURL`, the test venv's, or PATH's.
+pub fn grpcurl() -> PathBuf {
+    if let Ok(path) = std::env::var("SLRGOV_TEST_GRPCURL") {
+        return PathBuf::from(path);
+    }
+    let venv = workspace().join("tests/.venv/bin/grpcurl");
+    if venv.exists() {
+        return venv;
+    }
+    PathBuf::from("grpcurl")
+}
+
+/// The Postgres admin URL tests create their databases from.
+pub fn postgres_admin_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// The engines a test can run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// An SQLite file.
+    Sqlite,
+    /// A Postgres database.
+    Postgres,
+}
+
+/// A fresh, empty database that lives as long as the value.
+pub struct TestDb {
+    /// The URL the server is given.
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    pg_name: Option<String>,
+}
+
+impl TestDb {
+    /// A fresh database on `engine`.
+    pub async fn new(engine: Engine) -> TestDb {
+        match engine {
+            Engine::Sqlite => {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let url = format!("sqlite://{}", dir.path().join("slrgov.db").display());
+                TestDb {
+                    url,
+                    _dir: Some(dir),
+                    pg_name: None,
+                }
+            }
+            Engine::Postgres => {
+                let name = format!("slrgov_e2e_{}", uuid::Uuid::new_v4().simple());
+                let admin = postgres_admin_url();
+                let mut conn = sqlx::PgConnection::connect(&admin)
+                    .await
+                    .expect("connect to Postgres (DATABASE_URL)");
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create database");
+                TestDb {
+                    url: postgres_url_for(&name),
+                    _dir: None,
+                    pg_name: Some(name),
+                }
+            }
+        }
+    }
+
+    /// A Postgres URL whose database does not exist yet; `create_later`
+    /// creates it.
+    pub fn postgres_missing() -> TestDb {
+        let name = format!("slrgov_e2e_{}", uuid::Uuid::new_v4().simple());
+        TestDb {
+            url: postgres_url_for(&name),
+            _dir: None,
+            pg_name: Some(name),
+        }
+    }
+
+    /// Creates the database of [`TestDb::postgres_missing`].
+    pub async fn create_later(&self) {
+        let name = self.pg_name.as_ref().expect("a Postgres database");
+        let mut conn = sqlx::PgConnection::connect(&postgres_admin_url())
+            .await
+            .expect("connect");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("create database");
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(name) = self.pg_name.take() else {
+            return;
+        };
+        // Best effort, off the test's runtime.
+        let admin = postgres_admin_url();
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn postgres_url_for(database: &str) -> String {
+    let admin = postgres_admin_url();
+    let base = admin
+        .rsplit_once('/')
+        .map_or(admin.as_str(), |(base, _)| base)
+        .to_owned();
+    format!("{base}/{database}")
+}
+
+/// A running server process.
+pub struct TestServer {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+/// Extra environment for a server.
+pub type Env<'a> = &'a [(&'a str, &'a str)];
+
+impl TestServer {
+    /// Starts the server on `db` and waits until health says SERVING.
+    pub async fn start(db: &TestDb) -> TestServer {
+        Self::start_with(db, &[]).await
+    }
+
+    /// Starts the server with extra environment and waits until SERVING.
+    pub async fn start_with(db: &TestDb, env: Env<'_>) -> TestServer {
+        let server = Self::spawn(db, env).await;
+        server.wait_serving(Duration::from_secs(60)).await;
+        server
+    }
+
+    /// Starts the server and returns once it listens (maybe not serving).
+    pub async fn spawn(db: &TestDb, env: Env<'_>) -> TestServer {
+        let mut command = Command::new(server_bin());
+        command
+            .env("SLRGOV_LISTEN", "127.0.0.1:0")
+            .env("SLRGOV_DATABASE_URL", &db.url)
+            .env("SLRGOV_LOG", "info,slr_governor=debug")
+            .env_remove("SLRGOV_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("start slr-governor");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+        {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut addr_tx = Some(addr_tx);
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if let Some(rest) = line.split("listening on ").nth(1) {
+                        let addr = rest.split_whitespace().next().unwrap_or_default();
+                        if let (Some(tx), Ok(addr)) = (addr_tx.take(), addr.parse::<SocketAddr>()) {
+                            let _ = tx.send(addr);
+                        }
+                    }
+                    if let Ok(mut log) = log.lock() {
+                        log.push_str(&line);
+                        log.push('\n');
+                    }
+                }
+            });
+        }
+        let addr = match tokio::time::timeout(Duration::from_secs(30), addr_rx).await {
+            Ok(Ok(addr)) => addr,
+            _ => panic!(
+                "the server did not log `listening on <addr>`:\n{}",
+                log.lock().map(|l| l.clone()).unwrap_or_default()
+            ),
+        };
+        TestServer { child, addr, log }
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// The `http://addr` endpoint.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A channel to the server.
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.endpoint())
+            .expect("endpoint")
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .connect()
+            .await
+            .expect("connect to the server")
+    }
+
+    /// Clients of every service.
+    pub async fn clients(&self) -> Clients {
+        let channel = self.channel().await;
+        Clients {
+            accounts: AccountServiceClient::new(channel.clone()),
+            instances: InstanceServiceClient::new(channel.clone()),
+            linked_roles: LinkedRoleServiceClient::new(channel.clone()),
+            regions: RegionServiceClient::new(channel.clone()),
+            operations: OperationsClient::new(channel),
+        }
+    }
+
+    /// The overall health status.
+    pub async fn health(&self, service: &str) -> Option<ServingStatus> {
+        let channel = self.channel().await;
+        let response = HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: service.to_owned(),
+            })
+            .await
+            .ok()?;
+        ServingStatus::try_from(response.into_inner().status).ok()
+    }
+
+    /// Waits until health says SERVING.
+    pub async fn wait_serving(&self, within: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if self.health("").await == Some(ServingStatus::Serving) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the server did not become SERVING:\n{}", self.log());
+    }
+
+    /// Stops the server with SIGTERM and waits for it to exit.
+    pub async fn stop(mut self) -> std::process::ExitStatus {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("the server stops within 30s of SIGTERM")
+            .expect("wait")
+    }
+}
+
+/// Clients of every service, on one channel.
+pub struct Clients {
+    pub accounts: AccountServiceClient<Channel>,
+    pub instances: InstanceServiceClient<Channel>,
+    pub linked_roles: LinkedRoleServiceClient<Channel>,
+    pub regions: RegionServiceClient<Channel>,
+    pub operations: OperationsClient<Channel>,
+}
+
+/// What a refused call carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: tonic::Code,
+    pub reason: String,
+    pub domain: String,
+    pub fields: Vec<String>,
+    pub message: String,
+}
+
+/// Reads the code, ErrorInfo and BadRequest of a status.
+pub fn refusal(status: &tonic::Status) -> Refusal {
+    let info = status.get_details_error_info();
+    Refusal {
+        code: status.code(),
+        reason: info.as_ref().map(|i| i.reason.clone()).unwrap_or_default(),
+        domain: info.map(|i| i.domain).unwrap_or_default(),
+        fields: status
+            .get_details_bad_request()
+            .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+            .unwrap_or_default(),
+        message: status.message().to_owned(),
+    }
+}
+
+/// Expects a call to fail, and returns what it carried.
+#[track_caller]
+pub fn refused<T: std::fmt::Debug>(result: Result<tonic::Response<T>, tonic::Status>) -> Refusal {
+    match result {
+        Ok(response) => panic!("expected a refusal, got {:?}", response.into_inner()),
+        Err(status) => refusal(&status),
+    }
+}
+
+/// A 12-digit account id made from `n`.
+pub fn account_id(n: u32) -> String {
+    format!("{:012}", 100_000_000_000u64 + u64::from(n))
+}
+
+/// A random instance id.
+pub fn instance_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
