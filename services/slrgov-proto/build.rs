@@ -38,6 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             // `prost::Name` on every message: type URLs for google.protobuf.Any
             // (operation metadata and responses, error details).
             config.enable_type_names();
+            config.type_name_domain(["."], "type.googleapis.com");
             config
         })?;
     Ok(())

@@ -129,6 +129,16 @@ impl Config {
             Some(url) => url,
             None => default_sqlite_url(&data_dir)?,
         };
+        if !["postgres://", "postgresql://", "sqlite:"]
+            .iter()
+            .any(|scheme| database_url.starts_with(scheme))
+        {
+            bail!(
+                "{}: expected a postgres://, postgresql:// or sqlite: URL, got {}",
+                env::DATABASE_URL,
+                mask_password(&database_url)
+            );
+        }
         let log_format = match overrides.log_format.clone().or(file.log_format).as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,

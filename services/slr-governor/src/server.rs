@@ -33,15 +33,17 @@ pub fn store_config(config: &Config) -> StoreConfig {
     store
 }
 
-/// Opens the store, retrying with backoff until the database answers.
+/// Opens the store, retrying with backoff until the database answers; a
+/// mistake that waiting will not fix (a malformed URL) is returned at once.
 async fn open_store_until_ready(
     config: StoreConfig,
     url_for_logs: String,
-) -> Arc<dyn slrgov_store::Store> {
+) -> Result<Arc<dyn slrgov_store::Store>, slrgov_store::OpenError> {
     let mut delay = Duration::from_millis(200);
     loop {
         match slrgov_store::open(&config).await {
-            Ok(store) => return store,
+            Ok(store) => return Ok(store),
+            Err(error) if !error.is_retryable() => return Err(error),
             Err(error) => {
                 tracing::warn!(
                     database = %url_for_logs,
@@ -109,16 +111,23 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     set_health(&reporter, ServingStatus::NotServing).await;
 
     let state = AppState::new(RegionTable::builtin());
+    let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel::<slrgov_store::OpenError>();
     {
         let state = state.clone();
         let reporter = reporter.clone();
         let store_config = store_config(&config);
         let url_for_logs = config.database_url_for_logs();
         tokio::spawn(async move {
-            let store = open_store_until_ready(store_config, url_for_logs).await;
-            tracing::info!(engine = ?store.engine(), "database ready and migrated");
-            state.set_store(store);
-            set_health(&reporter, ServingStatus::Serving).await;
+            match open_store_until_ready(store_config, url_for_logs).await {
+                Ok(store) => {
+                    tracing::info!(engine = ?store.engine(), "database ready and migrated");
+                    state.set_store(store);
+                    set_health(&reporter, ServingStatus::Serving).await;
+                }
+                Err(error) => {
+                    let _ = fatal_tx.send(error);
+                }
+            }
         });
     }
 
@@ -173,6 +182,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tokio::pin!(serving);
     tokio::select! {
         result = &mut serving => result.context("server failed")?,
+        Ok(error) = fatal_rx => {
+            return Err(anyhow::Error::new(error).context(format!(
+                "cannot use the database {}",
+                config.database_url_for_logs()
+            )));
+        }
         () = async {
             let _ = draining_rx.wait_for(|draining| *draining).await;
             tokio::time::sleep(config.shutdown_grace).await;

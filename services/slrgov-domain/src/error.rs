@@ -47,6 +47,8 @@ pub enum Reason {
     AccountHasInstances,
     /// The instance's linked role must be retired before the record goes.
     LinkedRoleNotRetired,
+    /// The capability is not built yet.
+    NotImplemented,
     /// The service could not complete the request (database unreachable,
     /// shutting down).
     Unavailable,
@@ -76,6 +78,7 @@ impl Reason {
             Reason::FailedPrecondition => "FAILED_PRECONDITION",
             Reason::AccountHasInstances => "ACCOUNT_HAS_INSTANCES",
             Reason::LinkedRoleNotRetired => "LINKED_ROLE_NOT_RETIRED",
+            Reason::NotImplemented => "NOT_IMPLEMENTED",
             Reason::Unavailable => "UNAVAILABLE",
             Reason::Internal => "INTERNAL",
         }
@@ -290,7 +293,7 @@ impl Error {
     pub fn unimplemented(what: &str) -> Self {
         Self::new(
             Kind::Unimplemented,
-            Reason::Internal,
+            Reason::NotImplemented,
             format!("{what} is not implemented yet"),
         )
     }

@@ -125,6 +125,17 @@ pub enum OpenError {
     Keys(#[source] sqlx::Error),
 }
 
+impl OpenError {
+    /// False for mistakes that waiting will not fix (a malformed or
+    /// unsupported URL); true for an unreachable or starting database.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(
+            self,
+            OpenError::UnsupportedUrl | OpenError::Connect(sqlx::Error::Configuration(_))
+        )
+    }
+}
+
 /// Connects to the database named by `config.url`, runs the migrations
 /// (on Postgres under sqlx's advisory lock, so replicas starting together do
 /// not race) and returns the store.

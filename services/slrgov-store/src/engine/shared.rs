@@ -8,7 +8,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sqlx::types::Json;
 use slrgov_domain::filter::InstanceFilter;
 use slrgov_domain::model::{
     Account, AccountPatch, ExternalIdChange, Instance, InstanceFeatures, InstancePatch,
@@ -20,6 +19,7 @@ use slrgov_domain::types::{
     parse_access_role_arn,
 };
 use slrgov_domain::{Error, FieldViolation, Reason, RequestContext, Result, Role};
+use sqlx::types::Json;
 
 use crate::engine::now;
 use crate::error::{corrupt, db_error, is_foreign_key_violation, is_unique_violation};
@@ -34,7 +34,9 @@ pub struct EngineStore {
 
 impl std::fmt::Debug for EngineStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EngineStore").field("engine", &ENGINE).finish()
+        f.debug_struct("EngineStore")
+            .field("engine", &ENGINE)
+            .finish()
     }
 }
 
@@ -147,9 +149,8 @@ impl InstanceRow {
             region: RegionCode::parse(&self.region).map_err(|e| corrupt("instances.region", e))?,
             instance_create_time: self.instance_create_time,
             features: self.features.0,
-            linked_role_state: LinkedRoleState::parse(&self.linked_role_state).ok_or_else(|| {
-                corrupt("instances.linked_role_state", &self.linked_role_state)
-            })?,
+            linked_role_state: LinkedRoleState::parse(&self.linked_role_state)
+                .ok_or_else(|| corrupt("instances.linked_role_state", &self.linked_role_state))?,
             create_time: self.create_time,
             update_time: self.update_time,
             revision: Revision(self.revision),
@@ -167,9 +168,12 @@ impl InstanceRow {
 async fn request_id_claim_in_txn<T: DeserializeOwned>(
     tx: &mut Transaction<'static, Db>,
     account: &AccountId,
-    idempotency: &Idempotency,
+    idempotency: Option<&Idempotency>,
     method: &str,
 ) -> Result<Option<T>> {
+    let Some(idempotency) = idempotency else {
+        return Ok(None);
+    };
     let inserted = sqlx::query(
         "INSERT INTO request_ids (account_id, request_id, method, fingerprint, response, create_time) \
          VALUES ($1, $2, $3, $4, NULL, $5) ON CONFLICT (account_id, request_id) DO NOTHING",
@@ -211,9 +215,12 @@ async fn request_id_claim_in_txn<T: DeserializeOwned>(
 async fn request_id_record_in_txn<T: Serialize>(
     tx: &mut Transaction<'static, Db>,
     account: &AccountId,
-    idempotency: &Idempotency,
+    idempotency: Option<&Idempotency>,
     response: &T,
 ) -> Result<()> {
+    let Some(idempotency) = idempotency else {
+        return Ok(());
+    };
     let response = serde_json::to_value(response).map_err(|e| corrupt("response", e))?;
     sqlx::query("UPDATE request_ids SET response = $3 WHERE account_id = $1 AND request_id = $2")
         .bind(account.as_str())
@@ -345,13 +352,10 @@ impl Store for EngineStore {
         }
 
         let mut tx = begin(&self.pool).await.map_err(db_error)?;
-        if let Some(idempotency) = idempotency {
-            if let Some(first) =
-                request_id_claim_in_txn(&mut tx, &new.account_id, idempotency, "CreateAccount")
-                    .await?
-            {
-                return Ok(first);
-            }
+        if let Some(first) =
+            request_id_claim_in_txn(&mut tx, &new.account_id, idempotency, "CreateAccount").await?
+        {
+            return Ok(first);
         }
         let now = now();
         let inserted = sqlx::query(
@@ -382,9 +386,7 @@ impl Store for EngineStore {
             update_time: now,
             revision: Revision(1),
         };
-        if let Some(idempotency) = idempotency {
-            request_id_record_in_txn(&mut tx, &new.account_id, idempotency, &account).await?;
-        }
+        request_id_record_in_txn(&mut tx, &new.account_id, idempotency, &account).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(account)
     }
@@ -516,11 +518,12 @@ impl Store for EngineStore {
             .await?
             .ok_or_else(|| Error::not_found(name.clone()))?;
         check_revision(expected, current.revision, &name)?;
-        let instances: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM instances WHERE account_id = $1")
-            .bind(account.as_str())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        let instances: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM instances WHERE account_id = $1")
+                .bind(account.as_str())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_error)?;
         let has_instances = || {
             Error::failed_precondition(
                 Reason::AccountHasInstances,
@@ -568,13 +571,11 @@ impl Store for EngineStore {
         ctx.check_role(Role::Operator, "CreateInstance")?;
 
         let mut tx = begin(&self.pool).await.map_err(db_error)?;
-        if let Some(idempotency) = idempotency {
-            if let Some(first) =
-                request_id_claim_in_txn(&mut tx, &new.key.account_id, idempotency, "CreateInstance")
-                    .await?
-            {
-                return Ok(first);
-            }
+        if let Some(first) =
+            request_id_claim_in_txn(&mut tx, &new.key.account_id, idempotency, "CreateInstance")
+                .await?
+        {
+            return Ok(first);
         }
         let account = account_select_in_txn(&mut tx, &new.key.account_id, false)
             .await?
@@ -617,9 +618,7 @@ impl Store for EngineStore {
             Err(e) if is_foreign_key_violation(&e) => return Err(Error::not_found(parent)),
             Err(e) => return Err(db_error(e)),
         }
-        if let Some(idempotency) = idempotency {
-            request_id_record_in_txn(&mut tx, &instance.account_id, idempotency, &instance).await?;
-        }
+        request_id_record_in_txn(&mut tx, &instance.account_id, idempotency, &instance).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(instance)
     }
@@ -730,13 +729,10 @@ impl Store for EngineStore {
         ctx.check_role(Role::Operator, "UpdateInstance")?;
 
         let mut tx = begin(&self.pool).await.map_err(db_error)?;
-        if let Some(idempotency) = idempotency {
-            if let Some(first) =
-                request_id_claim_in_txn(&mut tx, &key.account_id, idempotency, "UpdateInstance")
-                    .await?
-            {
-                return Ok(first);
-            }
+        if let Some(first) =
+            request_id_claim_in_txn(&mut tx, &key.account_id, idempotency, "UpdateInstance").await?
+        {
+            return Ok(first);
         }
         let mut instance = instance_select_in_txn(&mut tx, key)
             .await?
@@ -765,9 +761,7 @@ impl Store for EngineStore {
         .await
         .map_err(db_error)?;
         let updated = row.into_instance()?;
-        if let Some(idempotency) = idempotency {
-            request_id_record_in_txn(&mut tx, &key.account_id, idempotency, &updated).await?;
-        }
+        request_id_record_in_txn(&mut tx, &key.account_id, idempotency, &updated).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(updated)
     }
@@ -784,13 +778,10 @@ impl Store for EngineStore {
         ctx.check_role(Role::Operator, "DeleteInstance")?;
 
         let mut tx = begin(&self.pool).await.map_err(db_error)?;
-        if let Some(idempotency) = idempotency {
-            if let Some(first) =
-                request_id_claim_in_txn(&mut tx, &key.account_id, idempotency, "DeleteInstance")
-                    .await?
-            {
-                return Ok(first);
-            }
+        if let Some(first) =
+            request_id_claim_in_txn(&mut tx, &key.account_id, idempotency, "DeleteInstance").await?
+        {
+            return Ok(first);
         }
         let instance = instance_select_in_txn(&mut tx, key)
             .await?
@@ -815,9 +806,7 @@ impl Store for EngineStore {
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
-        if let Some(idempotency) = idempotency {
-            request_id_record_in_txn(&mut tx, &key.account_id, idempotency, &instance).await?;
-        }
+        request_id_record_in_txn(&mut tx, &key.account_id, idempotency, &instance).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(instance)
     }

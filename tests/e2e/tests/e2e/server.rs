@@ -217,3 +217,30 @@ async fn lifecycle_rpcs_answer_unimplemented_after_validation() {
     );
     assert_eq!(operation.code, Code::Unimplemented);
 }
+
+#[tokio::test]
+async fn a_malformed_database_url_fails_fast() {
+    // A mistake that waiting will not fix ends the process with the reason,
+    // rather than a server that never becomes ready.
+    for (url, needle) in [
+        ("mysql://db/slrgov", "expected a postgres://"),
+        (
+            "postgres://postgres@127.0.0.1:5432/test?sslmode=bogus",
+            "cannot connect",
+        ),
+    ] {
+        let output = tokio::time::timeout(
+            Duration::from_secs(30),
+            tokio::process::Command::new(server_bin())
+                .env("SLRGOV_LISTEN", "127.0.0.1:0")
+                .env("SLRGOV_DATABASE_URL", url)
+                .output(),
+        )
+        .await
+        .expect("exits promptly")
+        .expect("run");
+        assert!(!output.status.success(), "{url}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(needle), "{url}: {stderr}");
+    }
+}
