@@ -14,6 +14,12 @@ use chrono::{DateTime, Utc};
 /// The current time at the precision both engines keep (microseconds), so
 /// that what a write returns equals what a later read returns.
 pub(crate) fn now() -> DateTime<Utc> {
-    let now = Utc::now();
-    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+    to_micros(Utc::now())
+}
+
+/// A time cut to microseconds, the precision both engines keep (Postgres
+/// `timestamptz`; SQLite would keep nanoseconds in its text form), so that
+/// both engines return the same value a write was given.
+pub(crate) fn to_micros(time: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(time.timestamp_micros()).unwrap_or(time)
 }

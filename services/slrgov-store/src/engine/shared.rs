@@ -21,7 +21,7 @@ use slrgov_domain::types::{
 use slrgov_domain::{Error, FieldViolation, Reason, RequestContext, Result, Role};
 use sqlx::types::Json;
 
-use crate::engine::now;
+use crate::engine::{now, to_micros};
 use crate::error::{corrupt, db_error, is_foreign_key_violation, is_unique_violation};
 use crate::page_token::{PageTokenKey, query_digest};
 use crate::{Idempotency, Page, PageRequest, Store};
@@ -190,15 +190,18 @@ async fn request_id_claim_in_txn<T: DeserializeOwned>(
     if inserted == 1 {
         return Ok(None);
     }
-    let (fingerprint, response): (Vec<u8>, Option<Json<serde_json::Value>>) = sqlx::query_as(
-        "SELECT fingerprint, response FROM request_ids WHERE account_id = $1 AND request_id = $2",
+    let (stored_method, fingerprint, response): (String, Vec<u8>, Option<Json<serde_json::Value>>) = sqlx::query_as(
+        "SELECT method, fingerprint, response FROM request_ids WHERE account_id = $1 AND request_id = $2",
     )
     .bind(account.as_str())
     .bind(idempotency.request_id.as_str())
     .fetch_one(&mut **tx)
     .await
     .map_err(db_error)?;
-    if fingerprint != idempotency.fingerprint {
+    // The method is compared too, so that a caller that forgot to fold it
+    // into the fingerprint still cannot replay one method's response for
+    // another.
+    if stored_method != method || fingerprint != idempotency.fingerprint {
         return Err(Error::request_id_reused());
     }
     let Some(Json(response)) = response else {
@@ -586,7 +589,7 @@ impl Store for EngineStore {
             instance_id: new.key.instance_id.clone(),
             instance_alias: new.fields.instance_alias,
             region: new.region,
-            instance_create_time: new.fields.instance_create_time,
+            instance_create_time: new.fields.instance_create_time.map(to_micros),
             features: new.fields.features,
             linked_role_state: LinkedRoleState::Absent,
             create_time: now,
@@ -648,7 +651,19 @@ impl Store for EngineStore {
         page: &PageRequest,
     ) -> Result<Page<Instance>> {
         if let AccountSelector::One(account) = parent {
-            ctx.check_visible(account, &account_name(account))?;
+            let name = account_name(account);
+            ctx.check_visible(account, &name)?;
+            // A visible parent that does not exist is NOT_FOUND too (AIP-132),
+            // exactly like one outside the caller's scope.
+            let exists: Option<i32> =
+                sqlx::query_scalar("SELECT 1 FROM accounts WHERE account_id = $1")
+                    .bind(account.as_str())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db_error)?;
+            if exists.is_none() {
+                return Err(Error::not_found(name));
+            }
         }
         ctx.check_role(Role::Viewer, "ListInstances")?;
         let parent_text = parent.to_string();
@@ -742,6 +757,7 @@ impl Store for EngineStore {
             .await?
             .ok_or_else(|| Error::not_found(name.clone()))?;
         patch.apply(&mut instance);
+        instance.instance_create_time = instance.instance_create_time.map(to_micros);
         let violations = instance_partition_violations(&instance, account.partition);
         if !violations.is_empty() {
             return Err(Error::invalid_fields(violations));

@@ -38,9 +38,18 @@ async fn connect(config: &StoreConfig) -> Result<Pool<Db>, OpenError> {
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
         .busy_timeout(std::time::Duration::from_secs(5));
-    let pool = SqlitePoolOptions::new()
+    let mut pool_options = SqlitePoolOptions::new()
         .max_connections(config.max_connections.clamp(1, 8))
-        .acquire_timeout(config.acquire_timeout)
+        .acquire_timeout(config.acquire_timeout);
+    if config.url.contains(":memory:") || config.url.contains("mode=memory") {
+        // An in-memory database lives only while a connection is open: keep
+        // one open for the life of the pool.
+        pool_options = pool_options
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None);
+    }
+    let pool = pool_options
         .connect_with(options)
         .await
         .map_err(OpenError::Connect)?;

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
-use slrgov_domain::model::{AccountPatch, ExternalIdChange, ExternalId, InstancePatch};
+use slrgov_domain::model::{AccountPatch, ExternalId, ExternalIdChange, InstancePatch};
 use slrgov_domain::names::AccountSelector;
-use slrgov_domain::types::{InstanceAlias, Partition, Revision};
+use slrgov_domain::types::{AccountId, InstanceAlias, Partition, Revision};
 use slrgov_domain::{Kind, Reason};
 use slrgov_store::Store;
 
@@ -33,7 +33,10 @@ pub async fn case_account_round_trip(store: Arc<dyn Store>) {
     assert_eq!(created.account_id, a);
     assert_eq!(created.display_name, format!("Account {a}"));
     assert_eq!(created.partition, Partition::Aws);
-    assert_eq!(created.access_role_arn, Some(access_role(&a, Partition::Aws)));
+    assert_eq!(
+        created.access_role_arn,
+        Some(access_role(&a, Partition::Aws))
+    );
     assert!(created.external_id_set, "the external id was given");
     assert_eq!(created.revision, Revision(1));
     assert_eq!(created.create_time, created.update_time);
@@ -55,16 +58,16 @@ pub async fn case_account_round_trip(store: Arc<dyn Store>) {
     plain.external_id = None;
     plain.fields.partition = Partition::AwsCn;
     plain.fields.display_name = "Ünïcode name — with spaces".to_owned();
-    let created_b = store.account_create(&ctx, plain, None).await.expect("create b");
+    let created_b = store
+        .account_create(&ctx, plain, None)
+        .await
+        .expect("create b");
     assert!(!created_b.external_id_set);
     assert_eq!(created_b.access_role_arn, None);
     assert_eq!(created_b.partition, Partition::AwsCn);
     assert_eq!(store.account_get(&ctx, &b).await.expect("get b"), created_b);
 
-    let listed = store
-        .account_list(&ctx, &page(0, ""))
-        .await
-        .expect("list");
+    let listed = store.account_list(&ctx, &page(0, "")).await.expect("list");
     assert_eq!(listed.items, vec![created.clone(), created_b.clone()]);
     assert_eq!(listed.next_page_token, "");
 
@@ -107,7 +110,10 @@ pub async fn case_account_round_trip(store: Arc<dyn Store>) {
         )
         .await
         .expect("update");
-    assert_eq!(updated.display_name, "Renamed", "not in the mask: unchanged");
+    assert_eq!(
+        updated.display_name, "Renamed",
+        "not in the mask: unchanged"
+    );
     assert_eq!(updated.access_role_arn, Some(role));
     assert!(!updated.external_id_set, "Clear removes the external id");
     assert_eq!(updated.revision, Revision(3));
@@ -134,15 +140,26 @@ pub async fn case_account_round_trip(store: Arc<dyn Store>) {
         Kind::AlreadyExists,
         Reason::AlreadyExists,
     );
-    assert!(error.message.contains(&format!("accounts/{a}")), "{error:?}");
+    assert!(
+        error.message.contains(&format!("accounts/{a}")),
+        "{error:?}"
+    );
     assert_eq!(store.account_get(&ctx, &a).await.expect("get"), updated);
 
     // Delete.
     store.account_delete(&ctx, &a, None).await.expect("delete");
-    expect_err(store.account_get(&ctx, &a).await, Kind::NotFound, Reason::NotFound);
+    expect_err(
+        store.account_get(&ctx, &a).await,
+        Kind::NotFound,
+        Reason::NotFound,
+    );
     let listed = store.account_list(&ctx, &page(0, "")).await.expect("list");
     assert_eq!(listed.items, vec![created_b]);
-    expect_err(store.account_delete(&ctx, &a, None).await, Kind::NotFound, Reason::NotFound);
+    expect_err(
+        store.account_delete(&ctx, &a, None).await,
+        Kind::NotFound,
+        Reason::NotFound,
+    );
     expect_err(
         store.account_update(&ctx, &a, None, keep_all()).await,
         Kind::NotFound,
@@ -170,7 +187,9 @@ pub async fn case_etags(store: Arc<dyn Store>) {
     // Account update: stale (or future) revision is ABORTED and changes nothing.
     for stale in [Revision(2), Revision(0), Revision(99)] {
         expect_err(
-            store.account_update(&ctx, &a, Some(stale), rename("x")).await,
+            store
+                .account_update(&ctx, &a, Some(stale), rename("x"))
+                .await,
             Kind::Aborted,
             Reason::EtagMismatch,
         );
@@ -182,7 +201,9 @@ pub async fn case_etags(store: Arc<dyn Store>) {
         .expect("matching etag");
     assert_eq!(v2.revision, Revision(2));
     expect_err(
-        store.account_update(&ctx, &a, Some(Revision(1)), rename("x")).await,
+        store
+            .account_update(&ctx, &a, Some(Revision(1)), rename("x"))
+            .await,
         Kind::Aborted,
         Reason::EtagMismatch,
     );
@@ -205,7 +226,11 @@ pub async fn case_etags(store: Arc<dyn Store>) {
         .account_delete(&ctx, &a, Some(Revision(3)))
         .await
         .expect("matching etag");
-    expect_err(store.account_get(&ctx, &a).await, Kind::NotFound, Reason::NotFound);
+    expect_err(
+        store.account_get(&ctx, &a).await,
+        Kind::NotFound,
+        Reason::NotFound,
+    );
     create_account(&store, 2).await;
     store
         .account_delete(&ctx, &account_id(2), None)
@@ -233,14 +258,19 @@ pub async fn case_etags(store: Arc<dyn Store>) {
         .await
         .expect("matching etag");
     assert_eq!(i2.revision, Revision(2));
-    assert_eq!(i2.instance_alias.as_ref().map(InstanceAlias::as_str), Some("fresh"));
+    assert_eq!(
+        i2.instance_alias.as_ref().map(InstanceAlias::as_str),
+        Some("fresh")
+    );
     let i3 = store
         .instance_update(&ctx, &k, None, alias("free"), None)
         .await
         .expect("unconditional");
     assert_eq!(i3.revision, Revision(3));
     expect_err(
-        store.instance_delete(&ctx, &k, Some(Revision(2)), None).await,
+        store
+            .instance_delete(&ctx, &k, Some(Revision(2)), None)
+            .await,
         Kind::Aborted,
         Reason::EtagMismatch,
     );
@@ -255,13 +285,71 @@ pub async fn case_etags(store: Arc<dyn Store>) {
         .instance_delete(&ctx, &other.key(), None, None)
         .await
         .expect("unconditional delete");
-    let left = list_instances_all(
-        &store,
-        &ctx,
-        &AccountSelector::One(b),
-        &filter(""),
-        10,
-    )
-    .await;
+    let left = list_instances_all(&store, &ctx, &AccountSelector::One(b), &filter(""), 10).await;
     assert!(left.is_empty(), "{left:?}");
+}
+
+async fn stored_external_id(db: &TestDb, account: &AccountId) -> Option<String> {
+    db.fetch_text(
+        "SELECT external_id FROM accounts WHERE account_id = $1",
+        &[account.as_str()],
+    )
+    .await
+}
+
+/// The external id is write-only through the store, but it is stored: read
+/// it from the database itself.
+pub async fn case_external_id_is_stored(db: &TestDb) {
+    let store = db.open().await;
+    let ctx = admin();
+    let a = account_id(1);
+    store
+        .account_create(&ctx, new_account(1), None)
+        .await
+        .expect("create");
+    assert_eq!(
+        stored_external_id(db, &a).await,
+        Some(format!("ext-secret-{a}"))
+    );
+    let set = |change| AccountPatch {
+        external_id: change,
+        ..keep_all()
+    };
+    store
+        .account_update(
+            &ctx,
+            &a,
+            None,
+            set(ExternalIdChange::Set(ExternalId::new("rotated-1".into()))),
+        )
+        .await
+        .expect("rotate");
+    assert_eq!(
+        stored_external_id(db, &a).await.as_deref(),
+        Some("rotated-1")
+    );
+    store
+        .account_update(&ctx, &a, None, set(ExternalIdChange::Keep))
+        .await
+        .expect("keep");
+    assert_eq!(
+        stored_external_id(db, &a).await.as_deref(),
+        Some("rotated-1")
+    );
+    let cleared = store
+        .account_update(&ctx, &a, None, set(ExternalIdChange::Clear))
+        .await
+        .expect("clear");
+    assert!(!cleared.external_id_set);
+    assert_eq!(stored_external_id(db, &a).await, None);
+    // Still no secret after a restart, and the flag agrees.
+    drop(store);
+    let store = db.open().await;
+    assert!(
+        !store
+            .account_get(&ctx, &a)
+            .await
+            .expect("get")
+            .external_id_set
+    );
 }

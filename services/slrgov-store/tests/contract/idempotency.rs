@@ -82,7 +82,10 @@ pub async fn case_request_id_replays_first_response(store: Arc<dyn Store>) {
         )
         .await
         .expect("a retry of the same request succeeds");
-    assert_eq!(replay, created, "the retry returns the first response, times and revision included");
+    assert_eq!(
+        replay, created,
+        "the retry returns the first response, times and revision included"
+    );
     assert_eq!(
         store.instance_get(&ctx, &created.key()).await.expect("get"),
         updated,
@@ -111,12 +114,24 @@ pub async fn case_request_id_replays_first_response(store: Arc<dyn Store>) {
     // UpdateInstance: applied once.
     let k = created.key();
     let once = store
-        .instance_update(&ctx, &k, Some(Revision(2)), alias("once"), Some(&idem("upd", "fp-u")))
+        .instance_update(
+            &ctx,
+            &k,
+            Some(Revision(2)),
+            alias("once"),
+            Some(&idem("upd", "fp-u")),
+        )
         .await
         .expect("update");
     assert_eq!(once.revision, Revision(3));
     let again = store
-        .instance_update(&ctx, &k, Some(Revision(2)), alias("once"), Some(&idem("upd", "fp-u")))
+        .instance_update(
+            &ctx,
+            &k,
+            Some(Revision(2)),
+            alias("once"),
+            Some(&idem("upd", "fp-u")),
+        )
         .await
         .expect("a retry with the (now stale) etag still replays");
     assert_eq!(again, once);
@@ -140,7 +155,11 @@ pub async fn case_request_id_replays_first_response(store: Arc<dyn Store>) {
         .await
         .expect("a retry of a delete replays it");
     assert_eq!(again, removed);
-    expect_err(store.instance_get(&ctx, &k).await, Kind::NotFound, Reason::NotFound);
+    expect_err(
+        store.instance_get(&ctx, &k).await,
+        Kind::NotFound,
+        Reason::NotFound,
+    );
 }
 
 pub async fn case_request_ids_are_per_account(store: Arc<dyn Store>) {
@@ -165,7 +184,10 @@ pub async fn case_request_ids_are_per_account(store: Arc<dyn Store>) {
         .expect("the same id in another account is another request");
     assert_eq!(in_b.account_id, b);
     assert_eq!(in_b.instance_id, instance_id(2));
-    assert_eq!(store.instance_get(&ctx, &in_b.key()).await.expect("get b"), in_b);
+    assert_eq!(
+        store.instance_get(&ctx, &in_b.key()).await.expect("get b"),
+        in_b
+    );
     // Each account replays its own response.
     let replay_a = store
         .instance_create(
@@ -196,7 +218,10 @@ pub async fn case_request_ids_are_per_account(store: Arc<dyn Store>) {
         .await
         .expect("create in c");
     assert_eq!(in_c.account_id, c);
-    assert_eq!(store.instance_get(&ctx, &in_c.key()).await.expect("get c"), in_c);
+    assert_eq!(
+        store.instance_get(&ctx, &in_c.key()).await.expect("get c"),
+        in_c
+    );
 
     // Account creation with the same request id for two accounts.
     let d = store
@@ -209,7 +234,13 @@ pub async fn case_request_ids_are_per_account(store: Arc<dyn Store>) {
         .expect("create e");
     assert_eq!(d.account_id, account_id(4));
     assert_eq!(e.account_id, account_id(5));
-    assert_eq!(store.account_get(&ctx, &account_id(5)).await.expect("get e"), e);
+    assert_eq!(
+        store
+            .account_get(&ctx, &account_id(5))
+            .await
+            .expect("get e"),
+        e
+    );
 }
 
 pub async fn case_failed_request_does_not_burn_id(store: Arc<dyn Store>) {
@@ -240,11 +271,18 @@ pub async fn case_failed_request_does_not_burn_id(store: Arc<dyn Store>) {
         .await
         .expect("the id of a failed request can be used again");
     assert_eq!(created.instance_id, instance_id(2));
-    assert_eq!(store.instance_get(&ctx, &created.key()).await.expect("get"), created);
+    assert_eq!(
+        store.instance_get(&ctx, &created.key()).await.expect("get"),
+        created
+    );
 
     // A request refused by validation (partition) does not burn it either.
     let gov = store
-        .account_create(&ctx, new_account_in(&account_id(2), Partition::AwsUsGov), None)
+        .account_create(
+            &ctx,
+            new_account_in(&account_id(2), Partition::AwsUsGov),
+            None,
+        )
         .await
         .expect("gov account")
         .account_id;
@@ -298,13 +336,25 @@ pub async fn case_failed_request_does_not_burn_id(store: Arc<dyn Store>) {
     let k = existing.key();
     expect_err(
         store
-            .instance_update(&ctx, &k, Some(Revision(7)), alias("x"), Some(&idem("upd", "fp-1")))
+            .instance_update(
+                &ctx,
+                &k,
+                Some(Revision(7)),
+                alias("x"),
+                Some(&idem("upd", "fp-1")),
+            )
             .await,
         Kind::Aborted,
         Reason::EtagMismatch,
     );
     let updated = store
-        .instance_update(&ctx, &k, Some(Revision(1)), alias("y"), Some(&idem("upd", "fp-2")))
+        .instance_update(
+            &ctx,
+            &k,
+            Some(Revision(1)),
+            alias("y"),
+            Some(&idem("upd", "fp-2")),
+        )
         .await
         .expect("after ABORTED");
     assert_eq!(updated.revision, Revision(2));
@@ -383,8 +433,15 @@ pub async fn case_concurrent_retries_create_once(store: Arc<dyn Store>) {
     assert_eq!(wins, 1, "{results:?}");
     for result in results.iter().filter(|r| r.is_err()) {
         let error = result.as_ref().expect_err("loser");
-        assert_eq!((error.kind, error.reason), (Kind::AlreadyExists, Reason::AlreadyExists), "{error:?}");
+        assert_eq!(
+            (error.kind, error.reason),
+            (Kind::AlreadyExists, Reason::AlreadyExists),
+            "{error:?}"
+        );
     }
     let listed = list_instances_all(&store, &ctx, &AccountSelector::One(a), &filter(""), 50).await;
-    assert_eq!(keys(&listed), vec![key(&account_id(1), &i), key(&account_id(1), &j)]);
+    assert_eq!(
+        keys(&listed),
+        vec![key(&account_id(1), &i), key(&account_id(1), &j)]
+    );
 }

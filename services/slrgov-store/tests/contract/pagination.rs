@@ -24,17 +24,26 @@ fn flip(token: &str, at: usize) -> String {
 fn page_request_parse() {
     assert_eq!(
         PageRequest::parse(0, "").expect("0"),
-        PageRequest { size: DEFAULT_PAGE_SIZE, token: None }
+        PageRequest {
+            size: DEFAULT_PAGE_SIZE,
+            token: None
+        }
     );
     assert_eq!(DEFAULT_PAGE_SIZE, 50);
     assert_eq!(PageRequest::parse(3, "").expect("3").size, 3);
     assert_eq!(PageRequest::parse(1000, "").expect("1000").size, 1000);
-    assert_eq!(PageRequest::parse(1001, "").expect("1001").size, MAX_PAGE_SIZE);
+    assert_eq!(
+        PageRequest::parse(1001, "").expect("1001").size,
+        MAX_PAGE_SIZE
+    );
     assert_eq!(PageRequest::parse(i32::MAX, "").expect("max").size, 1000);
     assert!(PageRequest::parse(-1, "").is_err());
     assert!(PageRequest::parse(i32::MIN, "").is_err());
     assert_eq!(
-        PageRequest::parse(5, "abc").expect("token").token.as_deref(),
+        PageRequest::parse(5, "abc")
+            .expect("token")
+            .token
+            .as_deref(),
         Some("abc")
     );
 }
@@ -50,7 +59,10 @@ pub async fn case_account_pages(store: Arc<dyn Store>) {
     expected.sort_by(|a, b| a.account_id.cmp(&b.account_id));
 
     // Page by page, by hand: 3 + 3 + 1.
-    let first = store.account_list(&ctx, &page(3, "")).await.expect("page 1");
+    let first = store
+        .account_list(&ctx, &page(3, ""))
+        .await
+        .expect("page 1");
     assert_eq!(first.items, expected[0..3]);
     assert!(!first.next_page_token.is_empty());
     let second = store
@@ -83,7 +95,12 @@ pub async fn case_account_pages(store: Arc<dyn Store>) {
 
     // Bad tokens.
     let token = first.next_page_token.clone();
-    for at in [0, token.len() / 3, token.find('.').expect("dot") + 1, token.len() - 2] {
+    for at in [
+        0,
+        token.len() / 3,
+        token.find('.').expect("dot") + 1,
+        token.len() - 2,
+    ] {
         let tampered = flip(&token, at);
         assert_ne!(tampered, token);
         assert_bad_page_token(store.account_list(&ctx, &page(3, &tampered)).await);
@@ -108,7 +125,10 @@ pub async fn case_default_page_size(store: Arc<dyn Store>) {
     for n in 1..=52 {
         expected.push(create_account(&store, n).await);
     }
-    let first = store.account_list(&ctx, &page(0, "")).await.expect("default");
+    let first = store
+        .account_list(&ctx, &page(0, ""))
+        .await
+        .expect("default");
     assert_eq!(first.items.len(), 50, "page_size 0 is 50");
     assert_eq!(first.items, expected[..50]);
     assert!(!first.next_page_token.is_empty());
@@ -119,7 +139,10 @@ pub async fn case_default_page_size(store: Arc<dyn Store>) {
     assert_eq!(rest.items, expected[50..]);
     assert_eq!(rest.next_page_token, "");
     // Above the maximum: clamped, so one page holds all 52.
-    let big = store.account_list(&ctx, &page(5000, "")).await.expect("big");
+    let big = store
+        .account_list(&ctx, &page(5000, ""))
+        .await
+        .expect("big");
     assert_eq!(big.items, expected);
     assert_eq!(big.next_page_token, "");
 
@@ -130,7 +153,12 @@ pub async fn case_default_page_size(store: Arc<dyn Store>) {
         instances.push(create_instance(&store, &a, &instance_id(n), "us-east-1").await);
     }
     let first = store
-        .instance_list(&ctx, &AccountSelector::One(a.clone()), &filter(""), &page(0, ""))
+        .instance_list(
+            &ctx,
+            &AccountSelector::One(a.clone()),
+            &filter(""),
+            &page(0, ""),
+        )
         .await
         .expect("default");
     assert_eq!(first.items, instances[..50]);
@@ -185,7 +213,12 @@ pub async fn case_instance_pages(store: Arc<dyn Store>) {
     let a = accounts[1].clone();
     let b = accounts[2].clone();
     let of_a = store
-        .instance_list(&ctx, &AccountSelector::One(a.clone()), &filter(""), &page(2, ""))
+        .instance_list(
+            &ctx,
+            &AccountSelector::One(a.clone()),
+            &filter(""),
+            &page(2, ""),
+        )
         .await
         .expect("page of a");
     let token = of_a.next_page_token;
@@ -194,7 +227,10 @@ pub async fn case_instance_pages(store: Arc<dyn Store>) {
         (AccountSelector::One(b.clone()), ""),
         (AccountSelector::All, ""),
         (AccountSelector::One(a.clone()), r#"region = "us-east-1""#),
-        (AccountSelector::One(a.clone()), "linked_role_state = ABSENT"),
+        (
+            AccountSelector::One(a.clone()),
+            "linked_role_state = ABSENT",
+        ),
     ] {
         assert_bad_page_token(
             store
@@ -204,10 +240,19 @@ pub async fn case_instance_pages(store: Arc<dyn Store>) {
     }
     // ...but not to the page size.
     let next = store
-        .instance_list(&ctx, &AccountSelector::One(a.clone()), &filter(""), &page(5, &token))
+        .instance_list(
+            &ctx,
+            &AccountSelector::One(a.clone()),
+            &filter(""),
+            &page(5, &token),
+        )
         .await
         .expect("another page size with the same query");
-    let want_a: Vec<_> = expected.iter().filter(|i| i.account_id == a).cloned().collect();
+    let want_a: Vec<_> = expected
+        .iter()
+        .filter(|i| i.account_id == a)
+        .cloned()
+        .collect();
     assert_eq!(next.items, want_a[2..7]);
     // An account list token is not an instance list token, nor the reverse.
     let accounts_token = store
@@ -217,7 +262,12 @@ pub async fn case_instance_pages(store: Arc<dyn Store>) {
         .next_page_token;
     assert_bad_page_token(
         store
-            .instance_list(&ctx, &AccountSelector::All, &filter(""), &page(2, &accounts_token))
+            .instance_list(
+                &ctx,
+                &AccountSelector::All,
+                &filter(""),
+                &page(2, &accounts_token),
+            )
             .await,
     );
     assert_bad_page_token(store.account_list(&ctx, &page(2, &token)).await);
@@ -234,7 +284,12 @@ pub async fn case_instance_pages(store: Arc<dyn Store>) {
                 .await,
         );
     }
-    for garbage in ["x", "..", "eyJ2IjoxfQ.AAAAAAAAAAAAAAAAAAAAAA", "\u{e9}t\u{e9}"] {
+    for garbage in [
+        "x",
+        "..",
+        "eyJ2IjoxfQ.AAAAAAAAAAAAAAAAAAAAAA",
+        "\u{e9}t\u{e9}",
+    ] {
         assert_bad_page_token(
             store
                 .instance_list(&ctx, &AccountSelector::All, &filter(""), &page(2, garbage))
@@ -269,8 +324,8 @@ pub async fn case_pages_stable_under_inserts(store: Arc<dyn Store>) {
         token = got.next_page_token;
         // Between pages: one row before the cursor, one after it.
         let cursor = seen.last().expect("a full page").clone();
-        let before = InstanceId::parse(&format!("00000000-0000-4000-8000-{round:012x}"))
-            .expect("id");
+        let before =
+            InstanceId::parse(&format!("00000000-0000-4000-8000-{round:012x}")).expect("id");
         create_instance(&store, &a, &before, "us-east-1").await;
         inserted_before.push(key(&a, &before));
         let after = key(&a, &instance_id(6 * round + 1));
@@ -281,15 +336,25 @@ pub async fn case_pages_stable_under_inserts(store: Arc<dyn Store>) {
     assert!(inserted_after.len() >= 3, "several rounds ran");
     assert_unique(&seen);
     for original in &originals {
-        assert!(seen.contains(&original.key()), "{} was skipped", original.key());
+        assert!(
+            seen.contains(&original.key()),
+            "{} was skipped",
+            original.key()
+        );
     }
     // Keyset pagination, not offsets: rows inserted after the cursor are
     // listed, rows inserted before it neither shift nor repeat anything.
     for k in &inserted_after {
-        assert!(seen.contains(k), "{k}, inserted after the cursor, was not listed");
+        assert!(
+            seen.contains(k),
+            "{k}, inserted after the cursor, was not listed"
+        );
     }
     for k in &inserted_before {
-        assert!(!seen.contains(k), "{k}, inserted before the cursor, was listed");
+        assert!(
+            !seen.contains(k),
+            "{k}, inserted before the cursor, was listed"
+        );
     }
     assert_eq!(seen.len(), originals.len() + inserted_after.len());
     // Sorted, too.

@@ -13,8 +13,8 @@ use slrgov_domain::model::{
 };
 use slrgov_domain::names::{AccountSelector, InstanceKey};
 use slrgov_domain::types::{
-    AccountId, Arn, BucketName, InstanceAlias, InstanceId, LogGroupName, Partition,
-    ProfilesDomain, RegionCode, RequestId, VoiceIdDomain,
+    AccountId, Arn, BucketName, InstanceAlias, InstanceId, LogGroupName, Partition, ProfilesDomain,
+    RegionCode, RequestId, VoiceIdDomain,
 };
 use slrgov_domain::{AccountScope, Caller, Error, Kind, Reason, RequestContext, Result, Role};
 use slrgov_store::{Engine, Idempotency, PageRequest, Store, StoreConfig};
@@ -39,7 +39,9 @@ fn with_database(url: &str, database: &str) -> String {
         None => (url, None),
     };
     let (scheme, rest) = base.split_once("://").expect("a URL with a scheme");
-    let authority = rest.split_once('/').map_or(rest, |(authority, _)| authority);
+    let authority = rest
+        .split_once('/')
+        .map_or(rest, |(authority, _)| authority);
     let mut out = format!("{scheme}://{authority}/{database}");
     if let Some(query) = query {
         out.push('?');
@@ -105,6 +107,70 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// Runs one statement directly on the database (text binds), for state
+    /// that no store method writes yet (e.g. a linked role's state); returns
+    /// the rows affected.
+    pub async fn execute(&self, sql: &'static str, binds: &[&str]) -> u64 {
+        match self.engine {
+            Engine::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.url)
+                    .await
+                    .expect("connect");
+                let mut query = sqlx::query(sql);
+                for bind in binds {
+                    query = query.bind(bind.to_string());
+                }
+                let done = query.execute(&mut conn).await.expect("execute");
+                let _ = conn.close().await;
+                done.rows_affected()
+            }
+            Engine::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url)
+                    .await
+                    .expect("connect");
+                let mut query = sqlx::query(sql);
+                for bind in binds {
+                    query = query.bind(bind.to_string());
+                }
+                let done = query.execute(&mut conn).await.expect("execute");
+                let _ = conn.close().await;
+                done.rows_affected()
+            }
+        }
+    }
+
+    /// Reads one nullable text column of one row directly from the database.
+    pub async fn fetch_text(&self, sql: &'static str, binds: &[&str]) -> Option<String> {
+        match self.engine {
+            Engine::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.url)
+                    .await
+                    .expect("connect");
+                let mut query = sqlx::query_scalar::<_, Option<String>>(sql);
+                for bind in binds {
+                    query = query.bind(bind.to_string());
+                }
+                let value = query.fetch_one(&mut conn).await.expect("fetch");
+                let _ = conn.close().await;
+                value
+            }
+            Engine::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url)
+                    .await
+                    .expect("connect");
+                let mut query = sqlx::query_scalar::<_, Option<String>>(sql);
+                for bind in binds {
+                    query = query.bind(bind.to_string());
+                }
+                let value = query.fetch_one(&mut conn).await.expect("fetch");
+                let _ = conn.close().await;
+                value
+            }
+        }
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         let Some(database) = self.pg_database.take() else {
@@ -159,7 +225,12 @@ pub fn caller(principal: &str, role: Role, scope: AccountScope) -> RequestContex
 
 /// A scope of exactly these accounts.
 pub fn only(accounts: &[&AccountId]) -> AccountScope {
-    AccountScope::Only(accounts.iter().map(|a| (*a).clone()).collect::<BTreeSet<_>>())
+    AccountScope::Only(
+        accounts
+            .iter()
+            .map(|a| (*a).clone())
+            .collect::<BTreeSet<_>>(),
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -256,11 +327,19 @@ pub async fn create_instance(
 }
 
 /// Every feature set, with ARNs in `partition` and `region_code`.
-pub fn full_features(account: &AccountId, partition: Partition, region_code: &str) -> InstanceFeatures {
+pub fn full_features(
+    account: &AccountId,
+    partition: Partition,
+    region_code: &str,
+) -> InstanceFeatures {
     InstanceFeatures {
-        call_recordings_bucket: Some(BucketName::parse("amazon-connect-recordings").expect("bucket")),
+        call_recordings_bucket: Some(
+            BucketName::parse("amazon-connect-recordings").expect("bucket"),
+        ),
         exported_reports_bucket: Some(BucketName::parse("my.exported.reports").expect("bucket")),
-        customer_profiles_domain: Some(ProfilesDomain::parse("amazon-connect-profiles_1").expect("domain")),
+        customer_profiles_domain: Some(
+            ProfilesDomain::parse("amazon-connect-profiles_1").expect("domain"),
+        ),
         firehose_delivery_streams: vec![
             arn(&format!(
                 "arn:{partition}:firehose:{region_code}:{account}:deliverystream/ctr-stream"
@@ -276,7 +355,9 @@ pub fn full_features(account: &AccountId, partition: Partition, region_code: &st
             arn(&format!(
                 "arn:{partition}:lex:{region_code}:{account}:bot-alias/ABCDEFGHIJ/TSTALIASID"
             )),
-            arn(&format!("arn:{partition}:lex:{region_code}:{account}:bot:OrderFlowers")),
+            arn(&format!(
+                "arn:{partition}:lex:{region_code}:{account}:bot:OrderFlowers"
+            )),
         ],
         flow_logs_log_group: Some(
             LogGroupName::parse("/aws/connect/contact-center").expect("log group"),
@@ -354,7 +435,11 @@ pub fn assert_bad_page_token<T: Debug>(result: Result<T>) {
 
 /// Lists every visible account, `size` at a time, following the tokens;
 /// checks every page's size.
-pub async fn list_accounts_all(store: &Arc<dyn Store>, ctx: &RequestContext, size: i32) -> Vec<Account> {
+pub async fn list_accounts_all(
+    store: &Arc<dyn Store>,
+    ctx: &RequestContext,
+    size: i32,
+) -> Vec<Account> {
     let mut items = Vec::new();
     let mut token = String::new();
     for _ in 0..10_000 {
@@ -364,7 +449,11 @@ pub async fn list_accounts_all(store: &Arc<dyn Store>, ctx: &RequestContext, siz
             .expect("account_list");
         assert!(page.items.len() <= size as usize, "page larger than asked");
         if !page.next_page_token.is_empty() {
-            assert_eq!(page.items.len(), size as usize, "a short page with a next token");
+            assert_eq!(
+                page.items.len(),
+                size as usize,
+                "a short page with a next token"
+            );
         }
         items.extend(page.items);
         if page.next_page_token.is_empty() {
@@ -393,7 +482,11 @@ pub async fn list_instances_all(
             .expect("instance_list");
         assert!(page.items.len() <= size as usize, "page larger than asked");
         if !page.next_page_token.is_empty() {
-            assert_eq!(page.items.len(), size as usize, "a short page with a next token");
+            assert_eq!(
+                page.items.len(),
+                size as usize,
+                "a short page with a next token"
+            );
         }
         items.extend(page.items);
         if page.next_page_token.is_empty() {
