@@ -7,6 +7,8 @@ pub mod error;
 pub mod filter;
 pub mod model;
 pub mod names;
+pub mod permissions;
+pub mod policy;
 pub mod types;
 
 pub use context::{AccountScope, Caller, RequestContext, Role};

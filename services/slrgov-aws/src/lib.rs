@@ -1,0 +1,12 @@
+//! Acting in AWS accounts for slr-governor: the IAM calls behind one trait,
+//! per-account clients reached through STS and verified with
+//! GetCallerIdentity, and the fault-injecting IAM layer that reproduces what
+//! moto cannot show (throttling, eventual consistency, asynchronous and
+//! failing deletions, real IAM's "has been taken").
+
+pub mod access;
+pub mod faults;
+pub mod iam;
+
+pub use access::{AccessError, AccountTarget, AwsAccess};
+pub use iam::{DeletionStatus, IamApi, IamError, RoleInfo, RolePolicy, RoleUsage};
