@@ -50,6 +50,10 @@ pub struct Overrides {
     /// How long in-flight RPCs may take to finish after SIGTERM, e.g. `20s`.
     #[arg(long, env = env::SHUTDOWN_GRACE, global = true)]
     pub shutdown_grace: Option<String>,
+
+    /// A TOML file of regions that adds to or overrides the built-in table.
+    #[arg(long, env = env::REGIONS_FILE, global = true)]
+    pub regions_file: Option<PathBuf>,
 }
 
 /// The TOML file: the same settings, snake_case.
@@ -62,6 +66,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     log_format: Option<String>,
     shutdown_grace: Option<String>,
+    regions_file: Option<PathBuf>,
 }
 
 /// How logs are written.
@@ -86,6 +91,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// The grace period for in-flight RPCs at shutdown.
     pub shutdown_grace: Duration,
+    /// The regions table: built in, with the operator's file applied.
+    pub regions: crate::regions::RegionTable,
 }
 
 /// Parses durations such as `500ms`, `20s`, `2m`.
@@ -148,7 +155,12 @@ impl Config {
             Some(value) => parse_duration(&value).context(env::SHUTDOWN_GRACE)?,
             None => Duration::from_secs(20),
         };
+        let mut regions = crate::regions::RegionTable::builtin();
+        if let Some(path) = overrides.regions_file.clone().or(file.regions_file) {
+            regions = regions.with_file(&path)?;
+        }
         Ok(Config {
+            regions,
             listen,
             database_url,
             database_max_connections: overrides

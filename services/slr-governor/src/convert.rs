@@ -61,6 +61,43 @@ pub fn linked_role_state(state: LinkedRoleState) -> pb::linked_role::State {
     }
 }
 
+/// A linked role as the API returns it.
+pub fn linked_role(role: &slrgov_domain::model::LinkedRole) -> pb::LinkedRole {
+    pb::LinkedRole {
+        name: role.key().linked_role_name(),
+        state: linked_role_state(role.state) as i32,
+        role_name: role.role_name.clone().unwrap_or_default(),
+        role_arn: role.role_arn.clone().unwrap_or_default(),
+        role_id: role.role_id.clone().unwrap_or_default(),
+        path: role.path.clone().unwrap_or_default(),
+        description: role.description.clone().unwrap_or_default(),
+        iam_create_time: role.iam_create_time.map(timestamp),
+        last_used_time: role.last_used_time.map(timestamp),
+        last_used_region: role.last_used_region.clone().unwrap_or_default(),
+        adopted: role.adopted,
+        deletion_task_id: role.deletion_task_id.clone().unwrap_or_default(),
+        deletion_failure: role.deletion_failure.as_ref().map(|f| {
+            pb::linked_role::DeletionFailure {
+                reason: f.reason.clone(),
+                role_usage: f
+                    .role_usage
+                    .iter()
+                    .map(|(region, resources)| pb::linked_role::RoleUsage {
+                        region: region.clone(),
+                        resources: resources.clone(),
+                    })
+                    .collect(),
+            }
+        }),
+        update_time: Some(timestamp(role.update_time)),
+        etag: if role.revision.0 > 0 {
+            role.revision.etag()
+        } else {
+            String::new()
+        },
+    }
+}
+
 /// An account as the API returns it (never with the external id).
 pub fn account(account: &Account) -> pb::Account {
     pb::Account {

@@ -19,3 +19,6 @@ pub const LOG_FORMAT: &str = "SLRGOV_LOG_FORMAT";
 pub const LOG: &str = "SLRGOV_LOG";
 /// How long in-flight RPCs may take to finish after SIGTERM (default 20s).
 pub const SHUTDOWN_GRACE: &str = "SLRGOV_SHUTDOWN_GRACE";
+/// A TOML file of regions that adds to or overrides the built-in table of
+/// regions where Amazon Connect is available.
+pub const REGIONS_FILE: &str = "SLRGOV_REGIONS_FILE";

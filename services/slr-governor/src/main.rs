@@ -12,6 +12,7 @@ mod caller;
 mod config;
 mod convert;
 mod env;
+mod lifecycle;
 mod mask;
 mod regions;
 mod server;

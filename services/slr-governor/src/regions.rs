@@ -4,13 +4,20 @@
 
 use std::collections::BTreeMap;
 
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
 use slrgov_domain::types::{Partition, RegionCode};
+use slrgov_domain::{Error, Reason};
 
 /// Where a region entry comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RegionSource {
     /// Built into the service.
     Builtin,
+    /// The operator's regions file.
+    Config,
 }
 
 /// One region.
@@ -72,6 +79,68 @@ impl RegionTable {
             })
             .collect();
         RegionTable { regions }
+    }
+
+    /// Applies the operator's regions file (`SLRGOV_REGIONS_FILE`): each
+    /// entry adds a region or overrides a built-in one (e.g. withdraws it
+    /// with `connect_available = false`).
+    pub fn with_file(mut self, path: &Path) -> anyhow::Result<Self> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct File {
+            #[serde(default)]
+            region: Vec<Entry>,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Entry {
+            code: String,
+            partition: Option<String>,
+            connect_available: bool,
+        }
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the regions file {}", path.display()))?;
+        let file: File = toml::from_str(&text)
+            .with_context(|| format!("invalid regions file {}", path.display()))?;
+        for entry in file.region {
+            let code = RegionCode::parse(&entry.code)
+                .map_err(|e| anyhow::anyhow!("regions file: {:?} {e}", entry.code))?;
+            let partition = match entry.partition.as_deref() {
+                None => code.partition(),
+                Some(p) => Partition::parse(p)
+                    .map_err(|e| anyhow::anyhow!("regions file: partition {p:?} {e}"))?,
+            };
+            if partition != code.partition() {
+                bail!(
+                    "regions file: {code} is in partition {}, not {partition}",
+                    code.partition()
+                );
+            }
+            self.regions.insert(
+                code.to_string(),
+                RegionEntry {
+                    code,
+                    partition,
+                    connect_available: entry.connect_available,
+                    source: RegionSource::Config,
+                },
+            );
+        }
+        Ok(self)
+    }
+
+    /// The region gate: Ok when Amazon Connect is available in `code`,
+    /// else FAILED_PRECONDITION / REGION_NOT_SUPPORTED. Checked before any
+    /// STS or IAM call.
+    pub fn check_connect(&self, code: &RegionCode) -> Result<&RegionEntry, Error> {
+        match self.get(code) {
+            Some(entry) if entry.connect_available => Ok(entry),
+            _ => Err(Error::failed_precondition(
+                Reason::RegionNotSupported,
+                format!("Amazon Connect is not available in {code}: no IAM call was made"),
+            )
+            .with_metadata("region", code.to_string())),
+        }
     }
 
     /// The entry of `code`, if the table has one.

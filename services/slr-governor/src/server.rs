@@ -24,7 +24,6 @@ use tonic_health::server::HealthReporter;
 use crate::api::{self, AppState};
 use crate::caller::CallerLayer;
 use crate::config::Config;
-use crate::regions::RegionTable;
 
 /// The store settings of a configuration.
 pub fn store_config(config: &Config) -> StoreConfig {
@@ -110,7 +109,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let (reporter, health_service) = tonic_health::server::health_reporter();
     set_health(&reporter, ServingStatus::NotServing).await;
 
-    let state = AppState::new(RegionTable::builtin());
+    // The standard AWS configuration (credentials chain, AWS_ENDPOINT_URL_*
+    // overrides). The region is given so that loading never waits on the
+    // instance metadata service; each account's clients use their
+    // partition's IAM region.
+    let aws = Arc::new(slrgov_aws::AwsAccess::new(
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .load()
+            .await,
+    ));
+    let state = AppState::new(config.regions.clone(), aws);
     let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel::<slrgov_store::OpenError>();
     {
         let state = state.clone();

@@ -396,3 +396,137 @@ pub struct NewInstance {
     /// The writable fields.
     pub fields: InstanceFields,
 }
+
+/// Why IAM could not delete a role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeletionFailure {
+    /// IAM's reason.
+    pub reason: String,
+    /// What still uses the role, by region: (region, resource ARNs).
+    pub role_usage: Vec<(String, Vec<String>)>,
+}
+
+/// The recorded linked role of an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkedRole {
+    /// The owning account.
+    pub account_id: AccountId,
+    /// The instance.
+    pub instance_id: crate::types::InstanceId,
+    /// The lifecycle state.
+    pub state: LinkedRoleState,
+    /// The IAM role name.
+    pub role_name: Option<String>,
+    /// The IAM role ARN.
+    pub role_arn: Option<String>,
+    /// The IAM role id.
+    pub role_id: Option<String>,
+    /// The IAM path.
+    pub path: Option<String>,
+    /// The description as last recorded.
+    pub description: Option<String>,
+    /// When IAM created the role.
+    pub iam_create_time: Option<DateTime<Utc>>,
+    /// When the role was last used.
+    pub last_used_time: Option<DateTime<Utc>>,
+    /// Where the role was last used.
+    pub last_used_region: Option<String>,
+    /// True when an existing role was taken over.
+    pub adopted: bool,
+    /// The last deletion task.
+    pub deletion_task_id: Option<String>,
+    /// Why the last deletion failed.
+    pub deletion_failure: Option<DeletionFailure>,
+    /// When the record last changed.
+    pub update_time: DateTime<Utc>,
+    /// The revision (etag).
+    pub revision: Revision,
+}
+
+impl LinkedRole {
+    /// The record of an instance that has no linked role yet.
+    pub fn absent(instance: &Instance) -> Self {
+        LinkedRole {
+            account_id: instance.account_id.clone(),
+            instance_id: instance.instance_id.clone(),
+            state: LinkedRoleState::Absent,
+            role_name: None,
+            role_arn: None,
+            role_id: None,
+            path: None,
+            description: None,
+            iam_create_time: None,
+            last_used_time: None,
+            last_used_region: None,
+            adopted: false,
+            deletion_task_id: None,
+            deletion_failure: None,
+            update_time: instance.update_time,
+            // Revision 0: no record yet; the first write makes revision 1.
+            revision: Revision(0),
+        }
+    }
+
+    /// The instance's key.
+    pub fn key(&self) -> InstanceKey {
+        InstanceKey {
+            account_id: self.account_id.clone(),
+            instance_id: self.instance_id.clone(),
+        }
+    }
+}
+
+/// A role as observed in IAM, to be recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedRole {
+    /// The role name.
+    pub role_name: String,
+    /// The ARN.
+    pub role_arn: String,
+    /// The role id.
+    pub role_id: String,
+    /// The path.
+    pub path: String,
+    /// The description.
+    pub description: Option<String>,
+    /// When IAM created it.
+    pub iam_create_time: Option<DateTime<Utc>>,
+    /// When it was last used.
+    pub last_used_time: Option<DateTime<Utc>>,
+    /// Where it was last used.
+    pub last_used_region: Option<String>,
+}
+
+/// How the service reaches an account (includes the external id: for STS
+/// only, never returned).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountAccess {
+    /// The account.
+    pub account_id: AccountId,
+    /// Its partition.
+    pub partition: Partition,
+    /// The role to assume.
+    pub access_role_arn: Option<String>,
+    /// The external id.
+    pub external_id: Option<ExternalId>,
+}
+
+/// The outcome of claiming the ensure workflow of an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnsureClaim {
+    /// The role is recorded ACTIVE: nothing to create (confirm it in IAM).
+    Active(LinkedRole),
+    /// This caller holds the workflow now: create or adopt the role named
+    /// by `suffix`. `resumed` is true when an earlier attempt with the same
+    /// suffix may have created the role already.
+    Claimed {
+        /// The record as claimed (state CREATING).
+        role: LinkedRole,
+        /// The deterministic suffix to ask IAM for.
+        suffix: String,
+        /// An earlier attempt got this far.
+        resumed: bool,
+    },
+    /// Another process holds an unexpired lease on the workflow.
+    Busy,
+}

@@ -14,7 +14,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use slrgov_domain::filter::InstanceFilter;
 use slrgov_domain::model::{
-    Account, AccountPatch, Instance, InstancePatch, NewAccount, NewInstance,
+    Account, AccountAccess, AccountPatch, EnsureClaim, Instance, InstancePatch, LinkedRole,
+    NewAccount, NewInstance, ObservedRole,
 };
 use slrgov_domain::names::{AccountSelector, InstanceKey};
 use slrgov_domain::types::{AccountId, RequestId, Revision};
@@ -236,4 +237,63 @@ pub trait Store: Send + Sync + 'static {
         expected: Option<Revision>,
         idempotency: Option<&Idempotency>,
     ) -> Result<Instance>;
+
+    /// How the service reaches an account, with its external id (operator:
+    /// the secret only ever goes to STS).
+    async fn account_access(
+        &self,
+        ctx: &RequestContext,
+        account: &AccountId,
+    ) -> Result<AccountAccess>;
+
+    /// The recorded linked role of an instance (viewer); ABSENT when none
+    /// was ever recorded.
+    async fn linked_role_get(&self, ctx: &RequestContext, key: &InstanceKey) -> Result<LinkedRole>;
+
+    /// Claims the ensure workflow of an instance for `owner` until `lease`
+    /// runs out (operator): returns the ACTIVE record, a claim with the
+    /// suffix to create (the planned one of an earlier attempt, else
+    /// `suffix`), or Busy while another owner's lease runs. ABORTED /
+    /// OPERATION_IN_PROGRESS while the role is being deleted.
+    async fn linked_role_claim(
+        &self,
+        ctx: &RequestContext,
+        key: &InstanceKey,
+        owner: &str,
+        lease: Duration,
+        suffix: &str,
+    ) -> Result<EnsureClaim>;
+
+    /// Records the role `owner` created or adopted as ACTIVE and releases
+    /// the claim. FAILED_PRECONDITION / ROLE_OWNED_ELSEWHERE when another
+    /// instance record holds the same role; ABORTED when the claim was lost.
+    async fn linked_role_activate(
+        &self,
+        ctx: &RequestContext,
+        key: &InstanceKey,
+        owner: &str,
+        observed: ObservedRole,
+        adopted: bool,
+    ) -> Result<LinkedRole>;
+
+    /// Gives up `owner`'s claim: back to ABSENT when nothing can have been
+    /// created, else left CREATING with the lease expired so that the next
+    /// attempt resumes with the same suffix.
+    async fn linked_role_release(
+        &self,
+        ctx: &RequestContext,
+        key: &InstanceKey,
+        owner: &str,
+        nothing_created: bool,
+    ) -> Result<()>;
+
+    /// Records a new description of an ACTIVE role (operator), if
+    /// `expected` still matches.
+    async fn linked_role_set_description(
+        &self,
+        ctx: &RequestContext,
+        key: &InstanceKey,
+        expected: Option<Revision>,
+        description: &str,
+    ) -> Result<LinkedRole>;
 }

@@ -5,6 +5,7 @@
 mod e2e {
     pub mod bad_input;
     pub mod grpcurl;
+    pub mod linked_roles;
     pub mod registry;
     pub mod server;
     pub mod support;

@@ -45,16 +45,25 @@ impl LinkedRoleService for LinkedRoles {
         let pb::EnsureLinkedRoleRequest {
             name,
             description,
-            validate_only: _,
+            validate_only,
             request_id,
         } = request.into_inner();
         handle(&ctx, async {
             let mut v = Violations::new();
-            v.check("name", InstanceKey::parse_linked_role_name(&name));
+            let key = v.check("name", InstanceKey::parse_linked_role_name(&name));
             v.check("description", check_role_description(&description));
+            // Ensure is idempotent by nature: a retried request id gets the
+            // same role (the id is validated, not stored).
             v.check("request_id", RequestId::parse_optional(&request_id));
             v.finish()?;
-            Err(not_yet("EnsureLinkedRole"))
+            let key = super::accepted(key)?;
+            let description = (!description.is_empty()).then_some(description);
+            let role = self
+                .state
+                .lifecycle()?
+                .ensure(&ctx, &key, description, validate_only)
+                .await?;
+            Ok(convert::linked_role(&role))
         })
         .await
     }
@@ -67,13 +76,8 @@ impl LinkedRoleService for LinkedRoles {
         let pb::GetLinkedRoleRequest { name } = request.into_inner();
         handle(&ctx, async {
             let key = InstanceKey::parse_linked_role_name(&name).map_err(|e| e.on("name"))?;
-            let instance = self.state.store()?.instance_get(&ctx, &key).await?;
-            Ok(pb::LinkedRole {
-                name: key.linked_role_name(),
-                state: convert::linked_role_state(instance.linked_role_state) as i32,
-                update_time: Some(convert::timestamp(instance.update_time)),
-                ..Default::default()
-            })
+            let role = self.state.store()?.linked_role_get(&ctx, &key).await?;
+            Ok(convert::linked_role(&role))
         })
         .await
     }
@@ -104,12 +108,17 @@ impl LinkedRoleService for LinkedRoles {
         } = request.into_inner();
         handle(&ctx, async {
             let mut v = Violations::new();
-            v.check("name", InstanceKey::parse_linked_role_name(&name));
+            let key = v.check("name", InstanceKey::parse_linked_role_name(&name));
             v.check("description", check_role_description(&description));
-            convert::parse_etag(&mut v, "etag", &etag);
+            let expected = convert::parse_etag(&mut v, "etag", &etag);
             v.check("request_id", RequestId::parse_optional(&request_id));
             v.finish()?;
-            Err(not_yet("UpdateLinkedRoleDescription"))
+            let role = self
+                .state
+                .lifecycle()?
+                .set_description(&ctx, &super::accepted(key)?, expected, &description)
+                .await?;
+            Ok(convert::linked_role(&role))
         })
         .await
     }

@@ -10,8 +10,10 @@ use slrgov_store::Store;
 use tonic::{Response, Status};
 use tracing::Instrument;
 
+use crate::lifecycle::Lifecycle;
 use crate::regions::RegionTable;
 use crate::status::to_status;
+use slrgov_aws::AwsAccess;
 
 pub mod accounts;
 pub mod instances;
@@ -23,7 +25,8 @@ pub mod regions;
 pub struct AppState {
     store: OnceLock<Arc<dyn Store>>,
     /// The regions where Amazon Connect is available.
-    pub regions: RegionTable,
+    pub regions: Arc<RegionTable>,
+    aws: Arc<AwsAccess>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -38,11 +41,21 @@ impl std::fmt::Debug for AppState {
 impl AppState {
     /// State whose store arrives later (when the database is reachable and
     /// migrated); until then RPCs answer UNAVAILABLE.
-    pub fn new(regions: RegionTable) -> Arc<Self> {
+    pub fn new(regions: RegionTable, aws: Arc<AwsAccess>) -> Arc<Self> {
         Arc::new(AppState {
             store: OnceLock::new(),
-            regions,
+            regions: Arc::new(regions),
+            aws,
         })
+    }
+
+    /// The linked-role lifecycle, once the store is ready.
+    pub fn lifecycle(&self) -> Result<Lifecycle, Error> {
+        Ok(Lifecycle::new(
+            self.store()?.clone(),
+            self.aws.clone(),
+            self.regions.clone(),
+        ))
     }
 
     /// Sets the store once it is open. Returns false if one was set already.

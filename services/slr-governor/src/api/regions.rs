@@ -36,6 +36,7 @@ fn region(entry: &RegionEntry) -> pb::Region {
         connect_available: entry.connect_available,
         source: match entry.source {
             RegionSource::Builtin => pb::region::Source::Builtin,
+            RegionSource::Config => pb::region::Source::Config,
         } as i32,
         refresh_time: None,
     }

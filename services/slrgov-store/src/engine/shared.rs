@@ -10,8 +10,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use slrgov_domain::filter::InstanceFilter;
 use slrgov_domain::model::{
-    Account, AccountPatch, ExternalIdChange, Instance, InstanceFeatures, InstancePatch,
-    LinkedRoleState, NewAccount, NewInstance,
+    Account, AccountAccess, AccountPatch, DeletionFailure, EnsureClaim, ExternalId,
+    ExternalIdChange, Instance, InstanceFeatures, InstancePatch, LinkedRole, LinkedRoleState,
+    NewAccount, NewInstance, ObservedRole,
 };
 use slrgov_domain::names::{AccountSelector, InstanceKey, account_name};
 use slrgov_domain::types::{
@@ -156,6 +157,94 @@ impl InstanceRow {
             revision: Revision(self.revision),
         })
     }
+}
+
+const LINKED_ROLE_COLUMNS: &str = "account_id, instance_id, state, suffix, role_name, role_arn, \
+     role_id, path, description, iam_create_time, last_used_time, last_used_region, adopted, \
+     deletion_task_id, deletion_failure, lease_owner, lease_expires, attempts, revision, update_time";
+
+#[derive(sqlx::FromRow)]
+struct LinkedRoleRow {
+    account_id: String,
+    instance_id: String,
+    state: String,
+    suffix: Option<String>,
+    role_name: Option<String>,
+    role_arn: Option<String>,
+    role_id: Option<String>,
+    path: Option<String>,
+    description: Option<String>,
+    iam_create_time: Option<DateTime<Utc>>,
+    last_used_time: Option<DateTime<Utc>>,
+    last_used_region: Option<String>,
+    adopted: bool,
+    deletion_task_id: Option<String>,
+    deletion_failure: Option<Json<DeletionFailure>>,
+    lease_owner: Option<String>,
+    lease_expires: Option<DateTime<Utc>>,
+    attempts: i32,
+    revision: i64,
+    update_time: DateTime<Utc>,
+}
+
+impl LinkedRoleRow {
+    fn to_linked_role(&self) -> Result<LinkedRole> {
+        Ok(LinkedRole {
+            account_id: AccountId::parse(&self.account_id)
+                .map_err(|e| corrupt("linked_roles.account_id", e))?,
+            instance_id: InstanceId::parse(&self.instance_id)
+                .map_err(|e| corrupt("linked_roles.instance_id", e))?,
+            state: LinkedRoleState::parse(&self.state)
+                .ok_or_else(|| corrupt("linked_roles.state", &self.state))?,
+            role_name: self.role_name.clone(),
+            role_arn: self.role_arn.clone(),
+            role_id: self.role_id.clone(),
+            path: self.path.clone(),
+            description: self.description.clone(),
+            iam_create_time: self.iam_create_time,
+            last_used_time: self.last_used_time,
+            last_used_region: self.last_used_region.clone(),
+            adopted: self.adopted,
+            deletion_task_id: self.deletion_task_id.clone(),
+            deletion_failure: self.deletion_failure.as_ref().map(|f| f.0.clone()),
+            update_time: self.update_time,
+            revision: Revision(self.revision),
+        })
+    }
+}
+
+async fn linked_role_select_in_txn(
+    tx: &mut Transaction<'static, Db>,
+    key: &InstanceKey,
+) -> Result<Option<LinkedRoleRow>> {
+    let sql = format!(
+        "SELECT {LINKED_ROLE_COLUMNS} FROM linked_roles WHERE account_id = $1 AND instance_id = $2{FOR_UPDATE}"
+    );
+    sqlx::query_as::<_, LinkedRoleRow>(sqlx::AssertSqlSafe(sql))
+        .bind(key.account_id.as_str())
+        .bind(key.instance_id.as_str())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_error)
+}
+
+/// Keeps `instances.linked_role_state` (what ListInstances filters on) in
+/// step with the linked role, in the same transaction.
+async fn instance_set_role_state_in_txn(
+    tx: &mut Transaction<'static, Db>,
+    key: &InstanceKey,
+    state: LinkedRoleState,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE instances SET linked_role_state = $3 WHERE account_id = $1 AND instance_id = $2",
+    )
+    .bind(key.account_id.as_str())
+    .bind(key.instance_id.as_str())
+    .bind(state.as_str())
+    .execute(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -825,5 +914,283 @@ impl Store for EngineStore {
         request_id_record_in_txn(&mut tx, &key.account_id, idempotency, &instance).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(instance)
+    }
+
+    async fn account_access(
+        &self,
+        ctx: &RequestContext,
+        account: &AccountId,
+    ) -> Result<AccountAccess> {
+        let name = account_name(account);
+        ctx.check_visible(account, &name)?;
+        ctx.check_role(Role::Operator, "act in the account")?;
+        let row: Option<(String, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT partition, access_role_arn, external_id FROM accounts WHERE account_id = $1",
+        )
+        .bind(account.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let (partition, access_role_arn, external_id) =
+            row.ok_or_else(|| Error::not_found(name))?;
+        Ok(AccountAccess {
+            account_id: account.clone(),
+            partition: Partition::parse(&partition)
+                .map_err(|e| corrupt("accounts.partition", e))?,
+            access_role_arn,
+            external_id: external_id.map(ExternalId::new),
+        })
+    }
+
+    async fn linked_role_get(&self, ctx: &RequestContext, key: &InstanceKey) -> Result<LinkedRole> {
+        let instance = self.instance_get(ctx, key).await?;
+        let sql = format!(
+            "SELECT {LINKED_ROLE_COLUMNS} FROM linked_roles WHERE account_id = $1 AND instance_id = $2"
+        );
+        let row = sqlx::query_as::<_, LinkedRoleRow>(sqlx::AssertSqlSafe(sql))
+            .bind(key.account_id.as_str())
+            .bind(key.instance_id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+        match row {
+            Some(row) => row.to_linked_role(),
+            None => Ok(LinkedRole::absent(&instance)),
+        }
+    }
+
+    async fn linked_role_claim(
+        &self,
+        ctx: &RequestContext,
+        key: &InstanceKey,
+        owner: &str,
+        lease: std::time::Duration,
+        suffix: &str,
+    ) -> Result<EnsureClaim> {
+        let name = key.linked_role_name();
+        ctx.check_visible(&key.account_id, &name)?;
+        ctx.check_role(Role::Operator, "EnsureLinkedRole")?;
+        let mut tx = begin(&self.pool).await.map_err(db_error)?;
+        // The instance row is the lock every linked-role change takes first.
+        instance_select_in_txn(&mut tx, key)
+            .await?
+            .ok_or_else(|| Error::not_found(key.name()))?;
+        let now = now();
+        let lease_expires = now
+            + chrono::Duration::from_std(lease).unwrap_or_else(|_| chrono::Duration::seconds(30));
+        let row = linked_role_select_in_txn(&mut tx, key).await?;
+        let (suffix, resumed, attempts) = match &row {
+            Some(row) => {
+                let state = LinkedRoleState::parse(&row.state)
+                    .ok_or_else(|| corrupt("linked_roles.state", &row.state))?;
+                match state {
+                    LinkedRoleState::Active => {
+                        return Ok(EnsureClaim::Active(row.to_linked_role()?));
+                    }
+                    LinkedRoleState::Deleting => {
+                        return Err(Error::operation_in_progress(name, "a retirement"));
+                    }
+                    _ => {}
+                }
+                let held = row.lease_owner.as_deref().is_some_and(|o| o != owner)
+                    && row.lease_expires.is_some_and(|t| t > now);
+                if held {
+                    return Ok(EnsureClaim::Busy);
+                }
+                let planned = row.suffix.clone();
+                let resumed = state == LinkedRoleState::Creating && planned.is_some();
+                (
+                    planned.unwrap_or_else(|| suffix.to_owned()),
+                    resumed,
+                    row.attempts + 1,
+                )
+            }
+            None => (suffix.to_owned(), false, 1),
+        };
+        let role_row = sqlx::query_as::<_, LinkedRoleRow>(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO linked_roles (account_id, instance_id, state, suffix, lease_owner, \
+             lease_expires, attempts, revision, update_time) \
+             VALUES ($1, $2, 'CREATING', $3, $4, $5, $6, 1, $7) \
+             ON CONFLICT (account_id, instance_id) DO UPDATE SET state = 'CREATING', \
+             suffix = $3, lease_owner = $4, lease_expires = $5, attempts = $6, \
+             revision = linked_roles.revision + 1, update_time = $7 \
+             RETURNING {LINKED_ROLE_COLUMNS}"
+        )))
+        .bind(key.account_id.as_str())
+        .bind(key.instance_id.as_str())
+        .bind(&suffix)
+        .bind(owner)
+        .bind(lease_expires)
+        .bind(attempts)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        instance_set_role_state_in_txn(&mut tx, key, LinkedRoleState::Creating).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(EnsureClaim::Claimed {
+            role: role_row.to_linked_role()?,
+            suffix,
+            resumed,
+        })
+    }
+
+    async fn linked_role_activate(
+        &self,
+        ctx: &RequestContext,
+        key: &InstanceKey,
+        owner: &str,
+        observed: ObservedRole,
+        adopted: bool,
+    ) -> Result<LinkedRole> {
+        let name = key.linked_role_name();
+        ctx.check_visible(&key.account_id, &name)?;
+        ctx.check_role(Role::Operator, "EnsureLinkedRole")?;
+        let mut tx = begin(&self.pool).await.map_err(db_error)?;
+        instance_select_in_txn(&mut tx, key)
+            .await?
+            .ok_or_else(|| Error::not_found(key.name()))?;
+        let row = linked_role_select_in_txn(&mut tx, key)
+            .await?
+            .ok_or_else(|| Error::operation_in_progress(name.clone(), "another ensure"))?;
+        if row.lease_owner.as_deref() != Some(owner) {
+            return Err(Error::operation_in_progress(name, "another ensure"));
+        }
+        let elsewhere = || {
+            Error::failed_precondition(
+                Reason::RoleOwnedElsewhere,
+                format!(
+                    "the role {} is recorded for another instance: one role serves one instance record",
+                    observed.role_arn
+                ),
+            )
+            .with_metadata("role_arn", observed.role_arn.clone())
+        };
+        let owners: Vec<(String, String)> = sqlx::query_as(
+            "SELECT account_id, instance_id FROM linked_roles \
+             WHERE role_arn = $1 AND state <> 'DELETED' AND NOT (account_id = $2 AND instance_id = $3)",
+        )
+        .bind(&observed.role_arn)
+        .bind(key.account_id.as_str())
+        .bind(key.instance_id.as_str())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if !owners.is_empty() {
+            return Err(elsewhere());
+        }
+        let updated = sqlx::query_as::<_, LinkedRoleRow>(sqlx::AssertSqlSafe(format!(
+            "UPDATE linked_roles SET state = 'ACTIVE', role_name = $3, role_arn = $4, role_id = $5, \
+             path = $6, description = $7, iam_create_time = $8, last_used_time = $9, \
+             last_used_region = $10, adopted = $11, deletion_task_id = NULL, deletion_failure = NULL, \
+             lease_owner = NULL, lease_expires = NULL, revision = revision + 1, update_time = $12 \
+             WHERE account_id = $1 AND instance_id = $2 RETURNING {LINKED_ROLE_COLUMNS}"
+        )))
+        .bind(key.account_id.as_str())
+        .bind(key.instance_id.as_str())
+        .bind(&observed.role_name)
+        .bind(&observed.role_arn)
+        .bind(&observed.role_id)
+        .bind(&observed.path)
+        .bind(&observed.description)
+        .bind(observed.iam_create_time.map(to_micros))
+        .bind(observed.last_used_time.map(to_micros))
+        .bind(&observed.last_used_region)
+        .bind(adopted)
+        .bind(now())
+        .fetch_one(&mut *tx)
+        .await;
+        let updated = match updated {
+            Ok(row) => row,
+            // The unique index on role_arn: another record took it meanwhile.
+            Err(e) if is_unique_violation(&e) => return Err(elsewhere()),
+            Err(e) => return Err(db_error(e)),
+        };
+        instance_set_role_state_in_txn(&mut tx, key, LinkedRoleState::Active).await?;
+        tx.commit().await.map_err(db_error)?;
+        updated.to_linked_role()
+    }
+
+    async fn linked_role_release(
+        &self,
+        ctx: &RequestContext,
+        key: &InstanceKey,
+        owner: &str,
+        nothing_created: bool,
+    ) -> Result<()> {
+        ctx.check_visible(&key.account_id, &key.linked_role_name())?;
+        ctx.check_role(Role::Operator, "EnsureLinkedRole")?;
+        let mut tx = begin(&self.pool).await.map_err(db_error)?;
+        instance_select_in_txn(&mut tx, key).await?;
+        let Some(row) = linked_role_select_in_txn(&mut tx, key).await? else {
+            return Ok(());
+        };
+        if row.lease_owner.as_deref() != Some(owner) {
+            return Ok(());
+        }
+        let now = now();
+        if nothing_created {
+            sqlx::query(
+                "UPDATE linked_roles SET state = 'ABSENT', lease_owner = NULL, lease_expires = NULL, \
+                 revision = revision + 1, update_time = $3 WHERE account_id = $1 AND instance_id = $2",
+            )
+            .bind(key.account_id.as_str())
+            .bind(key.instance_id.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            instance_set_role_state_in_txn(&mut tx, key, LinkedRoleState::Absent).await?;
+        } else {
+            sqlx::query(
+                "UPDATE linked_roles SET lease_owner = NULL, lease_expires = NULL, \
+                 revision = revision + 1, update_time = $3 WHERE account_id = $1 AND instance_id = $2",
+            )
+            .bind(key.account_id.as_str())
+            .bind(key.instance_id.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn linked_role_set_description(
+        &self,
+        ctx: &RequestContext,
+        key: &InstanceKey,
+        expected: Option<Revision>,
+        description: &str,
+    ) -> Result<LinkedRole> {
+        let name = key.linked_role_name();
+        ctx.check_visible(&key.account_id, &name)?;
+        ctx.check_role(Role::Operator, "UpdateLinkedRoleDescription")?;
+        let mut tx = begin(&self.pool).await.map_err(db_error)?;
+        instance_select_in_txn(&mut tx, key)
+            .await?
+            .ok_or_else(|| Error::not_found(key.name()))?;
+        let row = linked_role_select_in_txn(&mut tx, key).await?;
+        let Some(row) = row.filter(|r| r.state == "ACTIVE") else {
+            return Err(Error::failed_precondition(
+                Reason::FailedPrecondition,
+                format!("{name} is not ACTIVE: ensure it first"),
+            ));
+        };
+        check_revision(expected, Revision(row.revision), &name)?;
+        let updated = sqlx::query_as::<_, LinkedRoleRow>(sqlx::AssertSqlSafe(format!(
+            "UPDATE linked_roles SET description = $3, revision = revision + 1, update_time = $4 \
+             WHERE account_id = $1 AND instance_id = $2 RETURNING {LINKED_ROLE_COLUMNS}"
+        )))
+        .bind(key.account_id.as_str())
+        .bind(key.instance_id.as_str())
+        .bind(description)
+        .bind(now())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        updated.to_linked_role()
     }
 }

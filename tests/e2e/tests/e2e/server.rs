@@ -184,7 +184,7 @@ async fn version_and_migrate_subcommands() {
 }
 
 #[tokio::test]
-async fn lifecycle_rpcs_answer_unimplemented_after_validation() {
+async fn rpcs_not_built_yet_answer_unimplemented_after_validation() {
     let db = TestDb::new(Engine::Sqlite).await;
     let server = TestServer::start(&db).await;
     let mut c = server.clients().await;
@@ -201,13 +201,35 @@ async fn lifecycle_rpcs_answer_unimplemented_after_validation() {
             })
             .await,
     );
-    assert_eq!(ensure.code, Code::Unimplemented);
+    assert_eq!(
+        ensure.code,
+        Code::NotFound,
+        "ensure of an unregistered instance"
+    );
     let got = refused(
         c.linked_roles
-            .get_linked_role(pb::GetLinkedRoleRequest { name })
+            .get_linked_role(pb::GetLinkedRoleRequest { name: name.clone() })
             .await,
     );
     assert_eq!(got.code, Code::NotFound, "GetLinkedRole reads the registry");
+    let inspect = refused(
+        c.linked_roles
+            .inspect_linked_role(pb::InspectLinkedRoleRequest { name: name.clone() })
+            .await,
+    );
+    assert_eq!(
+        (inspect.code, inspect.reason.as_str()),
+        (Code::Unimplemented, "NOT_IMPLEMENTED")
+    );
+    let retire = refused(
+        c.linked_roles
+            .retire_linked_role(pb::RetireLinkedRoleRequest {
+                name,
+                ..Default::default()
+            })
+            .await,
+    );
+    assert_eq!(retire.code, Code::Unimplemented);
     let operation = refused(
         c.operations
             .get_operation(slrgov_proto::google::longrunning::GetOperationRequest {

@@ -1,0 +1,541 @@
+//! The linked-role lifecycle against IAM: ensure (create, or adopt a role
+//! that exists) and edit the description.
+//!
+//! Ensure is a workflow whose progress lives in the `linked_roles` row (the
+//! saga's log): the deterministic suffix is planned and written, under a
+//! lease, before CreateServiceLinkedRole is called, so an attempt that dies
+//! anywhere is resumed by the next one with the same name, and "has been
+//! taken" then finds and records the role the dead attempt made instead of
+//! making a second. Every step is safe to run twice. Before any STS or IAM
+//! call the instance's region is checked against the Connect region table.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use slrgov_aws::iam::{CONNECT_SERVICE, CONNECT_SLR_PATH};
+use slrgov_aws::{AccessError, AccountTarget, AwsAccess, IamApi, IamError, RoleInfo};
+use slrgov_domain::model::{EnsureClaim, LinkedRole, LinkedRoleState, ObservedRole};
+use slrgov_domain::names::InstanceKey;
+use slrgov_domain::types::Revision;
+use slrgov_domain::{Error, Reason, RequestContext, Role};
+use slrgov_store::Store;
+
+use crate::regions::RegionTable;
+
+/// How long an ensure may hold its claim before another process may take
+/// the workflow over.
+const LEASE: Duration = Duration::from_secs(60);
+/// How long an ensure waits for another one of the same instance.
+const WAIT_FOR_OTHER: Duration = Duration::from_secs(45);
+/// The longest wait for a new role to become visible in IAM.
+const CONFIRM_BUDGET: Duration = Duration::from_secs(20);
+
+/// The prefix of every Connect service-linked role (real IAM's spelling;
+/// moto spells it `AWSServiceRoleForconnect_`, so names are always read
+/// back from IAM, never assumed).
+pub const ROLE_NAME_PREFIX: &str = "AWSServiceRoleForAmazonConnect_";
+
+/// The custom suffix of an instance's role: 20 letters and digits derived
+/// from the account and instance ids, so that every attempt (and every
+/// replica) asks IAM for the same name.
+pub fn role_suffix(key: &InstanceKey) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let digest = Sha256::new()
+        .chain_update(b"slr-governor/role-suffix/v1\0")
+        .chain_update(key.account_id.as_str())
+        .chain_update(b"\0")
+        .chain_update(key.instance_id.as_str())
+        .finalize();
+    digest
+        .iter()
+        .take(20)
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect()
+}
+
+/// The description a created role gets when the caller gives none.
+pub fn default_description(key: &InstanceKey) -> String {
+    format!(
+        "Service-linked role of Amazon Connect instance {} (managed by slr-governor)",
+        key.instance_id
+    )
+}
+
+fn access_error(error: AccessError) -> Error {
+    match error {
+        AccessError::Unavailable(message) => Error::unavailable(
+            Reason::IamUnavailable,
+            format!("sts is unavailable: {message}"),
+            Duration::from_secs(2),
+        ),
+        other => Error::failed_precondition(Reason::AwsCredentialsUnavailable, other.to_string()),
+    }
+}
+
+fn iam_error(operation: &str, error: IamError) -> Error {
+    match error {
+        IamError::Throttled(_) | IamError::Unavailable(_) => Error::unavailable(
+            Reason::IamUnavailable,
+            format!("iam {operation} failed after retries: {error}"),
+            Duration::from_secs(2),
+        ),
+        IamError::AccessDenied(message) => Error::failed_precondition(
+            Reason::AwsCredentialsUnavailable,
+            format!("the service's credentials may not call iam {operation}: {message}"),
+        ),
+        other => {
+            tracing::error!(operation, error = %other, "unexpected iam error");
+            Error::internal(format!("iam {operation} failed: {other}"))
+        }
+    }
+}
+
+/// Runs an IAM call, retrying throttling and service failures with a
+/// bounded exponential backoff (the SDK's own retries come first).
+pub async fn with_retries<T, F, Fut>(mut call: F) -> Result<T, IamError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, IamError>>,
+{
+    let mut delay = Duration::from_millis(100);
+    for _ in 0..5 {
+        match call().await {
+            Err(error) if error.is_transient() => {
+                tracing::debug!(%error, retry_in_ms = delay.as_millis() as u64, "iam call retried");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
+    call().await
+}
+
+/// True when a trust policy trusts `connect.amazonaws.com` and nothing else.
+pub fn trusts_only_connect(document: &str) -> bool {
+    let Ok(policy) = serde_json::from_str::<serde_json::Value>(document) else {
+        return false;
+    };
+    let statements = match &policy["Statement"] {
+        serde_json::Value::Array(list) => list.clone(),
+        object @ serde_json::Value::Object(_) => vec![object.clone()],
+        _ => return false,
+    };
+    let mut principals = Vec::new();
+    for statement in &statements {
+        if statement["Effect"] != "Allow" {
+            continue;
+        }
+        let principal = &statement["Principal"];
+        let Some(map) = principal.as_object() else {
+            return false;
+        };
+        for (kind, value) in map {
+            let values = match value {
+                serde_json::Value::String(s) => vec![s.clone()],
+                serde_json::Value::Array(list) => list
+                    .iter()
+                    .map(|v| v.as_str().unwrap_or_default().to_owned())
+                    .collect(),
+                _ => return false,
+            };
+            for v in values {
+                principals.push((kind.clone(), v));
+            }
+        }
+    }
+    !principals.is_empty()
+        && principals
+            .iter()
+            .all(|(kind, v)| kind == "Service" && v == CONNECT_SERVICE)
+}
+
+fn observed(role: &RoleInfo) -> ObservedRole {
+    ObservedRole {
+        role_name: role.role_name.clone(),
+        role_arn: role.arn.clone(),
+        role_id: role.role_id.clone(),
+        path: role.path.clone(),
+        description: role.description.clone(),
+        iam_create_time: role.create_date,
+        last_used_time: role.last_used,
+        last_used_region: role.last_used_region.clone(),
+    }
+}
+
+/// Everything the lifecycle needs.
+#[derive(Clone)]
+pub struct Lifecycle {
+    store: Arc<dyn Store>,
+    aws: Arc<AwsAccess>,
+    regions: Arc<RegionTable>,
+}
+
+/// Why an attempt stopped, and whether it may have created a role.
+struct Stopped {
+    error: Error,
+    maybe_created: bool,
+}
+
+impl Lifecycle {
+    /// A lifecycle over `store`, acting through `aws`.
+    pub fn new(store: Arc<dyn Store>, aws: Arc<AwsAccess>, regions: Arc<RegionTable>) -> Self {
+        Lifecycle {
+            store,
+            aws,
+            regions,
+        }
+    }
+
+    /// The region gate, the account's credentials (verified), in that
+    /// order: no STS or IAM call for a region without Connect.
+    async fn iam_for(
+        &self,
+        ctx: &RequestContext,
+        key: &InstanceKey,
+        action: &str,
+    ) -> Result<Arc<dyn IamApi>, Error> {
+        let instance = self.store.instance_get(ctx, key).await?;
+        ctx.check_role(Role::Operator, action)?;
+        self.regions.check_connect(&instance.region)?;
+        let access = self.store.account_access(ctx, &key.account_id).await?;
+        let target = AccountTarget::new(
+            access.account_id,
+            access.partition,
+            access.access_role_arn,
+            access.external_id.as_ref(),
+        );
+        self.aws.iam(&target).await.map_err(access_error)
+    }
+
+    /// EnsureLinkedRole.
+    pub async fn ensure(
+        &self,
+        ctx: &RequestContext,
+        key: &InstanceKey,
+        description: Option<String>,
+        validate_only: bool,
+    ) -> Result<LinkedRole, Error> {
+        let iam = self.iam_for(ctx, key, "EnsureLinkedRole").await?;
+        let current = self.store.linked_role_get(ctx, key).await?;
+        if current.state == LinkedRoleState::Active {
+            return self.confirm_active(&*iam, current).await;
+        }
+        let suffix = role_suffix(key);
+        if validate_only {
+            return self.preview(&*iam, current, &suffix).await;
+        }
+        let owner = format!("ensure-{}", uuid::Uuid::new_v4());
+        let deadline = tokio::time::Instant::now() + WAIT_FOR_OTHER;
+        loop {
+            match self
+                .store
+                .linked_role_claim(ctx, key, &owner, LEASE, &suffix)
+                .await?
+            {
+                EnsureClaim::Active(role) => return self.confirm_active(&*iam, role).await,
+                EnsureClaim::Busy => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(Error::operation_in_progress(
+                            key.linked_role_name(),
+                            "another ensure",
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                EnsureClaim::Claimed {
+                    suffix, resumed, ..
+                } => {
+                    let description = description.unwrap_or_else(|| default_description(key));
+                    return match self
+                        .create_or_adopt(&*iam, &suffix, &description, resumed)
+                        .await
+                    {
+                        Ok((role, adopted)) => {
+                            let activated = self
+                                .store
+                                .linked_role_activate(ctx, key, &owner, observed(&role), adopted)
+                                .await;
+                            if let Err(error) = &activated {
+                                let nothing_created = error.reason == Reason::RoleOwnedElsewhere;
+                                self.release(ctx, key, &owner, nothing_created).await;
+                            }
+                            activated
+                        }
+                        Err(stopped) => {
+                            self.release(ctx, key, &owner, !stopped.maybe_created).await;
+                            Err(stopped.error)
+                        }
+                    };
+                }
+            }
+        }
+    }
+
+    async fn release(&self, ctx: &RequestContext, key: &InstanceKey, owner: &str, nothing: bool) {
+        if let Err(error) = self
+            .store
+            .linked_role_release(ctx, key, owner, nothing)
+            .await
+        {
+            // The lease runs out by itself; the next attempt resumes.
+            tracing::warn!(%error, "could not release the ensure claim");
+        }
+    }
+
+    /// An ACTIVE record is returned once IAM confirms the role, with no
+    /// mutating call.
+    async fn confirm_active(
+        &self,
+        iam: &dyn IamApi,
+        role: LinkedRole,
+    ) -> Result<LinkedRole, Error> {
+        let Some(name) = role.role_name.clone() else {
+            return Err(Error::internal("an ACTIVE linked role has no role name"));
+        };
+        match with_retries(|| iam.get_role(&name)).await {
+            Ok(found) if Some(&found.arn) == role.role_arn.as_ref() => Ok(role),
+            Ok(_) | Err(IamError::NoSuchEntity(_)) => Err(Error::failed_precondition(
+                Reason::FailedPrecondition,
+                format!(
+                    "the recorded role {name} is missing or replaced in IAM: InspectLinkedRole shows the drift"
+                ),
+            )),
+            Err(error) => Err(iam_error("GetRole", error)),
+        }
+    }
+
+    /// What an ensure would do, changing nothing.
+    async fn preview(
+        &self,
+        iam: &dyn IamApi,
+        mut current: LinkedRole,
+        suffix: &str,
+    ) -> Result<LinkedRole, Error> {
+        let existing = with_retries(|| iam.list_roles(CONNECT_SLR_PATH))
+            .await
+            .map_err(|e| iam_error("ListRoles", e))?
+            .into_iter()
+            .find(|r| r.role_name.ends_with(&format!("_{suffix}")));
+        match existing {
+            Some(role) => {
+                let o = observed(&role);
+                current.role_name = Some(o.role_name);
+                current.role_arn = Some(o.role_arn);
+                current.role_id = Some(o.role_id);
+                current.path = Some(o.path);
+                current.description = o.description;
+                current.adopted = true;
+            }
+            None => current.role_name = Some(format!("{ROLE_NAME_PREFIX}{suffix}")),
+        }
+        Ok(current)
+    }
+
+    /// Creates the role with the planned suffix, or finds the one that has
+    /// the name (made by an earlier attempt, or by someone else: adopted),
+    /// then waits until IAM shows it.
+    async fn create_or_adopt(
+        &self,
+        iam: &dyn IamApi,
+        suffix: &str,
+        description: &str,
+        resumed: bool,
+    ) -> Result<(RoleInfo, bool), Stopped> {
+        let created = with_retries(|| {
+            iam.create_service_linked_role(CONNECT_SERVICE, Some(suffix), Some(description))
+        })
+        .await;
+        let (name, adopted) = match created {
+            Ok(role) => (role.role_name, false),
+            Err(IamError::NameTaken(_)) => {
+                let role = self.find_by_suffix(iam, Some(suffix)).await?;
+                // Taken by our own earlier attempt (a crash after the call):
+                // ours, not adopted.
+                (role.role_name, !resumed)
+            }
+            Err(IamError::SuffixNotAllowed(_)) => {
+                match with_retries(|| {
+                    iam.create_service_linked_role(CONNECT_SERVICE, None, Some(description))
+                })
+                .await
+                {
+                    Ok(role) => (role.role_name, false),
+                    Err(IamError::NameTaken(_)) => {
+                        (self.find_by_suffix(iam, None).await?.role_name, true)
+                    }
+                    Err(error) => {
+                        return Err(Stopped {
+                            maybe_created: error.is_transient(),
+                            error: iam_error("CreateServiceLinkedRole", error),
+                        });
+                    }
+                }
+            }
+            Err(error) => {
+                return Err(Stopped {
+                    // A timed-out create may have happened.
+                    maybe_created: error.is_transient(),
+                    error: iam_error("CreateServiceLinkedRole", error),
+                });
+            }
+        };
+        let role = self.confirm_visible(iam, &name).await?;
+        let is_connect_slr = role.path == CONNECT_SLR_PATH
+            && role
+                .trust_policy
+                .as_deref()
+                .is_some_and(trusts_only_connect);
+        if !is_connect_slr {
+            return Err(Stopped {
+                error: Error::failed_precondition(
+                    Reason::RoleOwnedElsewhere,
+                    format!(
+                        "the role {} is not an Amazon Connect service-linked role (path or trust policy)",
+                        role.role_name
+                    ),
+                ),
+                maybe_created: false,
+            });
+        }
+        Ok((role, adopted))
+    }
+
+    /// The Connect SLR whose name ends with `_suffix` (or, without a
+    /// suffix, the oldest one), looked up by ListRoles under the Connect
+    /// path, retried while IAM is still catching up.
+    async fn find_by_suffix(
+        &self,
+        iam: &dyn IamApi,
+        suffix: Option<&str>,
+    ) -> Result<RoleInfo, Stopped> {
+        let stop = |error| Stopped {
+            error,
+            maybe_created: true,
+        };
+        let mut delay = Duration::from_millis(100);
+        let start = tokio::time::Instant::now();
+        loop {
+            let roles = with_retries(|| iam.list_roles(CONNECT_SLR_PATH))
+                .await
+                .map_err(|e| stop(iam_error("ListRoles", e)))?;
+            let mut candidates: Vec<RoleInfo> = roles
+                .into_iter()
+                .filter(|r| suffix.is_none_or(|s| r.role_name.ends_with(&format!("_{s}"))))
+                .collect();
+            candidates.sort_by_key(|r| r.create_date);
+            if let Some(role) = candidates.into_iter().next() {
+                return Ok(role);
+            }
+            if start.elapsed() > CONFIRM_BUDGET {
+                return Err(stop(Error::unavailable(
+                    Reason::IamUnavailable,
+                    "iam says the role name is taken but does not list the role yet",
+                    Duration::from_secs(2),
+                )));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// GetRole under a bounded backoff until the role is visible (IAM is
+    /// eventually consistent: a new role can be invisible for seconds).
+    async fn confirm_visible(&self, iam: &dyn IamApi, name: &str) -> Result<RoleInfo, Stopped> {
+        let mut delay = Duration::from_millis(100);
+        let start = tokio::time::Instant::now();
+        loop {
+            match with_retries(|| iam.get_role(name)).await {
+                Ok(role) => return Ok(role),
+                Err(IamError::NoSuchEntity(_)) if start.elapsed() < CONFIRM_BUDGET => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                Err(error) => {
+                    return Err(Stopped {
+                        error: iam_error("GetRole", error),
+                        maybe_created: true,
+                    });
+                }
+            }
+        }
+    }
+
+    /// UpdateLinkedRoleDescription: UpdateRoleDescription in IAM (never
+    /// UpdateRole, which on moto clears what it is not given), then the
+    /// record, both etag-checked.
+    pub async fn set_description(
+        &self,
+        ctx: &RequestContext,
+        key: &InstanceKey,
+        expected: Option<Revision>,
+        description: &str,
+    ) -> Result<LinkedRole, Error> {
+        let iam = self
+            .iam_for(ctx, key, "UpdateLinkedRoleDescription")
+            .await?;
+        let current = self.store.linked_role_get(ctx, key).await?;
+        let name = key.linked_role_name();
+        if expected.is_some_and(|expected| expected != current.revision) {
+            return Err(Error::etag_mismatch(name));
+        }
+        let Some(role_name) = current
+            .role_name
+            .clone()
+            .filter(|_| current.state == LinkedRoleState::Active)
+        else {
+            return Err(Error::failed_precondition(
+                Reason::FailedPrecondition,
+                format!("{name} is {}: ensure it first", current.state),
+            ));
+        };
+        with_retries(|| iam.update_role_description(&role_name, description))
+            .await
+            .map_err(|e| iam_error("UpdateRoleDescription", e))?;
+        self.store
+            .linked_role_set_description(ctx, key, Some(current.revision), description)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suffixes_are_deterministic_valid_and_distinct() {
+        let key = |a: &str, i: &str| {
+            InstanceKey::parse(&format!("accounts/{a}/instances/{i}")).expect("key")
+        };
+        let one = key("123456789012", "4a3b2c1d-0000-4000-8000-123456789abc");
+        let suffix = role_suffix(&one);
+        assert_eq!(suffix, role_suffix(&one));
+        assert_eq!(suffix.len(), 20);
+        assert!(suffix.bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert!(format!("{ROLE_NAME_PREFIX}{suffix}").len() <= 64);
+        assert_ne!(
+            suffix,
+            role_suffix(&key("123456789013", "4a3b2c1d-0000-4000-8000-123456789abc"))
+        );
+        assert_ne!(
+            suffix,
+            role_suffix(&key("123456789012", "4a3b2c1d-0000-4000-8000-123456789abd"))
+        );
+    }
+
+    #[test]
+    fn only_a_connect_trust_policy_is_a_connect_slr() {
+        let connect = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"connect.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+        assert!(trusts_only_connect(connect));
+        let object = r#"{"Statement":{"Effect":"Allow","Principal":{"Service":["connect.amazonaws.com"]},"Action":"sts:AssumeRole"}}"#;
+        assert!(trusts_only_connect(object));
+        let also_ec2 = r#"{"Statement":[{"Effect":"Allow","Principal":{"Service":["connect.amazonaws.com","ec2.amazonaws.com"]},"Action":"sts:AssumeRole"}]}"#;
+        assert!(!trusts_only_connect(also_ec2));
+        let account = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"sts:AssumeRole"}]}"#;
+        assert!(!trusts_only_connect(account));
+        assert!(!trusts_only_connect("not json"));
+        assert!(!trusts_only_connect(r#"{"Statement":[]}"#));
+    }
+}

@@ -1,0 +1,302 @@
+//! The linked-role lifecycle against moto, with two accounts: the home
+//! account of the service's own credentials, and a tenant reached through
+//! STS AssumeRole with an external id.
+
+use slrgov_proto::slrgov::v1 as pb;
+use tonic::Code;
+
+use super::support::{Clients, Engine, Moto, TestDb, TestServer, instance_id, refused};
+
+const HOME: &str = "123456789012";
+const TENANT: &str = "111111111111";
+
+async fn register(c: &mut Clients, account: &str, role: Option<&str>) {
+    c.accounts
+        .create_account(pb::CreateAccountRequest {
+            account_id: account.into(),
+            account: Some(pb::Account {
+                access_role_arn: role.map(str::to_owned).unwrap_or_default(),
+                external_id: if role.is_some() {
+                    "tenant-external-id".into()
+                } else {
+                    String::new()
+                },
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .expect("account");
+}
+
+async fn instance(c: &mut Clients, account: &str, region: &str) -> String {
+    let id = instance_id();
+    c.instances
+        .create_instance(pb::CreateInstanceRequest {
+            parent: format!("accounts/{account}"),
+            instance_id: id.clone(),
+            instance: Some(pb::Instance {
+                region: region.into(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .expect("instance");
+    format!("accounts/{account}/instances/{id}/linkedRole")
+}
+
+fn ensure(name: &str) -> pb::EnsureLinkedRoleRequest {
+    pb::EnsureLinkedRoleRequest {
+        name: name.into(),
+        ..Default::default()
+    }
+}
+
+async fn lifecycle_against_moto(engine: Engine) {
+    let moto = Moto::start().await;
+    let db = TestDb::new(engine).await;
+    let env = moto.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = TestServer::start_with(&db, &env).await;
+    let mut c = server.clients().await;
+    let tenant_role = format!("arn:aws:iam::{TENANT}:role/SlrGovernor");
+    register(&mut c, HOME, None).await;
+    register(&mut c, TENANT, Some(&tenant_role)).await;
+    let home_iam = moto.iam(None).await;
+    let tenant_iam = moto.iam(Some(&tenant_role)).await;
+
+    // Ensure creates the role; ensuring again changes nothing.
+    let home = instance(&mut c, HOME, "us-east-1").await;
+    let first = c
+        .linked_roles
+        .ensure_linked_role(ensure(&home))
+        .await
+        .expect("ensure")
+        .into_inner();
+    assert_eq!(first.state, pb::linked_role::State::Active as i32);
+    assert_eq!(first.path, "/aws-service-role/connect.amazonaws.com/");
+    assert!(
+        first
+            .role_arn
+            .starts_with(&format!("arn:aws:iam::{HOME}:role/aws-service-role/")),
+        "{first:?}"
+    );
+    assert!(!first.adopted);
+    assert!(
+        first.description.contains("managed by slr-governor"),
+        "{first:?}"
+    );
+    let second = c
+        .linked_roles
+        .ensure_linked_role(ensure(&home))
+        .await
+        .expect("again")
+        .into_inner();
+    assert_eq!(second, first, "an ACTIVE role is returned unchanged");
+    let roles = moto.connect_roles(&home_iam).await;
+    assert_eq!(roles.len(), 1, "{roles:?}");
+    assert_eq!(roles[0].1, first.role_arn, "the database's ARN is IAM's");
+    let got = c
+        .linked_roles
+        .get_linked_role(pb::GetLinkedRoleRequest { name: home.clone() })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(got, first);
+    let listed = c
+        .instances
+        .list_instances(pb::ListInstancesRequest {
+            parent: format!("accounts/{HOME}"),
+            filter: "linked_role_state = ACTIVE".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed.instances.len(), 1);
+
+    // The tenant's role is made in the tenant account, through AssumeRole.
+    let tenant = instance(&mut c, TENANT, "eu-west-2").await;
+    let theirs = c
+        .linked_roles
+        .ensure_linked_role(ensure(&tenant))
+        .await
+        .expect("tenant")
+        .into_inner();
+    assert!(
+        theirs.role_arn.contains(&format!(":{TENANT}:")),
+        "{theirs:?}"
+    );
+    assert_eq!(moto.connect_roles(&tenant_iam).await.len(), 1);
+    assert_eq!(
+        moto.connect_roles(&home_iam).await.len(),
+        1,
+        "nothing new in the home account"
+    );
+
+    // A region without Connect is refused before any call reaches moto.
+    let nowhere = instance(&mut c, HOME, "eu-west-1").await;
+    let before = moto.requests();
+    assert!(
+        before > 0,
+        "moto's request log is read (the ensures above reached it)"
+    );
+    let gated = refused(c.linked_roles.ensure_linked_role(ensure(&nowhere)).await);
+    assert_eq!(
+        (gated.code, gated.reason.as_str()),
+        (Code::FailedPrecondition, "REGION_NOT_SUPPORTED")
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        moto.requests(),
+        before,
+        "no STS or IAM request for an unsupported region"
+    );
+
+    // The description is the only edit, etag-checked, and reaches IAM.
+    let edited = c
+        .linked_roles
+        .update_linked_role_description(pb::UpdateLinkedRoleDescriptionRequest {
+            name: home.clone(),
+            description: "Prod contact centre".into(),
+            etag: first.etag.clone(),
+            request_id: String::new(),
+        })
+        .await
+        .expect("edit")
+        .into_inner();
+    assert_eq!(edited.description, "Prod contact centre");
+    assert_eq!(edited.role_arn, first.role_arn);
+    let in_iam = home_iam
+        .get_role()
+        .role_name(&first.role_name)
+        .send()
+        .await
+        .expect("get role");
+    assert_eq!(
+        in_iam.role().and_then(|r| r.description()),
+        Some("Prod contact centre")
+    );
+    let stale = refused(
+        c.linked_roles
+            .update_linked_role_description(pb::UpdateLinkedRoleDescriptionRequest {
+                name: home.clone(),
+                description: "late".into(),
+                etag: first.etag.clone(),
+                request_id: String::new(),
+            })
+            .await,
+    );
+    assert_eq!(
+        (stale.code, stale.reason.as_str()),
+        (Code::Aborted, "ETAG_MISMATCH")
+    );
+
+    // A role that already has the instance's name is adopted, not duplicated.
+    let adoptee = instance(&mut c, HOME, "ap-southeast-2").await;
+    let preview = c
+        .linked_roles
+        .ensure_linked_role(pb::EnsureLinkedRoleRequest {
+            name: adoptee.clone(),
+            validate_only: true,
+            ..Default::default()
+        })
+        .await
+        .expect("validate only")
+        .into_inner();
+    assert_eq!(
+        preview.state,
+        pb::linked_role::State::Absent as i32,
+        "validate_only changes nothing"
+    );
+    let suffix = preview
+        .role_name
+        .rsplit('_')
+        .next()
+        .expect("suffix")
+        .to_owned();
+    assert_eq!(
+        moto.connect_roles(&home_iam).await.len(),
+        1,
+        "validate_only created nothing"
+    );
+    home_iam
+        .create_service_linked_role()
+        .aws_service_name("connect.amazonaws.com")
+        .custom_suffix(&suffix)
+        .send()
+        .await
+        .expect("made outside the service");
+    let adopted = c
+        .linked_roles
+        .ensure_linked_role(ensure(&adoptee))
+        .await
+        .expect("adopt")
+        .into_inner();
+    assert!(adopted.adopted, "{adopted:?}");
+    assert!(adopted.role_name.ends_with(&suffix));
+    assert_eq!(
+        moto.connect_roles(&home_iam).await.len(),
+        2,
+        "adopted, not a third role"
+    );
+}
+
+#[tokio::test]
+async fn lifecycle_against_moto_sqlite() {
+    lifecycle_against_moto(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn lifecycle_against_moto_postgres() {
+    lifecycle_against_moto(Engine::Postgres).await;
+}
+
+#[tokio::test]
+async fn concurrent_ensures_make_exactly_one_role() {
+    let moto = Moto::start().await;
+    let db = TestDb::new(Engine::Postgres).await;
+    let env = moto.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // Two server processes over one Postgres.
+    let a = TestServer::start_with(&db, &env).await;
+    let b = TestServer::start_with(&db, &env).await;
+    let mut c = a.clients().await;
+    register(&mut c, HOME, None).await;
+    let mut names = Vec::new();
+    for _ in 0..3 {
+        names.push(instance(&mut c, HOME, "us-west-2").await);
+    }
+    let mut calls = Vec::new();
+    for name in &names {
+        for server in [&a, &b, &a, &b] {
+            let mut client = server.clients().await.linked_roles;
+            let name = name.clone();
+            calls.push(tokio::spawn(async move {
+                client
+                    .ensure_linked_role(ensure(&name))
+                    .await
+                    .map(|r| r.into_inner())
+            }));
+        }
+    }
+    let mut arns: std::collections::HashMap<String, String> = Default::default();
+    for call in calls {
+        let role = call.await.expect("join").expect("ensure");
+        let name = role.name.clone();
+        if let Some(previous) = arns.insert(name.clone(), role.role_arn.clone()) {
+            assert_eq!(
+                previous, role.role_arn,
+                "every ensure of {name} got the same role"
+            );
+        }
+    }
+    let roles = moto.connect_roles(&moto.iam(None).await).await;
+    assert_eq!(roles.len(), 3, "exactly one role per instance: {roles:?}");
+    let mut recorded: Vec<_> = arns.into_values().collect();
+    recorded.sort();
+    let mut in_iam: Vec<_> = roles.into_iter().map(|(_, arn)| arn).collect();
+    in_iam.sort();
+    assert_eq!(recorded, in_iam);
+}
