@@ -98,6 +98,61 @@ pub fn linked_role(role: &slrgov_domain::model::LinkedRole) -> pb::LinkedRole {
     }
 }
 
+/// An inspection as the API returns it.
+pub fn inspection(inspection: &crate::lifecycle::Inspection) -> pb::Inspection {
+    use crate::lifecycle::{FindingCode, Severity};
+    use pb::inspection::finding::{Code, Severity as PbSeverity};
+    use pb::inspection::permission_check::Decision as PbDecision;
+    use slrgov_domain::policy::Decision;
+    pb::Inspection {
+        linked_role: Some(linked_role(&inspection.linked_role)),
+        healthy: inspection.healthy(),
+        findings: inspection
+            .findings
+            .iter()
+            .map(|f| pb::inspection::Finding {
+                code: match f.code {
+                    FindingCode::RoleMissing => Code::RoleMissing,
+                    FindingCode::TrustPolicyMismatch => Code::TrustPolicyMismatch,
+                    FindingCode::PathMismatch => Code::PathMismatch,
+                    FindingCode::PermissionMissing => Code::PermissionMissing,
+                    FindingCode::PermissionConditional => Code::PermissionConditional,
+                    FindingCode::DescriptionDrift => Code::DescriptionDrift,
+                    FindingCode::RoleUnused => Code::RoleUnused,
+                    FindingCode::LegacyInstanceWithoutRole => Code::LegacyInstanceWithoutRole,
+                    FindingCode::RoleMismatch => Code::RoleMismatch,
+                } as i32,
+                severity: match f.severity {
+                    Severity::Info => PbSeverity::Info,
+                    Severity::Warning => PbSeverity::Warning,
+                    Severity::Error => PbSeverity::Error,
+                } as i32,
+                message: f.message.clone(),
+                feature: f.feature.clone(),
+                action: f.action.clone(),
+                resource: f.resource.clone(),
+            })
+            .collect(),
+        permissions: inspection
+            .permissions
+            .iter()
+            .map(|p| pb::inspection::PermissionCheck {
+                feature: p.feature.clone(),
+                action: p.action.clone(),
+                resource: p.resource.clone(),
+                decision: match p.decision {
+                    Decision::Allowed => PbDecision::Allowed,
+                    Decision::ImplicitDeny => PbDecision::ImplicitDeny,
+                    Decision::ExplicitDeny => PbDecision::ExplicitDeny,
+                    Decision::Conditional => PbDecision::Conditional,
+                } as i32,
+                source_policy: p.source_policy.clone().unwrap_or_default(),
+            })
+            .collect(),
+        inspect_time: Some(timestamp(inspection.inspect_time)),
+    }
+}
+
 /// An account as the API returns it (never with the external id).
 pub fn account(account: &Account) -> pb::Account {
     pb::Account {

@@ -13,11 +13,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use slrgov_aws::iam::{CONNECT_SERVICE, CONNECT_SLR_PATH};
 use slrgov_aws::{AccessError, AccountTarget, AwsAccess, IamApi, IamError, RoleInfo};
-use slrgov_domain::model::{EnsureClaim, LinkedRole, LinkedRoleState, ObservedRole};
+use slrgov_domain::model::{EnsureClaim, Instance, LinkedRole, LinkedRoleState, ObservedRole};
 use slrgov_domain::names::InstanceKey;
+use slrgov_domain::permissions::required_permissions;
+use slrgov_domain::policy::{Decision, NamedPolicy, evaluate};
 use slrgov_domain::types::Revision;
 use slrgov_domain::{Error, Reason, RequestContext, Role};
 use slrgov_store::Store;
@@ -195,10 +198,11 @@ impl Lifecycle {
         &self,
         ctx: &RequestContext,
         key: &InstanceKey,
+        needed: Role,
         action: &str,
-    ) -> Result<Arc<dyn IamApi>, Error> {
+    ) -> Result<(Instance, Arc<dyn IamApi>), Error> {
         let instance = self.store.instance_get(ctx, key).await?;
-        ctx.check_role(Role::Operator, action)?;
+        ctx.check_role(needed, action)?;
         self.regions.check_connect(&instance.region)?;
         let access = self.store.account_access(ctx, &key.account_id).await?;
         let target = AccountTarget::new(
@@ -207,7 +211,8 @@ impl Lifecycle {
             access.access_role_arn,
             access.external_id.as_ref(),
         );
-        self.aws.iam(&target).await.map_err(access_error)
+        let iam = self.aws.iam(&target).await.map_err(access_error)?;
+        Ok((instance, iam))
     }
 
     /// EnsureLinkedRole.
@@ -218,7 +223,9 @@ impl Lifecycle {
         description: Option<String>,
         validate_only: bool,
     ) -> Result<LinkedRole, Error> {
-        let iam = self.iam_for(ctx, key, "EnsureLinkedRole").await?;
+        let (_, iam) = self
+            .iam_for(ctx, key, Role::Operator, "EnsureLinkedRole")
+            .await?;
         let current = self.store.linked_role_get(ctx, key).await?;
         if current.state == LinkedRoleState::Active {
             return self.confirm_active(&*iam, current).await;
@@ -473,8 +480,8 @@ impl Lifecycle {
         expected: Option<Revision>,
         description: &str,
     ) -> Result<LinkedRole, Error> {
-        let iam = self
-            .iam_for(ctx, key, "UpdateLinkedRoleDescription")
+        let (_, iam) = self
+            .iam_for(ctx, key, Role::Operator, "UpdateLinkedRoleDescription")
             .await?;
         let current = self.store.linked_role_get(ctx, key).await?;
         let name = key.linked_role_name();
@@ -497,6 +504,279 @@ impl Lifecycle {
         self.store
             .linked_role_set_description(ctx, key, Some(current.revision), description)
             .await
+    }
+}
+
+/// What an inspection found wrong or worth knowing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FindingCode {
+    /// No role in IAM.
+    RoleMissing,
+    /// The trust policy is not `connect.amazonaws.com` alone.
+    TrustPolicyMismatch,
+    /// Not under the Connect SLR path.
+    PathMismatch,
+    /// A needed permission is denied.
+    PermissionMissing,
+    /// A needed permission is allowed only under conditions.
+    PermissionConditional,
+    /// IAM's description differs from the record.
+    DescriptionDrift,
+    /// IAM has no record of use.
+    RoleUnused,
+    /// A pre-2018 instance without a role.
+    LegacyInstanceWithoutRole,
+    /// IAM's role is not the recorded one.
+    RoleMismatch,
+}
+
+/// How serious a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// Worth knowing.
+    Info,
+    /// Drift, or a feature may break.
+    Warning,
+    /// A feature cannot work.
+    Error,
+}
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// What.
+    pub code: FindingCode,
+    /// How serious.
+    pub severity: Severity,
+    /// Explanation.
+    pub message: String,
+    /// The feature concerned.
+    pub feature: String,
+    /// The action concerned.
+    pub action: String,
+    /// The resource concerned.
+    pub resource: String,
+}
+
+impl Finding {
+    fn new(code: FindingCode, severity: Severity, message: impl Into<String>) -> Self {
+        Finding {
+            code,
+            severity,
+            message: message.into(),
+            feature: String::new(),
+            action: String::new(),
+            resource: String::new(),
+        }
+    }
+}
+
+/// One evaluated permission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PermissionCheck {
+    /// The feature that needs it.
+    pub feature: String,
+    /// The action.
+    pub action: String,
+    /// The resource.
+    pub resource: String,
+    /// The outcome.
+    pub decision: Decision,
+    /// The deciding policy.
+    pub source_policy: Option<String>,
+}
+
+/// The result of InspectLinkedRole.
+#[derive(Debug, Clone)]
+pub struct Inspection {
+    /// The role as observed in IAM now (ABSENT when missing).
+    pub linked_role: LinkedRole,
+    /// The findings.
+    pub findings: Vec<Finding>,
+    /// Every needed permission, evaluated.
+    pub permissions: Vec<PermissionCheck>,
+    /// When IAM was read.
+    pub inspect_time: DateTime<Utc>,
+}
+
+impl Inspection {
+    /// True when no finding is an error.
+    pub fn healthy(&self) -> bool {
+        self.findings.iter().all(|f| f.severity < Severity::Error)
+    }
+}
+
+impl Lifecycle {
+    /// InspectLinkedRole: reads the role live (GetRole, inline and attached
+    /// policies) and evaluates every permission the instance's features
+    /// need with the service's own policy evaluator.
+    pub async fn inspect(
+        &self,
+        ctx: &RequestContext,
+        key: &InstanceKey,
+    ) -> Result<Inspection, Error> {
+        let (instance, iam) = self
+            .iam_for(ctx, key, Role::Viewer, "InspectLinkedRole")
+            .await?;
+        let record = self.store.linked_role_get(ctx, key).await?;
+        let access = self.store.account_access(ctx, &key.account_id).await?;
+        let inspect_time = Utc::now();
+        let mut findings = Vec::new();
+        let mut observed_role = record.clone();
+        let Some(role_name) = record.role_name.clone() else {
+            if instance.is_legacy() {
+                findings.push(Finding::new(
+                    FindingCode::LegacyInstanceWithoutRole,
+                    Severity::Error,
+                    "the instance was created before 2018-10-01 and has no service-linked role: EnsureLinkedRole creates one",
+                ));
+            }
+            findings.push(Finding::new(
+                FindingCode::RoleMissing,
+                Severity::Error,
+                "no role is recorded for the instance: EnsureLinkedRole creates or adopts one",
+            ));
+            return Ok(Inspection {
+                linked_role: record,
+                findings,
+                permissions: Vec::new(),
+                inspect_time,
+            });
+        };
+        let role = match with_retries(|| iam.get_role(&role_name)).await {
+            Ok(role) => role,
+            Err(IamError::NoSuchEntity(_)) => {
+                observed_role.state = LinkedRoleState::Absent;
+                findings.push(Finding::new(
+                    FindingCode::RoleMissing,
+                    Severity::Error,
+                    format!("the recorded role {role_name} does not exist in IAM"),
+                ));
+                return Ok(Inspection {
+                    linked_role: observed_role,
+                    findings,
+                    permissions: Vec::new(),
+                    inspect_time,
+                });
+            }
+            Err(error) => return Err(iam_error("GetRole", error)),
+        };
+        let o = observed(&role);
+        if record.role_arn.as_deref() != Some(o.role_arn.as_str())
+            || record.role_id.as_deref() != Some(o.role_id.as_str())
+        {
+            findings.push(Finding::new(
+                FindingCode::RoleMismatch,
+                Severity::Error,
+                format!(
+                    "IAM's role {} ({}) is not the recorded one",
+                    o.role_arn, o.role_id
+                ),
+            ));
+        }
+        if o.path != CONNECT_SLR_PATH {
+            findings.push(Finding::new(
+                FindingCode::PathMismatch,
+                Severity::Error,
+                format!("the role's path is {}, not {CONNECT_SLR_PATH}", o.path),
+            ));
+        }
+        if !role
+            .trust_policy
+            .as_deref()
+            .is_some_and(trusts_only_connect)
+        {
+            findings.push(Finding::new(
+                FindingCode::TrustPolicyMismatch,
+                Severity::Error,
+                "the trust policy does not trust connect.amazonaws.com alone",
+            ));
+        }
+        if o.description != record.description {
+            findings.push(Finding::new(
+                FindingCode::DescriptionDrift,
+                Severity::Warning,
+                format!(
+                    "IAM's description {:?} differs from the recorded {:?}",
+                    o.description.as_deref().unwrap_or_default(),
+                    record.description.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
+        if o.last_used_time.is_none() {
+            findings.push(Finding::new(
+                FindingCode::RoleUnused,
+                Severity::Info,
+                "IAM has no record of the role being used in the last 400 days",
+            ));
+        }
+        let policies: Vec<NamedPolicy> = with_retries(|| iam.role_policies(&role_name))
+            .await
+            .map_err(|e| iam_error("ListRolePolicies", e))?
+            .into_iter()
+            .filter_map(|p| match NamedPolicy::parse_url_encoded(p.source.clone(), &p.document) {
+                Ok(policy) => Some(policy),
+                Err(error) => {
+                    tracing::warn!(policy = %p.source, %error, "policy document not understood");
+                    None
+                }
+            })
+            .collect();
+        let mut permissions = Vec::new();
+        for need in required_permissions(
+            &instance.features,
+            access.partition,
+            &key.account_id,
+            &instance.region,
+        ) {
+            let evaluation = evaluate(&policies, &need.action, &need.resource);
+            let (code, severity) = match evaluation.decision {
+                Decision::Allowed => (None, Severity::Info),
+                Decision::Conditional => {
+                    (Some(FindingCode::PermissionConditional), Severity::Warning)
+                }
+                Decision::ImplicitDeny | Decision::ExplicitDeny => {
+                    (Some(FindingCode::PermissionMissing), Severity::Error)
+                }
+            };
+            if let Some(code) = code {
+                findings.push(Finding {
+                    code,
+                    severity,
+                    message: format!(
+                        "{} on {} is {} for feature {}",
+                        need.action,
+                        need.resource,
+                        evaluation.decision.as_str(),
+                        need.feature
+                    ),
+                    feature: need.feature.to_owned(),
+                    action: need.action.clone(),
+                    resource: need.resource.clone(),
+                });
+            }
+            permissions.push(PermissionCheck {
+                feature: need.feature.to_owned(),
+                action: need.action,
+                resource: need.resource,
+                decision: evaluation.decision,
+                source_policy: evaluation.source_policy,
+            });
+        }
+        observed_role.role_name = Some(o.role_name);
+        observed_role.role_arn = Some(o.role_arn);
+        observed_role.role_id = Some(o.role_id);
+        observed_role.path = Some(o.path);
+        observed_role.description = o.description;
+        observed_role.iam_create_time = o.iam_create_time;
+        observed_role.last_used_time = o.last_used_time;
+        observed_role.last_used_region = o.last_used_region;
+        Ok(Inspection {
+            linked_role: observed_role,
+            findings,
+            permissions,
+            inspect_time,
+        })
     }
 }
 

@@ -420,13 +420,18 @@ impl IamApi for SdkIam {
             let Some(arn) = policy.policy_arn() else {
                 continue;
             };
-            let described = self
-                .client
-                .get_policy()
-                .policy_arn(arn)
-                .send()
-                .await
-                .map_err(classify)?;
+            let described = match self.client.get_policy().policy_arn(arn).send().await {
+                Ok(described) => described,
+                // An attached policy that IAM cannot show (moto lacks some
+                // AWS-managed ones) grants nothing the service can see.
+                Err(error) => match classify(error) {
+                    IamError::NoSuchEntity(message) => {
+                        tracing::warn!(policy = arn, %message, "attached policy not found");
+                        continue;
+                    }
+                    other => return Err(other),
+                },
+            };
             let Some(version) = described.policy().and_then(|p| p.default_version_id()) else {
                 continue;
             };

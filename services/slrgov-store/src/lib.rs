@@ -238,8 +238,8 @@ pub trait Store: Send + Sync + 'static {
         idempotency: Option<&Idempotency>,
     ) -> Result<Instance>;
 
-    /// How the service reaches an account, with its external id (operator:
-    /// the secret only ever goes to STS).
+    /// How the service reaches an account, with its external id (viewer:
+    /// the secret never leaves the service; it goes to STS only).
     async fn account_access(
         &self,
         ctx: &RequestContext,

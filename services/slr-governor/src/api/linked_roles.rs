@@ -89,8 +89,9 @@ impl LinkedRoleService for LinkedRoles {
         let ctx = context(&request, "InspectLinkedRole");
         let pb::InspectLinkedRoleRequest { name } = request.into_inner();
         handle(&ctx, async {
-            InstanceKey::parse_linked_role_name(&name).map_err(|e| e.on("name"))?;
-            Err(not_yet("InspectLinkedRole"))
+            let key = InstanceKey::parse_linked_role_name(&name).map_err(|e| e.on("name"))?;
+            let inspection = self.state.lifecycle()?.inspect(&ctx, &key).await?;
+            Ok(convert::inspection(&inspection))
         })
         .await
     }

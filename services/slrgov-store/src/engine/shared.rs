@@ -923,7 +923,9 @@ impl Store for EngineStore {
     ) -> Result<AccountAccess> {
         let name = account_name(account);
         ctx.check_visible(account, &name)?;
-        ctx.check_role(Role::Operator, "act in the account")?;
+        // Reads (inspections) act in the account too; the external id never
+        // leaves the service (it goes to STS only).
+        ctx.check_role(Role::Viewer, "act in the account")?;
         let row: Option<(String, Option<String>, Option<String>)> = sqlx::query_as(
             "SELECT partition, access_role_arn, external_id FROM accounts WHERE account_id = $1",
         )

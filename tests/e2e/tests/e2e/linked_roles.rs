@@ -300,3 +300,158 @@ async fn concurrent_ensures_make_exactly_one_role() {
     in_iam.sort();
     assert_eq!(recorded, in_iam);
 }
+
+#[tokio::test]
+async fn inspection_evaluates_what_the_features_need() {
+    let moto = Moto::start().await;
+    let db = TestDb::new(Engine::Sqlite).await;
+    let env = moto.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = TestServer::start_with(&db, &env).await;
+    let mut c = server.clients().await;
+    register(&mut c, HOME, None).await;
+    let bot = format!("arn:aws:lex:us-east-1:{HOME}:bot:Booking");
+    let id = instance_id();
+    c.instances
+        .create_instance(pb::CreateInstanceRequest {
+            parent: format!("accounts/{HOME}"),
+            instance_id: id.clone(),
+            instance: Some(pb::Instance {
+                region: "us-east-1".into(),
+                features: Some(pb::InstanceFeatures {
+                    lex_bots: vec![bot.clone()],
+                    call_recordings_bucket: "amazon-connect-recordings-x".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .expect("instance");
+    let name = format!("accounts/{HOME}/instances/{id}/linkedRole");
+    let role = c
+        .linked_roles
+        .ensure_linked_role(ensure(&name))
+        .await
+        .expect("ensure")
+        .into_inner();
+
+    // Grant Lex (and nothing for S3) in an inline policy, and drift the
+    // description behind the service's back.
+    let iam = moto.iam(None).await;
+    let document = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": ["lex:PostContent"], "Resource": bot},
+            {"Effect": "Allow", "Action": ["lex:List*"], "Resource": "*"},
+            {"Effect": "Deny", "Action": "s3:DeleteObject", "Resource": "*"}
+        ]
+    });
+    iam.put_role_policy()
+        .role_name(&role.role_name)
+        .policy_name("connect-features")
+        .policy_document(document.to_string())
+        .send()
+        .await
+        .expect("inline policy");
+    iam.update_role_description()
+        .role_name(&role.role_name)
+        .description("changed by hand")
+        .send()
+        .await
+        .expect("drift");
+
+    let inspection = c
+        .linked_roles
+        .inspect_linked_role(pb::InspectLinkedRoleRequest { name: name.clone() })
+        .await
+        .expect("inspect")
+        .into_inner();
+    use pb::inspection::finding::Code;
+    use pb::inspection::permission_check::Decision;
+    let decision = |action: &str, resource: &str| {
+        inspection
+            .permissions
+            .iter()
+            .find(|p| p.action == action && p.resource == resource)
+            .map(|p| (p.decision, p.source_policy.clone()))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{action} on {resource} is checked: {:?}",
+                    inspection.permissions
+                )
+            })
+    };
+    assert_eq!(
+        decision("lex:PostContent", &bot),
+        (
+            Decision::Allowed as i32,
+            "inline:connect-features".to_owned()
+        )
+    );
+    assert_eq!(decision("lex:ListBots", "*").0, Decision::Allowed as i32);
+    assert_eq!(
+        decision(
+            "s3:DeleteObject",
+            "arn:aws:s3:::amazon-connect-recordings-x/*"
+        )
+        .0,
+        Decision::ExplicitDeny as i32
+    );
+    assert_eq!(
+        decision("s3:PutObject", "arn:aws:s3:::amazon-connect-recordings-x/*").0,
+        Decision::ImplicitDeny as i32
+    );
+    let codes: Vec<i32> = inspection.findings.iter().map(|f| f.code).collect();
+    assert!(
+        codes.contains(&(Code::PermissionMissing as i32)),
+        "{codes:?}"
+    );
+    assert!(
+        codes.contains(&(Code::DescriptionDrift as i32)),
+        "{codes:?}"
+    );
+    assert!(
+        !codes.contains(&(Code::TrustPolicyMismatch as i32)),
+        "{codes:?}"
+    );
+    assert!(!inspection.healthy);
+    let observed = inspection.linked_role.expect("observed role");
+    assert_eq!(observed.description, "changed by hand");
+    assert_eq!(observed.role_arn, role.role_arn);
+
+    // A legacy instance without a role is named as such.
+    let legacy = instance_id();
+    c.instances
+        .create_instance(pb::CreateInstanceRequest {
+            parent: format!("accounts/{HOME}"),
+            instance_id: legacy.clone(),
+            instance: Some(pb::Instance {
+                region: "us-east-1".into(),
+                instance_create_time: Some(prost_types::Timestamp {
+                    seconds: 1_514_764_800, // 2018-01-01
+                    nanos: 0,
+                }),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .expect("legacy instance");
+    let legacy = c
+        .linked_roles
+        .inspect_linked_role(pb::InspectLinkedRoleRequest {
+            name: format!("accounts/{HOME}/instances/{legacy}/linkedRole"),
+        })
+        .await
+        .expect("inspect legacy")
+        .into_inner();
+    let codes: Vec<i32> = legacy.findings.iter().map(|f| f.code).collect();
+    assert!(
+        codes.contains(&(Code::LegacyInstanceWithoutRole as i32)),
+        "{codes:?}"
+    );
+    assert!(codes.contains(&(Code::RoleMissing as i32)), "{codes:?}");
+    assert!(!legacy.healthy);
+}

@@ -218,8 +218,9 @@ async fn rpcs_not_built_yet_answer_unimplemented_after_validation() {
             .await,
     );
     assert_eq!(
-        (inspect.code, inspect.reason.as_str()),
-        (Code::Unimplemented, "NOT_IMPLEMENTED")
+        inspect.code,
+        Code::NotFound,
+        "inspect of an unregistered instance"
     );
     let retire = refused(
         c.linked_roles
@@ -229,7 +230,10 @@ async fn rpcs_not_built_yet_answer_unimplemented_after_validation() {
             })
             .await,
     );
-    assert_eq!(retire.code, Code::Unimplemented);
+    assert_eq!(
+        (retire.code, retire.reason.as_str()),
+        (Code::Unimplemented, "NOT_IMPLEMENTED")
+    );
     let operation = refused(
         c.operations
             .get_operation(slrgov_proto::google::longrunning::GetOperationRequest {
