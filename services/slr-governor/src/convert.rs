@@ -98,6 +98,81 @@ pub fn linked_role(role: &slrgov_domain::model::LinkedRole) -> pb::LinkedRole {
     }
 }
 
+/// A stored operation as a google.longrunning.Operation.
+pub fn operation(
+    operation: &slrgov_domain::model::OperationRecord,
+) -> slrgov_proto::google::longrunning::Operation {
+    use slrgov_domain::model::OperationVerb;
+    use slrgov_proto::google::longrunning::{Operation, operation::Result as OpResult};
+    use slrgov_proto::google::rpc;
+    let key = operation.key();
+    let target = match operation.verb {
+        OperationVerb::Retire => key.linked_role_name(),
+        OperationVerb::Delete => key.name(),
+    };
+    let metadata = pb::OperationMetadata {
+        create_time: Some(timestamp(operation.create_time)),
+        end_time: operation.end_time.map(timestamp),
+        target: target.clone(),
+        verb: operation.verb.as_str().to_owned(),
+        status_message: operation.status_message.clone(),
+        principal: operation.principal.clone(),
+        request_id: operation.request_id.clone().unwrap_or_default(),
+    };
+    let result = if !operation.done {
+        None
+    } else if let Some(error) = &operation.error {
+        let mut info_metadata = std::collections::HashMap::new();
+        info_metadata.insert("resource".to_owned(), target.clone());
+        let mut details = Vec::new();
+        let mut violations = Vec::new();
+        if let Some(failure) = &error.failure {
+            info_metadata.insert("deletion_failure_reason".to_owned(), failure.reason.clone());
+            for (region, resources) in &failure.role_usage {
+                info_metadata.insert(format!("role_usage.{region}"), resources.join(","));
+                for resource in resources {
+                    violations.push(rpc::precondition_failure::Violation {
+                        r#type: "ROLE_IN_USE".to_owned(),
+                        subject: resource.clone(),
+                        description: format!("uses the role in {region}"),
+                    });
+                }
+            }
+        }
+        details.push(slrgov_proto::to_any(&rpc::ErrorInfo {
+            reason: error.reason.clone(),
+            domain: crate::status::ERROR_DOMAIN.to_owned(),
+            metadata: info_metadata,
+        }));
+        if !violations.is_empty() {
+            details.push(slrgov_proto::to_any(&rpc::PreconditionFailure {
+                violations,
+            }));
+        }
+        Some(OpResult::Error(rpc::Status {
+            // Every way a retirement ends in error is a precondition of the
+            // role or the account (in use, credentials).
+            code: tonic::Code::FailedPrecondition as i32,
+            message: error.message.clone(),
+            details,
+        }))
+    } else {
+        Some(OpResult::Response(match &operation.response {
+            Some(role) => slrgov_proto::to_any(&linked_role(role)),
+            None => prost_types::Any {
+                type_url: "type.googleapis.com/google.protobuf.Empty".to_owned(),
+                value: Vec::new(),
+            },
+        }))
+    };
+    Operation {
+        name: format!("operations/{}", operation.operation_id),
+        metadata: Some(slrgov_proto::to_any(&metadata)),
+        done: operation.done,
+        result,
+    }
+}
+
 /// An inspection as the API returns it.
 pub fn inspection(inspection: &crate::lifecycle::Inspection) -> pb::Inspection {
     use crate::lifecycle::{FindingCode, Severity};

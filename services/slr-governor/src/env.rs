@@ -22,3 +22,8 @@ pub const SHUTDOWN_GRACE: &str = "SLRGOV_SHUTDOWN_GRACE";
 /// A TOML file of regions that adds to or overrides the built-in table of
 /// regions where Amazon Connect is available.
 pub const REGIONS_FILE: &str = "SLRGOV_REGIONS_FILE";
+/// Tests only: a JSON fault plan (`slrgov_aws::faults::FaultPlan`) that
+/// wraps every IAM client in the fault-injecting layer, to reproduce what
+/// moto cannot show (throttling, eventual consistency, failing deletions).
+/// The server logs a warning when it is set.
+pub const TEST_IAM_FAULTS: &str = "SLRGOV_TEST_IAM_FAULTS";

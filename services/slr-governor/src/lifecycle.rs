@@ -15,9 +15,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
+use slrgov_aws::DeletionStatus;
 use slrgov_aws::iam::{CONNECT_SERVICE, CONNECT_SLR_PATH};
 use slrgov_aws::{AccessError, AccountTarget, AwsAccess, IamApi, IamError, RoleInfo};
-use slrgov_domain::model::{EnsureClaim, Instance, LinkedRole, LinkedRoleState, ObservedRole};
+use slrgov_domain::model::{
+    DeletionFailure, EnsureClaim, Instance, LinkedRole, LinkedRoleState, ObservedRole,
+    OperationError, OperationRecord, OperationStep, OperationVerb,
+};
 use slrgov_domain::names::InstanceKey;
 use slrgov_domain::permissions::required_permissions;
 use slrgov_domain::policy::{Decision, NamedPolicy, evaluate};
@@ -190,6 +194,11 @@ impl Lifecycle {
             aws,
             regions,
         }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
     }
 
     /// The region gate, the account's credentials (verified), in that
@@ -777,6 +786,147 @@ impl Lifecycle {
             permissions,
             inspect_time,
         })
+    }
+}
+
+/// What RetireLinkedRole started (or, with validate_only, would start).
+#[derive(Debug, Clone)]
+pub enum Retirement {
+    /// The operation, running or (if one was running) as it is.
+    Started(Box<OperationRecord>),
+    /// validate_only: every check passed; the role that would be deleted.
+    Preview(Box<LinkedRole>),
+}
+
+impl Lifecycle {
+    /// RetireLinkedRole (and DeleteInstance of an instance with a role):
+    /// checks the region and the credentials, then records a running
+    /// operation that the background workers drive to the end.
+    pub async fn retire(
+        &self,
+        ctx: &RequestContext,
+        key: &InstanceKey,
+        expected: Option<Revision>,
+        verb: OperationVerb,
+        validate_only: bool,
+        request_id: Option<&str>,
+    ) -> Result<Retirement, Error> {
+        let (_, iam) = self
+            .iam_for(ctx, key, Role::Operator, "RetireLinkedRole")
+            .await?;
+        if validate_only {
+            let current = self.store.linked_role_get(ctx, key).await?;
+            let name = key.linked_role_name();
+            if expected.is_some_and(|e| e != current.revision) {
+                return Err(Error::etag_mismatch(name));
+            }
+            let Some(role_name) = current.role_name.clone().filter(|_| {
+                matches!(
+                    current.state,
+                    LinkedRoleState::Active | LinkedRoleState::DeletionFailed
+                )
+            }) else {
+                return Err(Error::failed_precondition(
+                    Reason::FailedPrecondition,
+                    format!("{name} has no role to retire (it is {})", current.state),
+                ));
+            };
+            with_retries(|| iam.get_role(&role_name))
+                .await
+                .map_err(|e| iam_error("GetRole", e))?;
+            return Ok(Retirement::Preview(Box::new(current)));
+        }
+        let operation = self
+            .store
+            .operation_begin_retire(ctx, key, expected, verb, request_id)
+            .await?;
+        Ok(Retirement::Started(Box::new(operation)))
+    }
+
+    /// One step of a running retirement, for the background worker: what
+    /// IAM says now, as the next recorded step. Never retries inside: the
+    /// next claim is the retry.
+    pub async fn advance(
+        &self,
+        ctx: &RequestContext,
+        operation: &OperationRecord,
+    ) -> OperationStep {
+        let backoff = Duration::from_millis(200)
+            .saturating_mul(1u32 << operation.attempts.clamp(0, 6))
+            .min(Duration::from_secs(10));
+        let wait = |message: String| OperationStep::Wait {
+            retry_in: backoff,
+            message,
+        };
+        let key = operation.key();
+        let role = match self.store.linked_role_get(ctx, &key).await {
+            Ok(role) => role,
+            Err(error) => return wait(format!("cannot read the linked role: {}", error.message)),
+        };
+        let Some(role_name) = role.role_name.clone() else {
+            return OperationStep::Deleted;
+        };
+        let access = match self.store.account_access(ctx, &key.account_id).await {
+            Ok(access) => access,
+            Err(error) => return wait(format!("cannot read the account: {}", error.message)),
+        };
+        let target = AccountTarget::new(
+            access.account_id,
+            access.partition,
+            access.access_role_arn,
+            access.external_id.as_ref(),
+        );
+        let iam = match self.aws.iam(&target).await {
+            Ok(iam) => iam,
+            Err(AccessError::Unavailable(message)) => return wait(format!("sts: {message}")),
+            Err(other) => {
+                return OperationStep::Abort(OperationError {
+                    reason: Reason::AwsCredentialsUnavailable.as_str().to_owned(),
+                    message: other.to_string(),
+                    failure: None,
+                });
+            }
+        };
+        let submit = |iam: Arc<dyn IamApi>, role_name: String| async move {
+            match iam.delete_service_linked_role(&role_name).await {
+                Ok(task_id) => OperationStep::TaskStarted {
+                    task_id,
+                    retry_in: Duration::from_millis(200),
+                },
+                Err(IamError::NoSuchEntity(_)) => OperationStep::Deleted,
+                Err(error) if error.is_transient() => OperationStep::Wait {
+                    retry_in: backoff,
+                    message: format!("iam DeleteServiceLinkedRole: {error}"),
+                },
+                Err(error) => OperationStep::Abort(OperationError {
+                    reason: Reason::FailedPrecondition.as_str().to_owned(),
+                    message: format!("iam refused DeleteServiceLinkedRole: {error}"),
+                    failure: None,
+                }),
+            }
+        };
+        let Some(task_id) = role.deletion_task_id.clone() else {
+            return submit(iam, role_name).await;
+        };
+        match iam.deletion_status(&task_id).await {
+            Ok(DeletionStatus::Succeeded) => OperationStep::Deleted,
+            Ok(DeletionStatus::NotStarted | DeletionStatus::InProgress) => {
+                wait(format!("iam is deleting the role (task {task_id})"))
+            }
+            Ok(DeletionStatus::Failed { reason, usage }) => {
+                OperationStep::Failed(DeletionFailure {
+                    reason,
+                    role_usage: usage.into_iter().map(|u| (u.region, u.resources)).collect(),
+                })
+            }
+            // IAM may purge a task record: the role's absence decides.
+            Err(IamError::NoSuchEntity(_)) => match iam.get_role(&role_name).await {
+                Err(IamError::NoSuchEntity(_)) => OperationStep::Deleted,
+                Ok(_) => submit(iam, role_name).await,
+                Err(error) => wait(format!("iam GetRole: {error}")),
+            },
+            Err(error) => wait(format!("iam GetServiceLinkedRoleDeletionStatus: {error}")),
+        }
     }
 }
 

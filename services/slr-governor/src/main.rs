@@ -17,6 +17,7 @@ mod mask;
 mod regions;
 mod server;
 mod status;
+mod worker;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;

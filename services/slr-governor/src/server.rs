@@ -113,24 +113,50 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // overrides). The region is given so that loading never waits on the
     // instance metadata service; each account's clients use their
     // partition's IAM region.
-    let aws = Arc::new(slrgov_aws::AwsAccess::new(
+    let mut aws = slrgov_aws::AwsAccess::new(
         aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("us-east-1"))
             .load()
             .await,
-    ));
+    );
+    if let Ok(plan) = std::env::var(crate::env::TEST_IAM_FAULTS) {
+        let plan = slrgov_aws::faults::FaultPlan::from_json(&plan)
+            .with_context(|| format!("{}: invalid fault plan", crate::env::TEST_IAM_FAULTS))?;
+        tracing::warn!(?plan, "IAM fault injection is on: for tests only");
+        aws = aws.with_wrapper(move |inner, _target| {
+            Arc::new(slrgov_aws::faults::FaultyIam::new(
+                inner,
+                plan.clone(),
+                slrgov_aws::faults::CallLog::default(),
+            ))
+        });
+    }
+    let aws = Arc::new(aws);
     let state = AppState::new(config.regions.clone(), aws);
     let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel::<slrgov_store::OpenError>();
+    let (worker_stop_tx, worker_stop_rx) = watch::channel(false);
+    let (worker_handle_tx, worker_handle_rx) = tokio::sync::oneshot::channel();
     {
         let state = state.clone();
         let reporter = reporter.clone();
         let store_config = store_config(&config);
         let url_for_logs = config.database_url_for_logs();
+        let worker_stop = worker_stop_rx.clone();
         tokio::spawn(async move {
             match open_store_until_ready(store_config, url_for_logs).await {
                 Ok(store) => {
                     tracing::info!(engine = ?store.engine(), "database ready and migrated");
                     state.set_store(store);
+                    if let Ok(lifecycle) = state.lifecycle() {
+                        let owner = format!(
+                            "{}-{}",
+                            std::process::id(),
+                            &uuid::Uuid::new_v4().simple().to_string()[..8]
+                        );
+                        let handle =
+                            tokio::spawn(crate::worker::run(lifecycle, owner, worker_stop));
+                        let _ = worker_handle_tx.send(handle);
+                    }
                     set_health(&reporter, ServingStatus::Serving).await;
                 }
                 Err(error) => {
@@ -203,6 +229,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         } => {
             tracing::warn!(grace = ?config.shutdown_grace, "in-flight requests did not finish within the grace period");
         }
+    }
+    // Stop the background worker and give up its leases, so another
+    // replica takes its operations over at once.
+    let _ = worker_stop_tx.send(true);
+    if let Ok(handle) = worker_handle_rx.await {
+        let _ = tokio::time::timeout(Duration::from_secs(5), handle).await;
     }
     tracing::info!("stopped");
     Ok(())

@@ -530,3 +530,110 @@ pub enum EnsureClaim {
     /// Another process holds an unexpired lease on the workflow.
     Busy,
 }
+
+/// What a long-running operation does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OperationVerb {
+    /// RetireLinkedRole: delete the role in IAM.
+    Retire,
+    /// DeleteInstance: retire the role, then remove the instance record.
+    Delete,
+}
+
+impl OperationVerb {
+    /// The verb as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationVerb::Retire => "retire",
+            OperationVerb::Delete => "delete",
+        }
+    }
+
+    /// Parses a stored verb.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "retire" => Some(OperationVerb::Retire),
+            "delete" => Some(OperationVerb::Delete),
+            _ => None,
+        }
+    }
+}
+
+/// How an operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperationError {
+    /// The ErrorInfo reason, e.g. `ROLE_IN_USE`.
+    pub reason: String,
+    /// A message for the caller.
+    pub message: String,
+    /// IAM's refusal, for ROLE_IN_USE.
+    pub failure: Option<DeletionFailure>,
+}
+
+/// A long-running operation as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperationRecord {
+    /// The id (`operations/{id}`).
+    pub operation_id: String,
+    /// The account it acts in.
+    pub account_id: AccountId,
+    /// The instance it acts on.
+    pub instance_id: crate::types::InstanceId,
+    /// What it does.
+    pub verb: OperationVerb,
+    /// Whether it finished.
+    pub done: bool,
+    /// How it failed.
+    pub error: Option<OperationError>,
+    /// The linked role it ended with (retire).
+    pub response: Option<LinkedRole>,
+    /// Who started it.
+    pub principal: String,
+    /// The request id it was started with.
+    pub request_id: Option<String>,
+    /// The current step, for humans.
+    pub status_message: String,
+    /// Attempts of the background work so far.
+    pub attempts: i32,
+    /// When it started.
+    pub create_time: DateTime<Utc>,
+    /// When it finished.
+    pub end_time: Option<DateTime<Utc>>,
+}
+
+impl OperationRecord {
+    /// The instance's key.
+    pub fn key(&self) -> InstanceKey {
+        InstanceKey {
+            account_id: self.account_id.clone(),
+            instance_id: self.instance_id.clone(),
+        }
+    }
+}
+
+/// The next state of an operation, recorded by the worker that holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OperationStep {
+    /// IAM accepted the deletion: remember its task, poll after `retry_in`.
+    TaskStarted {
+        /// The deletion task id.
+        task_id: String,
+        /// When to poll.
+        retry_in: std::time::Duration,
+    },
+    /// Not finished (or IAM unavailable): try again after `retry_in`.
+    Wait {
+        /// When to try again.
+        retry_in: std::time::Duration,
+        /// What is happening, for humans.
+        message: String,
+    },
+    /// The role is gone: DELETED (and, for `delete`, the record removed).
+    Deleted,
+    /// IAM refused: DELETION_FAILED with the usage; the operation fails
+    /// with ROLE_IN_USE.
+    Failed(DeletionFailure),
+    /// The operation cannot go on (e.g. credentials gone): it fails with
+    /// this error and the role goes back to what it was.
+    Abort(OperationError),
+}

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use slrgov_domain::filter::InstanceFilter;
 use slrgov_domain::model::{
     Account, AccountAccess, AccountPatch, EnsureClaim, Instance, InstancePatch, LinkedRole,
-    NewAccount, NewInstance, ObservedRole,
+    NewAccount, NewInstance, ObservedRole, OperationRecord, OperationStep, OperationVerb,
 };
 use slrgov_domain::names::{AccountSelector, InstanceKey};
 use slrgov_domain::types::{AccountId, RequestId, Revision};
@@ -296,4 +296,64 @@ pub trait Store: Send + Sync + 'static {
         expected: Option<Revision>,
         description: &str,
     ) -> Result<LinkedRole>;
+
+    /// Starts retiring an instance's role (operator): the linked role goes
+    /// DELETING and a running operation is recorded for the workers. A
+    /// retirement already running is returned as it is. FAILED_PRECONDITION
+    /// unless the role is ACTIVE or DELETION_FAILED.
+    async fn operation_begin_retire(
+        &self,
+        ctx: &RequestContext,
+        key: &InstanceKey,
+        expected: Option<Revision>,
+        verb: OperationVerb,
+        request_id: Option<&str>,
+    ) -> Result<OperationRecord>;
+
+    /// Records an operation that finished at once (a DeleteInstance whose
+    /// record had no role to retire).
+    async fn operation_record_done(
+        &self,
+        ctx: &RequestContext,
+        key: &InstanceKey,
+        verb: OperationVerb,
+        request_id: Option<&str>,
+    ) -> Result<OperationRecord>;
+
+    /// One operation (viewer); NOT_FOUND outside the caller's accounts.
+    async fn operation_get(
+        &self,
+        ctx: &RequestContext,
+        operation_id: &str,
+    ) -> Result<OperationRecord>;
+
+    /// The caller's operations, by id (viewer).
+    async fn operation_list(
+        &self,
+        ctx: &RequestContext,
+        page: &PageRequest,
+    ) -> Result<Page<OperationRecord>>;
+
+    /// Claims up to `limit` due operations for `owner` until `lease` runs
+    /// out (workers; SKIP LOCKED on Postgres so replicas share the work).
+    async fn operation_claim_due(
+        &self,
+        ctx: &RequestContext,
+        owner: &str,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<OperationRecord>>;
+
+    /// Records the next step of an operation `owner` holds, with the linked
+    /// role (and instance) changes it implies, in one transaction.
+    async fn operation_step(
+        &self,
+        ctx: &RequestContext,
+        operation_id: &str,
+        owner: &str,
+        step: OperationStep,
+    ) -> Result<OperationRecord>;
+
+    /// Gives up the leases `owner` holds (graceful shutdown).
+    async fn operation_release_all(&self, ctx: &RequestContext, owner: &str) -> Result<()>;
 }

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use slrgov_domain::filter::InstanceFilter;
-use slrgov_domain::model::{FeatureField, InstanceFields, InstancePatch, NewInstance};
+use slrgov_domain::model::{
+    FeatureField, InstanceFields, InstancePatch, NewInstance, OperationVerb,
+};
 use slrgov_domain::names::{AccountSelector, InstanceKey, parse_account_name};
 use slrgov_domain::types::{InstanceId, RegionCode};
 use slrgov_domain::{Error, Kind, Reason, Violations};
@@ -16,6 +18,7 @@ use tonic::{Request, Response, Status};
 use super::{AppState, accepted, handle, refused};
 use crate::caller::context;
 use crate::convert;
+use crate::lifecycle::Retirement;
 use crate::mask;
 
 /// The InstanceService implementation.
@@ -330,27 +333,36 @@ impl InstanceService for Instances {
             let expected = convert::parse_etag(&mut v, "etag", &etag);
             v.finish()?;
             let key = accepted(key)?;
-            let deleted = self
-                .state
-                .store()?
+            let store = self.state.store()?;
+            let deleted = store
                 .instance_delete(&ctx, &key, expected, idempotency.as_ref())
                 .await;
+            let request_id = (!request_id.is_empty()).then_some(request_id.as_str());
             match deleted {
-                Ok(_) => Ok(super::operations::done_empty(
-                    &ctx,
-                    &key.name(),
-                    "delete",
-                    &request_id,
-                )),
-                // Retiring the linked role in IAM arrives with the linked-role
-                // lifecycle; until then only records without a role can go.
+                Ok(_) => {
+                    let operation = store
+                        .operation_record_done(&ctx, &key, OperationVerb::Delete, request_id)
+                        .await?;
+                    Ok(convert::operation(&operation))
+                }
+                // The linked role goes first, as deleting a Connect instance
+                // deletes its role: one operation retires it, then removes
+                // the record.
                 Err(error)
                     if error.kind == Kind::FailedPrecondition
                         && error.reason == Reason::LinkedRoleNotRetired =>
                 {
-                    Err(Error::unimplemented(
-                        "DeleteInstance of an instance with a linked role (retirement)",
-                    ))
+                    match self
+                        .state
+                        .lifecycle()?
+                        .retire(&ctx, &key, None, OperationVerb::Delete, false, request_id)
+                        .await?
+                    {
+                        Retirement::Started(operation) => Ok(convert::operation(&operation)),
+                        Retirement::Preview(_) => Err(Error::internal(
+                            "internal error: a deletion was previewed instead of started",
+                        )),
+                    }
                 }
                 Err(error) => Err(error),
             }

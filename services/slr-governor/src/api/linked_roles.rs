@@ -17,6 +17,8 @@ use tonic::{Request, Response, Status};
 use super::{AppState, handle};
 use crate::caller::context;
 use crate::convert;
+use crate::lifecycle::Retirement;
+use slrgov_domain::model::OperationVerb;
 
 /// The LinkedRoleService implementation.
 #[derive(Debug, Clone)]
@@ -173,16 +175,43 @@ impl LinkedRoleService for LinkedRoles {
         let pb::RetireLinkedRoleRequest {
             name,
             etag,
-            validate_only: _,
+            validate_only,
             request_id,
         } = request.into_inner();
         handle(&ctx, async {
             let mut v = Violations::new();
-            v.check("name", InstanceKey::parse_linked_role_name(&name));
-            convert::parse_etag(&mut v, "etag", &etag);
+            let key = v.check("name", InstanceKey::parse_linked_role_name(&name));
+            let expected = convert::parse_etag(&mut v, "etag", &etag);
             v.check("request_id", RequestId::parse_optional(&request_id));
             v.finish()?;
-            Err(not_yet("RetireLinkedRole"))
+            let key = super::accepted(key)?;
+            let request_id = (!request_id.is_empty()).then_some(request_id.as_str());
+            match self
+                .state
+                .lifecycle()?
+                .retire(
+                    &ctx,
+                    &key,
+                    expected,
+                    OperationVerb::Retire,
+                    validate_only,
+                    request_id,
+                )
+                .await?
+            {
+                Retirement::Started(operation) => Ok(convert::operation(&operation)),
+                // validate_only: every check passed; nothing was recorded.
+                Retirement::Preview(role) => Ok(Operation {
+                    name: String::new(),
+                    metadata: None,
+                    done: true,
+                    result: Some(
+                        slrgov_proto::google::longrunning::operation::Result::Response(
+                            slrgov_proto::to_any(&convert::linked_role(&role)),
+                        ),
+                    ),
+                }),
+            }
         })
         .await
     }

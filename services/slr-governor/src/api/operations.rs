@@ -1,24 +1,25 @@
-//! google.longrunning.Operations. Durable operations (retirement polled in
-//! the background) arrive with the linked-role lifecycle; until then the
-//! service answers UNIMPLEMENTED, and the only operations it returns are
-//! already done when returned.
+//! google.longrunning.Operations: Get, List and Wait over the stored
+//! operations, scoped to the caller's accounts (another tenant's operation
+//! is NOT_FOUND). Delete and Cancel are not offered (UNIMPLEMENTED): a
+//! deletion IAM has accepted cannot be called back.
 
 use std::sync::Arc;
 
-use slrgov_domain::{Error, RequestContext};
+use std::time::Duration;
+
+use slrgov_domain::{Error, Violations};
 use slrgov_proto::google::longrunning as lro;
 use slrgov_proto::google::longrunning::operations_server::Operations as OperationsService;
-use slrgov_proto::slrgov::v1 as pb;
+use slrgov_store::PageRequest;
 use tonic::{Request, Response, Status};
 
 use super::{AppState, handle};
 use crate::caller::context;
-use crate::convert::timestamp;
+use crate::convert;
 
 /// The Operations implementation.
 #[derive(Debug, Clone)]
 pub struct Operations {
-    #[allow(dead_code)]
     state: Arc<AppState>,
 }
 
@@ -29,54 +30,24 @@ impl Operations {
     }
 }
 
-/// The namespace of operation ids derived from request ids.
-const OPERATION_NAMESPACE: uuid::Uuid =
-    uuid::Uuid::from_u128(0x6c1f_9a4e_2b7d_4e0a_9c51_3f0e_8d2a_7b64);
-
-/// An operation that finished with `google.protobuf.Empty`. With a request
-/// id its name is derived from it, so a replayed request returns the same
-/// operation name.
-pub fn done_empty(
-    ctx: &RequestContext,
-    target: &str,
-    verb: &str,
-    request_id: &str,
-) -> lro::Operation {
-    let id = if request_id.is_empty() {
-        uuid::Uuid::new_v4()
-    } else {
-        uuid::Uuid::new_v5(
-            &OPERATION_NAMESPACE,
-            format!("{target}\0{verb}\0{request_id}").as_bytes(),
-        )
-    };
-    let now = timestamp(chrono::Utc::now());
-    let metadata = pb::OperationMetadata {
-        create_time: Some(now),
-        end_time: Some(now),
-        target: target.to_owned(),
-        verb: verb.to_owned(),
-        status_message: "done".to_owned(),
-        principal: ctx.caller().principal.clone(),
-        request_id: request_id.to_owned(),
-    };
-    lro::Operation {
-        name: format!("operations/{id}"),
-        metadata: Some(slrgov_proto::to_any(&metadata)),
-        done: true,
-        result: Some(lro::operation::Result::Response(prost_types::Any {
-            type_url: "type.googleapis.com/google.protobuf.Empty".to_owned(),
-            value: Vec::new(),
-        })),
-    }
+/// Parses `operations/{id}`.
+fn parse_name(name: &str) -> Result<String, Error> {
+    name.strip_prefix("operations/")
+        .filter(|id| uuid::Uuid::try_parse(id).is_ok() && id.len() == 36)
+        .map(str::to_owned)
+        .ok_or_else(|| Error::invalid_field("name", "must be operations/{operation_id}"))
 }
 
-fn unimplemented<T>(ctx: &RequestContext) -> impl std::future::Future<Output = Result<T, Error>> {
-    let _ = ctx;
-    std::future::ready(Err(Error::unimplemented(
-        "the Operations service (durable long-running operations)",
-    )))
+/// Deleting or cancelling an operation: a deletion IAM has accepted cannot
+/// be called back.
+async fn not_offered<T>() -> Result<T, Error> {
+    Err(Error::unimplemented("deleting or cancelling an operation"))
 }
+
+/// The longest WaitOperation waits.
+const WAIT_MAX: Duration = Duration::from_secs(60);
+/// How long WaitOperation waits without a timeout.
+const WAIT_DEFAULT: Duration = Duration::from_secs(30);
 
 #[tonic::async_trait]
 impl OperationsService for Operations {
@@ -85,7 +56,35 @@ impl OperationsService for Operations {
         request: Request<lro::ListOperationsRequest>,
     ) -> Result<Response<lro::ListOperationsResponse>, Status> {
         let ctx = context(&request, "ListOperations");
-        handle(&ctx, unimplemented(&ctx)).await
+        let lro::ListOperationsRequest {
+            name,
+            filter,
+            page_size,
+            page_token,
+            return_partial_success: _,
+        } = request.into_inner();
+        handle(&ctx, async {
+            let mut v = Violations::new();
+            if !(name.is_empty() || name == "operations") {
+                v.add("name", "must be empty or operations");
+            }
+            if !filter.is_empty() {
+                v.add("filter", "is not supported on operations");
+            }
+            let page = v.check("page_size", PageRequest::parse(page_size, &page_token));
+            v.finish()?;
+            let page = self
+                .state
+                .store()?
+                .operation_list(&ctx, &super::accepted(page)?)
+                .await?;
+            Ok(lro::ListOperationsResponse {
+                operations: page.items.iter().map(convert::operation).collect(),
+                next_page_token: page.next_page_token,
+                unreachable: Vec::new(),
+            })
+        })
+        .await
     }
 
     async fn get_operation(
@@ -93,7 +92,13 @@ impl OperationsService for Operations {
         request: Request<lro::GetOperationRequest>,
     ) -> Result<Response<lro::Operation>, Status> {
         let ctx = context(&request, "GetOperation");
-        handle(&ctx, unimplemented(&ctx)).await
+        let lro::GetOperationRequest { name } = request.into_inner();
+        handle(&ctx, async {
+            let id = parse_name(&name)?;
+            let operation = self.state.store()?.operation_get(&ctx, &id).await?;
+            Ok(convert::operation(&operation))
+        })
+        .await
     }
 
     async fn delete_operation(
@@ -101,7 +106,7 @@ impl OperationsService for Operations {
         request: Request<lro::DeleteOperationRequest>,
     ) -> Result<Response<()>, Status> {
         let ctx = context(&request, "DeleteOperation");
-        handle(&ctx, unimplemented(&ctx)).await
+        handle(&ctx, not_offered()).await
     }
 
     async fn cancel_operation(
@@ -109,7 +114,7 @@ impl OperationsService for Operations {
         request: Request<lro::CancelOperationRequest>,
     ) -> Result<Response<()>, Status> {
         let ctx = context(&request, "CancelOperation");
-        handle(&ctx, unimplemented(&ctx)).await
+        handle(&ctx, not_offered()).await
     }
 
     async fn wait_operation(
@@ -117,6 +122,26 @@ impl OperationsService for Operations {
         request: Request<lro::WaitOperationRequest>,
     ) -> Result<Response<lro::Operation>, Status> {
         let ctx = context(&request, "WaitOperation");
-        handle(&ctx, unimplemented(&ctx)).await
+        let lro::WaitOperationRequest { name, timeout } = request.into_inner();
+        handle(&ctx, async {
+            let id = parse_name(&name)?;
+            let timeout = match timeout {
+                None => WAIT_DEFAULT,
+                Some(t) if t.seconds < 0 || t.nanos < 0 => {
+                    return Err(Error::invalid_field("timeout", "must not be negative"));
+                }
+                Some(t) => Duration::new(t.seconds as u64, t.nanos as u32).min(WAIT_MAX),
+            };
+            let store = self.state.store()?;
+            let deadline = tokio::time::Instant::now() + timeout;
+            loop {
+                let operation = store.operation_get(&ctx, &id).await?;
+                if operation.done || tokio::time::Instant::now() >= deadline {
+                    return Ok(convert::operation(&operation));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await
     }
 }

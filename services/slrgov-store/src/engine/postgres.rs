@@ -12,6 +12,9 @@ const ENGINE: Engine = Engine::Postgres;
 /// Locks the rows a read-modify-write transaction reads.
 const FOR_UPDATE: &str = " FOR UPDATE";
 
+/// Claims work rows without waiting for rows another replica holds.
+const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
 async fn begin(pool: &Pool<Db>) -> sqlx::Result<Transaction<'static, Db>> {

@@ -12,7 +12,8 @@ use slrgov_domain::filter::InstanceFilter;
 use slrgov_domain::model::{
     Account, AccountAccess, AccountPatch, DeletionFailure, EnsureClaim, ExternalId,
     ExternalIdChange, Instance, InstanceFeatures, InstancePatch, LinkedRole, LinkedRoleState,
-    NewAccount, NewInstance, ObservedRole,
+    NewAccount, NewInstance, ObservedRole, OperationError, OperationRecord, OperationStep,
+    OperationVerb,
 };
 use slrgov_domain::names::{AccountSelector, InstanceKey, account_name};
 use slrgov_domain::types::{
@@ -245,6 +246,72 @@ async fn instance_set_role_state_in_txn(
     .await
     .map_err(db_error)?;
     Ok(())
+}
+
+const OPERATION_COLUMNS: &str = "operation_id, account_id, instance_id, verb, done, error, \
+     response, principal, request_id, status_message, attempts, create_time, end_time";
+
+#[derive(sqlx::FromRow)]
+struct OperationRow {
+    operation_id: String,
+    account_id: String,
+    instance_id: String,
+    verb: String,
+    done: bool,
+    error: Option<Json<OperationError>>,
+    response: Option<Json<LinkedRole>>,
+    principal: String,
+    request_id: Option<String>,
+    status_message: String,
+    attempts: i32,
+    create_time: DateTime<Utc>,
+    end_time: Option<DateTime<Utc>>,
+}
+
+impl OperationRow {
+    fn into_record(self) -> Result<OperationRecord> {
+        Ok(OperationRecord {
+            account_id: AccountId::parse(&self.account_id)
+                .map_err(|e| corrupt("operations.account_id", e))?,
+            instance_id: InstanceId::parse(&self.instance_id)
+                .map_err(|e| corrupt("operations.instance_id", e))?,
+            verb: OperationVerb::parse(&self.verb)
+                .ok_or_else(|| corrupt("operations.verb", &self.verb))?,
+            operation_id: self.operation_id,
+            done: self.done,
+            error: self.error.map(|e| e.0),
+            response: self.response.map(|r| r.0),
+            principal: self.principal,
+            request_id: self.request_id,
+            status_message: self.status_message,
+            attempts: self.attempts,
+            create_time: self.create_time,
+            end_time: self.end_time,
+        })
+    }
+}
+
+async fn operation_select_in_txn(
+    tx: &mut Transaction<'static, Db>,
+    operation_id: &str,
+) -> Result<Option<(OperationRecord, Option<String>)>> {
+    let sql = format!(
+        "SELECT {OPERATION_COLUMNS}, lease_owner FROM operations WHERE operation_id = $1{FOR_UPDATE}"
+    );
+    let row: Option<(OperationRow, Option<String>)> = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(operation_id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_error)?
+        .map(|row| {
+            use sqlx::{FromRow, Row};
+            let owner: Option<String> = row.try_get("lease_owner")?;
+            Ok::<_, sqlx::Error>((OperationRow::from_row(&row)?, owner))
+        })
+        .transpose()
+        .map_err(db_error)?;
+    row.map(|(r, owner)| Ok((r.into_record()?, owner)))
+        .transpose()
 }
 
 // ---------------------------------------------------------------------------
@@ -1194,5 +1261,415 @@ impl Store for EngineStore {
         .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
         updated.to_linked_role()
+    }
+
+    async fn operation_begin_retire(
+        &self,
+        ctx: &RequestContext,
+        key: &InstanceKey,
+        expected: Option<Revision>,
+        verb: OperationVerb,
+        request_id: Option<&str>,
+    ) -> Result<OperationRecord> {
+        let name = key.linked_role_name();
+        ctx.check_visible(&key.account_id, &name)?;
+        ctx.check_role(Role::Operator, "RetireLinkedRole")?;
+        let mut tx = begin(&self.pool).await.map_err(db_error)?;
+        instance_select_in_txn(&mut tx, key)
+            .await?
+            .ok_or_else(|| Error::not_found(key.name()))?;
+        let running: Option<OperationRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {OPERATION_COLUMNS} FROM operations \
+             WHERE account_id = $1 AND instance_id = $2 AND done = FALSE"
+        )))
+        .bind(key.account_id.as_str())
+        .bind(key.instance_id.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if let Some(running) = running {
+            // Retiring again while IAM deletes returns the same operation.
+            return running.into_record();
+        }
+        let row = linked_role_select_in_txn(&mut tx, key).await?;
+        let Some(row) = row.filter(|r| r.state == "ACTIVE" || r.state == "DELETION_FAILED") else {
+            return Err(Error::failed_precondition(
+                Reason::FailedPrecondition,
+                format!("{name} has no role to retire (it is not ACTIVE or DELETION_FAILED)"),
+            ));
+        };
+        check_revision(expected, Revision(row.revision), &name)?;
+        // One role serves one instance record: never retire a role another
+        // record still holds.
+        let others: Vec<(String,)> = sqlx::query_as(
+            "SELECT instance_id FROM linked_roles WHERE role_arn = $1 AND state <> 'DELETED' \
+             AND NOT (account_id = $2 AND instance_id = $3)",
+        )
+        .bind(&row.role_arn)
+        .bind(key.account_id.as_str())
+        .bind(key.instance_id.as_str())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if !others.is_empty() {
+            return Err(Error::failed_precondition(
+                Reason::RoleOwnedElsewhere,
+                "another instance record still references this role: retire refused",
+            ));
+        }
+        let now = now();
+        sqlx::query(
+            "UPDATE linked_roles SET state = 'DELETING', deletion_task_id = NULL, \
+             revision = revision + 1, update_time = $3 WHERE account_id = $1 AND instance_id = $2",
+        )
+        .bind(key.account_id.as_str())
+        .bind(key.instance_id.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        instance_set_role_state_in_txn(&mut tx, key, LinkedRoleState::Deleting).await?;
+        let id = uuid::Uuid::now_v7().to_string();
+        let created = sqlx::query_as::<_, OperationRow>(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO operations (operation_id, account_id, instance_id, verb, done, principal, \
+             request_id, status_message, next_attempt, create_time, update_time) \
+             VALUES ($1, $2, $3, $4, FALSE, $5, $6, 'deleting the role in IAM', $7, $7, $7) \
+             RETURNING {OPERATION_COLUMNS}"
+        )))
+        .bind(&id)
+        .bind(key.account_id.as_str())
+        .bind(key.instance_id.as_str())
+        .bind(verb.as_str())
+        .bind(&ctx.caller().principal)
+        .bind(request_id)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        created.into_record()
+    }
+
+    async fn operation_record_done(
+        &self,
+        ctx: &RequestContext,
+        key: &InstanceKey,
+        verb: OperationVerb,
+        request_id: Option<&str>,
+    ) -> Result<OperationRecord> {
+        ctx.check_visible(&key.account_id, &key.name())?;
+        ctx.check_role(Role::Operator, "DeleteInstance")?;
+        let now = now();
+        let id = uuid::Uuid::now_v7().to_string();
+        sqlx::query_as::<_, OperationRow>(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO operations (operation_id, account_id, instance_id, verb, done, principal, \
+             request_id, status_message, next_attempt, create_time, end_time, update_time) \
+             VALUES ($1, $2, $3, $4, TRUE, $5, $6, 'done', $7, $7, $7, $7) \
+             RETURNING {OPERATION_COLUMNS}"
+        )))
+        .bind(&id)
+        .bind(key.account_id.as_str())
+        .bind(key.instance_id.as_str())
+        .bind(verb.as_str())
+        .bind(&ctx.caller().principal)
+        .bind(request_id)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)?
+        .into_record()
+    }
+
+    async fn operation_get(
+        &self,
+        ctx: &RequestContext,
+        operation_id: &str,
+    ) -> Result<OperationRecord> {
+        let name = format!("operations/{operation_id}");
+        ctx.check_role(Role::Viewer, "GetOperation")?;
+        let row: Option<OperationRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {OPERATION_COLUMNS} FROM operations WHERE operation_id = $1"
+        )))
+        .bind(operation_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let record = row
+            .ok_or_else(|| Error::not_found(name.clone()))?
+            .into_record()?;
+        // Another tenant's operation is NOT_FOUND, exactly like a missing one.
+        ctx.check_visible(&record.account_id, &name)?;
+        Ok(record)
+    }
+
+    async fn operation_list(
+        &self,
+        ctx: &RequestContext,
+        page: &PageRequest,
+    ) -> Result<Page<OperationRecord>> {
+        ctx.check_role(Role::Viewer, "ListOperations")?;
+        let digest = query_digest(&["ListOperations", &ctx.caller().principal]);
+        let after = open_page_token(&self.page_tokens, page, &digest, 1)?;
+        let mut query = QueryBuilder::<Db>::new(format!(
+            "SELECT {OPERATION_COLUMNS} FROM operations WHERE 1 = 1"
+        ));
+        if let Some(scope) = scope_json(ctx) {
+            query.push(" AND ");
+            push_scope(&mut query, scope);
+        }
+        if let Some(after) = after {
+            query.push(" AND operation_id > ");
+            query.push_bind(after[0].clone());
+        }
+        query.push(" ORDER BY operation_id LIMIT ");
+        query.push_bind(i64::from(page.size) + 1);
+        let rows: Vec<OperationRow> = query
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        let mut items = rows
+            .into_iter()
+            .map(OperationRow::into_record)
+            .collect::<Result<Vec<_>>>()?;
+        let mut next_page_token = String::new();
+        if items.len() > page.size as usize {
+            items.truncate(page.size as usize);
+            if let Some(last) = items.last() {
+                next_page_token = self
+                    .page_tokens
+                    .seal(&digest, vec![last.operation_id.clone()]);
+            }
+        }
+        Ok(Page {
+            items,
+            next_page_token,
+        })
+    }
+
+    async fn operation_claim_due(
+        &self,
+        ctx: &RequestContext,
+        owner: &str,
+        lease: std::time::Duration,
+        limit: u32,
+    ) -> Result<Vec<OperationRecord>> {
+        ctx.check_role(Role::Admin, "claim background work")?;
+        let now = now();
+        let lease_expires = now
+            + chrono::Duration::from_std(lease).unwrap_or_else(|_| chrono::Duration::seconds(30));
+        let mut tx = begin(&self.pool).await.map_err(db_error)?;
+        let due: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT operation_id FROM operations WHERE done = FALSE AND next_attempt <= $1 \
+             AND (lease_expires IS NULL OR lease_expires < $1) \
+             ORDER BY next_attempt LIMIT $2{SKIP_LOCKED}"
+        )))
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let mut claimed = Vec::with_capacity(due.len());
+        for (id,) in due {
+            let row = sqlx::query_as::<_, OperationRow>(sqlx::AssertSqlSafe(format!(
+                "UPDATE operations SET lease_owner = $2, lease_expires = $3, attempts = attempts + 1, \
+                 update_time = $4 WHERE operation_id = $1 RETURNING {OPERATION_COLUMNS}"
+            )))
+            .bind(&id)
+            .bind(owner)
+            .bind(lease_expires)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            claimed.push(row.into_record()?);
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(claimed)
+    }
+
+    async fn operation_step(
+        &self,
+        ctx: &RequestContext,
+        operation_id: &str,
+        owner: &str,
+        step: OperationStep,
+    ) -> Result<OperationRecord> {
+        ctx.check_role(Role::Admin, "record background work")?;
+        let name = format!("operations/{operation_id}");
+        let mut tx = begin(&self.pool).await.map_err(db_error)?;
+        let (operation, holder) = operation_select_in_txn(&mut tx, operation_id)
+            .await?
+            .ok_or_else(|| Error::not_found(name.clone()))?;
+        if operation.done || holder.as_deref() != Some(owner) {
+            return Err(Error::operation_in_progress(name, "another worker"));
+        }
+        let key = operation.key();
+        let now = now();
+        let later = |d: std::time::Duration| {
+            now + chrono::Duration::from_std(d).unwrap_or_else(|_| chrono::Duration::seconds(5))
+        };
+        let set_role = |state: &'static str| {
+            format!(
+                "UPDATE linked_roles SET state = '{state}', revision = revision + 1, update_time = $3 \
+                 WHERE account_id = $1 AND instance_id = $2"
+            )
+        };
+        let finish = |error: Option<OperationError>,
+                      response: Option<LinkedRole>,
+                      message: &str| { (error, response, message.to_owned()) };
+        let outcome = match step {
+            OperationStep::TaskStarted { task_id, retry_in } => {
+                sqlx::query(
+                    "UPDATE linked_roles SET deletion_task_id = $3 WHERE account_id = $1 AND instance_id = $2",
+                )
+                .bind(key.account_id.as_str())
+                .bind(key.instance_id.as_str())
+                .bind(&task_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                sqlx::query(
+                    "UPDATE operations SET status_message = $2, next_attempt = $3, lease_owner = NULL, \
+                     lease_expires = NULL, update_time = $4 WHERE operation_id = $1",
+                )
+                .bind(operation_id)
+                .bind(format!("iam is deleting the role (task {task_id})"))
+                .bind(later(retry_in))
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                None
+            }
+            OperationStep::Wait { retry_in, message } => {
+                sqlx::query(
+                    "UPDATE operations SET status_message = $2, next_attempt = $3, lease_owner = NULL, \
+                     lease_expires = NULL, update_time = $4 WHERE operation_id = $1",
+                )
+                .bind(operation_id)
+                .bind(message)
+                .bind(later(retry_in))
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                None
+            }
+            OperationStep::Deleted => {
+                sqlx::query(sqlx::AssertSqlSafe(set_role("DELETED")))
+                    .bind(key.account_id.as_str())
+                    .bind(key.instance_id.as_str())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                sqlx::query(
+                    "UPDATE linked_roles SET deletion_failure = NULL WHERE account_id = $1 AND instance_id = $2",
+                )
+                .bind(key.account_id.as_str())
+                .bind(key.instance_id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                instance_set_role_state_in_txn(&mut tx, &key, LinkedRoleState::Deleted).await?;
+                let role = linked_role_select_in_txn(&mut tx, &key)
+                    .await?
+                    .map(|r| r.to_linked_role())
+                    .transpose()?;
+                if operation.verb == OperationVerb::Delete {
+                    // The role is gone: the record goes too (with its
+                    // linked role row, by cascade).
+                    sqlx::query("DELETE FROM instances WHERE account_id = $1 AND instance_id = $2")
+                        .bind(key.account_id.as_str())
+                        .bind(key.instance_id.as_str())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_error)?;
+                    Some(finish(
+                        None,
+                        None,
+                        "the role was deleted and the instance removed",
+                    ))
+                } else {
+                    Some(finish(None, role, "the role was deleted"))
+                }
+            }
+            OperationStep::Failed(failure) => {
+                sqlx::query(sqlx::AssertSqlSafe(set_role("DELETION_FAILED")))
+                    .bind(key.account_id.as_str())
+                    .bind(key.instance_id.as_str())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                sqlx::query(
+                    "UPDATE linked_roles SET deletion_failure = $3 WHERE account_id = $1 AND instance_id = $2",
+                )
+                .bind(key.account_id.as_str())
+                .bind(key.instance_id.as_str())
+                .bind(Json(&failure))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                instance_set_role_state_in_txn(&mut tx, &key, LinkedRoleState::DeletionFailed)
+                    .await?;
+                let message = format!("iam could not delete the role: {}", failure.reason);
+                Some(finish(
+                    Some(OperationError {
+                        reason: Reason::RoleInUse.as_str().to_owned(),
+                        message: message.clone(),
+                        failure: Some(failure),
+                    }),
+                    None,
+                    &message,
+                ))
+            }
+            OperationStep::Abort(error) => {
+                // Nothing was deleted: the role is as it was before.
+                sqlx::query(sqlx::AssertSqlSafe(set_role("ACTIVE")))
+                    .bind(key.account_id.as_str())
+                    .bind(key.instance_id.as_str())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                instance_set_role_state_in_txn(&mut tx, &key, LinkedRoleState::Active).await?;
+                let message = error.message.clone();
+                Some(finish(Some(error), None, &message))
+            }
+        };
+        if let Some((error, response, message)) = outcome {
+            sqlx::query(
+                "UPDATE operations SET done = TRUE, error = $2, response = $3, status_message = $4, \
+                 end_time = $5, lease_owner = NULL, lease_expires = NULL, update_time = $5 \
+                 WHERE operation_id = $1",
+            )
+            .bind(operation_id)
+            .bind(error.as_ref().map(Json))
+            .bind(response.as_ref().map(Json))
+            .bind(message)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        }
+        let (record, _) = operation_select_in_txn(&mut tx, operation_id)
+            .await?
+            .ok_or_else(|| Error::not_found(name))?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(record)
+    }
+
+    async fn operation_release_all(&self, ctx: &RequestContext, owner: &str) -> Result<()> {
+        ctx.check_role(Role::Admin, "release background work")?;
+        sqlx::query(
+            "UPDATE operations SET lease_owner = NULL, lease_expires = NULL WHERE lease_owner = $1",
+        )
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
     }
 }

@@ -14,6 +14,9 @@ const ENGINE: Engine = Engine::Sqlite;
 /// SQLite has no row locks: `BEGIN IMMEDIATE` takes the write lock up front.
 const FOR_UPDATE: &str = "";
 
+/// Claims work rows without waiting for rows another replica holds.
+const SKIP_LOCKED: &str = "";
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
 /// Every transaction takes the write lock at BEGIN, so that a transaction

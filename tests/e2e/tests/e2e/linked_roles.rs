@@ -455,3 +455,259 @@ async fn inspection_evaluates_what_the_features_need() {
     assert!(codes.contains(&(Code::RoleMissing as i32)), "{codes:?}");
     assert!(!legacy.healthy);
 }
+
+async fn wait(c: &mut Clients, name: &str) -> slrgov_proto::google::longrunning::Operation {
+    let op = c
+        .operations
+        .wait_operation(slrgov_proto::google::longrunning::WaitOperationRequest {
+            name: name.into(),
+            timeout: Some(prost_types::Duration {
+                seconds: 30,
+                nanos: 0,
+            }),
+        })
+        .await
+        .expect("wait")
+        .into_inner();
+    assert!(op.done, "the operation finishes: {op:?}");
+    op
+}
+
+async fn retirement_and_deletion(engine: Engine) {
+    use slrgov_proto::google::longrunning::operation::Result as OpResult;
+    let moto = Moto::start().await;
+    let db = TestDb::new(engine).await;
+    let env = moto.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = TestServer::start_with(&db, &env).await;
+    let mut c = server.clients().await;
+    let tenant_role = format!("arn:aws:iam::{TENANT}:role/SlrGovernor");
+    register(&mut c, HOME, None).await;
+    register(&mut c, TENANT, Some(&tenant_role)).await;
+    let home_iam = moto.iam(None).await;
+    let tenant_iam = moto.iam(Some(&tenant_role)).await;
+
+    // Retire: the operation ends with the role DELETED, gone from IAM.
+    let home = instance(&mut c, HOME, "us-east-1").await;
+    let role = c
+        .linked_roles
+        .ensure_linked_role(ensure(&home))
+        .await
+        .expect("ensure")
+        .into_inner();
+    let preview = c
+        .linked_roles
+        .retire_linked_role(pb::RetireLinkedRoleRequest {
+            name: home.clone(),
+            validate_only: true,
+            ..Default::default()
+        })
+        .await
+        .expect("validate only")
+        .into_inner();
+    assert!(preview.done && preview.name.is_empty(), "{preview:?}");
+    assert_eq!(
+        moto.connect_roles(&home_iam).await.len(),
+        1,
+        "validate_only deletes nothing"
+    );
+    let started = c
+        .linked_roles
+        .retire_linked_role(pb::RetireLinkedRoleRequest {
+            name: home.clone(),
+            etag: role.etag.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("retire")
+        .into_inner();
+    assert!(started.name.starts_with("operations/"));
+    let done = wait(&mut c, &started.name).await;
+    let Some(OpResult::Response(any)) = done.result else {
+        panic!("expected a response: {done:?}");
+    };
+    let retired: pb::LinkedRole = prost::Message::decode(any.value.as_slice()).expect("LinkedRole");
+    assert_eq!(retired.state, pb::linked_role::State::Deleted as i32);
+    assert!(
+        moto.connect_roles(&home_iam).await.is_empty(),
+        "the role is gone from IAM"
+    );
+    let got = c
+        .linked_roles
+        .get_linked_role(pb::GetLinkedRoleRequest { name: home.clone() })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(got.state, pb::linked_role::State::Deleted as i32);
+    assert!(!got.deletion_task_id.is_empty(), "the task id is kept");
+    let again = c
+        .operations
+        .get_operation(slrgov_proto::google::longrunning::GetOperationRequest {
+            name: started.name.clone(),
+        })
+        .await
+        .expect("get operation")
+        .into_inner();
+    assert!(again.done);
+    let listed = c
+        .operations
+        .list_operations(slrgov_proto::google::longrunning::ListOperationsRequest::default())
+        .await
+        .expect("list operations")
+        .into_inner();
+    assert!(listed.operations.iter().any(|o| o.name == started.name));
+
+    // DeleteInstance retires the role, then removes the record.
+    let tenant = instance(&mut c, TENANT, "eu-west-2").await;
+    c.linked_roles
+        .ensure_linked_role(ensure(&tenant))
+        .await
+        .expect("ensure tenant");
+    assert_eq!(moto.connect_roles(&tenant_iam).await.len(), 1);
+    let instance_name = tenant.trim_end_matches("/linkedRole").to_owned();
+    let deleting = c
+        .instances
+        .delete_instance(pb::DeleteInstanceRequest {
+            name: instance_name.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("delete instance")
+        .into_inner();
+    let deleted = wait(&mut c, &deleting.name).await;
+    assert!(
+        matches!(&deleted.result, Some(OpResult::Response(any)) if any.type_url.ends_with("google.protobuf.Empty")),
+        "{deleted:?}"
+    );
+    assert!(moto.connect_roles(&tenant_iam).await.is_empty());
+    let gone = refused(
+        c.instances
+            .get_instance(pb::GetInstanceRequest {
+                name: instance_name,
+            })
+            .await,
+    );
+    assert_eq!(gone.code, Code::NotFound);
+}
+
+#[tokio::test]
+async fn retirement_and_deletion_sqlite() {
+    retirement_and_deletion(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn retirement_and_deletion_postgres() {
+    retirement_and_deletion(Engine::Postgres).await;
+}
+
+#[tokio::test]
+async fn a_refused_deletion_reports_what_uses_the_role() {
+    use slrgov_proto::google::longrunning::operation::Result as OpResult;
+    use tonic_types::StatusExt;
+    let moto = Moto::start().await;
+    let db = TestDb::new(Engine::Postgres).await;
+    let plan = serde_json::json!({
+        "deletion_in_progress_polls": 2,
+        "deletion_outcome": {"failed": {
+            "reason": "The role is in use by an Amazon Connect instance",
+            "usage": [{"region": "us-east-1", "resources": ["arn:aws:connect:us-east-1:123456789012:instance/in-use"]}]
+        }}
+    })
+    .to_string();
+    let mut env = moto.env();
+    env.push(("SLRGOV_TEST_IAM_FAULTS", plan));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = TestServer::start_with(&db, &env).await;
+    let mut c = server.clients().await;
+    register(&mut c, HOME, None).await;
+    let name = instance(&mut c, HOME, "us-east-1").await;
+    c.linked_roles
+        .ensure_linked_role(ensure(&name))
+        .await
+        .expect("ensure");
+    let mut operations = Vec::new();
+    for _ in 0..2 {
+        // A later retire may try again: each attempt is its own operation.
+        let started = c
+            .linked_roles
+            .retire_linked_role(pb::RetireLinkedRoleRequest {
+                name: name.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("retire")
+            .into_inner();
+        let done = wait(&mut c, &started.name).await;
+        let Some(OpResult::Error(status)) = done.result else {
+            panic!("expected an error: {done:?}");
+        };
+        assert_eq!(status.code, Code::FailedPrecondition as i32);
+        let status = tonic::Status::with_error_details_vec(
+            Code::FailedPrecondition,
+            status.message.clone(),
+            status
+                .details
+                .iter()
+                .filter_map(|d| match d.type_url.as_str() {
+                    "type.googleapis.com/google.rpc.ErrorInfo" => {
+                        prost::Message::decode(d.value.as_slice()).ok().map(
+                            |i: slrgov_proto::google::rpc::ErrorInfo| {
+                                tonic_types::ErrorDetail::ErrorInfo(tonic_types::ErrorInfo::new(
+                                    i.reason, i.domain, i.metadata,
+                                ))
+                            },
+                        )
+                    }
+                    "type.googleapis.com/google.rpc.PreconditionFailure" => {
+                        prost::Message::decode(d.value.as_slice()).ok().map(
+                            |p: slrgov_proto::google::rpc::PreconditionFailure| {
+                                tonic_types::ErrorDetail::PreconditionFailure(
+                                    tonic_types::PreconditionFailure::new(
+                                        p.violations
+                                            .into_iter()
+                                            .map(|v| {
+                                                tonic_types::PreconditionViolation::new(
+                                                    v.r#type,
+                                                    v.subject,
+                                                    v.description,
+                                                )
+                                            })
+                                            .collect::<Vec<_>>(),
+                                    ),
+                                )
+                            },
+                        )
+                    }
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+        );
+        let info = status.get_details_error_info().expect("ErrorInfo");
+        assert_eq!(info.reason, "ROLE_IN_USE");
+        assert_eq!(info.domain, "slrgov.v1");
+        let failure = status
+            .get_details_precondition_failure()
+            .expect("PreconditionFailure");
+        assert_eq!(
+            failure.violations[0].subject,
+            "arn:aws:connect:us-east-1:123456789012:instance/in-use"
+        );
+        assert!(status.message().contains("in use"), "{}", status.message());
+        operations.push(started.name);
+    }
+    assert_ne!(operations[0], operations[1]);
+    let role = c
+        .linked_roles
+        .get_linked_role(pb::GetLinkedRoleRequest { name: name.clone() })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(role.state, pb::linked_role::State::DeletionFailed as i32);
+    let failure = role.deletion_failure.expect("deletion failure recorded");
+    assert_eq!(failure.role_usage[0].region, "us-east-1");
+    assert_eq!(
+        moto.connect_roles(&moto.iam(None).await).await.len(),
+        1,
+        "the role is still in IAM"
+    );
+}

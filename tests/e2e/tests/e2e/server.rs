@@ -184,7 +184,7 @@ async fn version_and_migrate_subcommands() {
 }
 
 #[tokio::test]
-async fn rpcs_not_built_yet_answer_unimplemented_after_validation() {
+async fn unregistered_instances_are_not_found_and_unoffered_rpcs_unimplemented() {
     let db = TestDb::new(Engine::Sqlite).await;
     let server = TestServer::start(&db).await;
     let mut c = server.clients().await;
@@ -231,17 +231,40 @@ async fn rpcs_not_built_yet_answer_unimplemented_after_validation() {
             .await,
     );
     assert_eq!(
-        (retire.code, retire.reason.as_str()),
-        (Code::Unimplemented, "NOT_IMPLEMENTED")
+        retire.code,
+        Code::NotFound,
+        "retire of an unregistered instance"
     );
-    let operation = refused(
+    let malformed = refused(
         c.operations
             .get_operation(slrgov_proto::google::longrunning::GetOperationRequest {
                 name: "operations/x".into(),
             })
             .await,
     );
-    assert_eq!(operation.code, Code::Unimplemented);
+    assert_eq!(
+        (malformed.code, malformed.fields.clone()),
+        (Code::InvalidArgument, vec!["name".to_owned()])
+    );
+    let missing = refused(
+        c.operations
+            .get_operation(slrgov_proto::google::longrunning::GetOperationRequest {
+                name: format!("operations/{}", instance_id()),
+            })
+            .await,
+    );
+    assert_eq!(missing.code, Code::NotFound);
+    let cancel = refused(
+        c.operations
+            .cancel_operation(slrgov_proto::google::longrunning::CancelOperationRequest {
+                name: format!("operations/{}", instance_id()),
+            })
+            .await,
+    );
+    assert_eq!(
+        (cancel.code, cancel.reason.as_str()),
+        (Code::Unimplemented, "NOT_IMPLEMENTED")
+    );
 }
 
 #[tokio::test]

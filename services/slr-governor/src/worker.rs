@@ -1,0 +1,52 @@
+//! The background worker: drives running operations (retirements) to the
+//! end. Each replica runs one; they share the work through leases on the
+//! operation rows (`FOR UPDATE SKIP LOCKED` on Postgres), and a dead
+//! replica's operations are taken over when its leases run out. The
+//! worker acts for every account, with an explicit, logged scope.
+
+use std::time::Duration;
+
+use slrgov_domain::RequestContext;
+use tokio::sync::watch;
+
+use crate::lifecycle::Lifecycle;
+
+/// How long a claimed operation is held before another replica may take it.
+const LEASE: Duration = Duration::from_secs(30);
+/// How often the worker looks for due work.
+const TICK: Duration = Duration::from_millis(200);
+
+/// Runs until `stop` changes, then gives up its leases so another replica
+/// takes the work over at once.
+pub async fn run(lifecycle: Lifecycle, owner: String, mut stop: watch::Receiver<bool>) {
+    let ctx = RequestContext::for_worker("operations");
+    tracing::info!(owner, "background worker started: acting for every account");
+    let store = lifecycle.store().clone();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            () = tokio::time::sleep(TICK) => {}
+        }
+        let due = match store.operation_claim_due(&ctx, &owner, LEASE, 8).await {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::warn!(error = %error.message, "cannot claim background work");
+                continue;
+            }
+        };
+        for operation in due {
+            let step = lifecycle.advance(&ctx, &operation).await;
+            tracing::debug!(operation = %operation.operation_id, ?step, "operation step");
+            if let Err(error) = store
+                .operation_step(&ctx, &operation.operation_id, &owner, step)
+                .await
+            {
+                tracing::warn!(operation = %operation.operation_id, error = %error.message, "cannot record the step");
+            }
+        }
+    }
+    if let Err(error) = store.operation_release_all(&ctx, &owner).await {
+        tracing::warn!(error = %error.message, "cannot release the leases at shutdown");
+    }
+    tracing::info!(owner, "background worker stopped; leases released");
+}
