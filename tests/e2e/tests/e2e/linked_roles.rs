@@ -711,3 +711,85 @@ async fn a_refused_deletion_reports_what_uses_the_role() {
         "the role is still in IAM"
     );
 }
+
+async fn server_with_faults(moto: &Moto, db: &TestDb, plan: serde_json::Value) -> TestServer {
+    let mut env = moto.env();
+    env.push(("SLRGOV_TEST_IAM_FAULTS", plan.to_string()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    TestServer::start_with(db, &env).await
+}
+
+#[tokio::test]
+async fn ensure_rides_out_throttling_and_eventual_consistency() {
+    let moto = Moto::start().await;
+    let db = TestDb::new(Engine::Sqlite).await;
+    let server = server_with_faults(
+        &moto,
+        &db,
+        serde_json::json!({
+            "real_name_taken": true,
+            "throttle": {"create_service_linked_role": 2, "get_role": 1},
+            "service_failure": {"list_roles": 1},
+            "invisible_after_create_ms": 1500
+        }),
+    )
+    .await;
+    let mut c = server.clients().await;
+    register(&mut c, HOME, None).await;
+    let name = instance(&mut c, HOME, "us-east-1").await;
+    let role = c
+        .linked_roles
+        .ensure_linked_role(ensure(&name))
+        .await
+        .expect("ensure")
+        .into_inner();
+    assert_eq!(role.state, pb::linked_role::State::Active as i32);
+    assert!(!role.adopted);
+    let roles = moto.connect_roles(&moto.iam(None).await).await;
+    assert_eq!(
+        roles.len(),
+        1,
+        "throttling and invisibility never make a second role: {roles:?}"
+    );
+    assert_eq!(roles[0].1, role.role_arn);
+    assert!(
+        server.log().contains("iam call retried"),
+        "the retries are visible in the log"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_suffix_falls_back_and_never_takes_another_instances_role() {
+    let moto = Moto::start().await;
+    let db = TestDb::new(Engine::Postgres).await;
+    let server = server_with_faults(&moto, &db, serde_json::json!({"refuse_suffix": true})).await;
+    let mut c = server.clients().await;
+    register(&mut c, HOME, None).await;
+    let first = instance(&mut c, HOME, "us-east-1").await;
+    let role = c
+        .linked_roles
+        .ensure_linked_role(ensure(&first))
+        .await
+        .expect("ensure")
+        .into_inner();
+    assert_eq!(role.state, pb::linked_role::State::Active as i32);
+    // The only name left without a suffix is the first instance's role.
+    let second = instance(&mut c, HOME, "us-east-1").await;
+    let elsewhere = refused(c.linked_roles.ensure_linked_role(ensure(&second)).await);
+    assert_eq!(
+        (elsewhere.code, elsewhere.reason.as_str()),
+        (Code::FailedPrecondition, "ROLE_OWNED_ELSEWHERE")
+    );
+    let state = c
+        .linked_roles
+        .get_linked_role(pb::GetLinkedRoleRequest { name: second })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(
+        state.state,
+        pb::linked_role::State::Absent as i32,
+        "nothing half-written"
+    );
+    assert_eq!(moto.connect_roles(&moto.iam(None).await).await.len(), 1);
+}
