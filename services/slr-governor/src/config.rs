@@ -54,6 +54,11 @@ pub struct Overrides {
     /// A TOML file of regions that adds to or overrides the built-in table.
     #[arg(long, env = env::REGIONS_FILE, global = true)]
     pub regions_file: Option<PathBuf>,
+
+    /// How long a workflow holds its claim before another process may
+    /// resume it, e.g. `60s`.
+    #[arg(long, env = env::WORKFLOW_LEASE, global = true)]
+    pub workflow_lease: Option<String>,
 }
 
 /// The TOML file: the same settings, snake_case.
@@ -67,6 +72,7 @@ struct FileConfig {
     log_format: Option<String>,
     shutdown_grace: Option<String>,
     regions_file: Option<PathBuf>,
+    workflow_lease: Option<String>,
 }
 
 /// How logs are written.
@@ -91,6 +97,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// The grace period for in-flight RPCs at shutdown.
     pub shutdown_grace: Duration,
+    /// How long a workflow holds its claim.
+    pub workflow_lease: Duration,
     /// The regions table: built in, with the operator's file applied.
     pub regions: crate::regions::RegionTable,
 }
@@ -159,7 +167,12 @@ impl Config {
         if let Some(path) = overrides.regions_file.clone().or(file.regions_file) {
             regions = regions.with_file(&path)?;
         }
+        let workflow_lease = match overrides.workflow_lease.clone().or(file.workflow_lease) {
+            Some(value) => parse_duration(&value).context(env::WORKFLOW_LEASE)?,
+            None => crate::lifecycle::DEFAULT_LEASE,
+        };
         Ok(Config {
+            workflow_lease,
             regions,
             listen,
             database_url,

@@ -27,3 +27,6 @@ pub const REGIONS_FILE: &str = "SLRGOV_REGIONS_FILE";
 /// moto cannot show (throttling, eventual consistency, failing deletions).
 /// The server logs a warning when it is set.
 pub const TEST_IAM_FAULTS: &str = "SLRGOV_TEST_IAM_FAULTS";
+/// How long a workflow (ensure) holds its claim before another process may
+/// resume it, e.g. `60s` (the default).
+pub const WORKFLOW_LEASE: &str = "SLRGOV_WORKFLOW_LEASE";

@@ -32,8 +32,8 @@ use slrgov_store::Store;
 use crate::regions::RegionTable;
 
 /// How long an ensure may hold its claim before another process may take
-/// the workflow over.
-const LEASE: Duration = Duration::from_secs(60);
+/// the workflow over (`SLRGOV_WORKFLOW_LEASE`).
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 /// How long an ensure waits for another one of the same instance.
 const WAIT_FOR_OTHER: Duration = Duration::from_secs(45);
 /// The longest wait for a new role to become visible in IAM.
@@ -178,6 +178,7 @@ pub struct Lifecycle {
     store: Arc<dyn Store>,
     aws: Arc<AwsAccess>,
     regions: Arc<RegionTable>,
+    lease: Duration,
 }
 
 /// Why an attempt stopped, and whether it may have created a role.
@@ -188,11 +189,17 @@ struct Stopped {
 
 impl Lifecycle {
     /// A lifecycle over `store`, acting through `aws`.
-    pub fn new(store: Arc<dyn Store>, aws: Arc<AwsAccess>, regions: Arc<RegionTable>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        aws: Arc<AwsAccess>,
+        regions: Arc<RegionTable>,
+        lease: Duration,
+    ) -> Self {
         Lifecycle {
             store,
             aws,
             regions,
+            lease,
         }
     }
 
@@ -232,6 +239,29 @@ impl Lifecycle {
         description: Option<String>,
         validate_only: bool,
     ) -> Result<LinkedRole, Error> {
+        self.ensure_with(ctx, key, description, validate_only, WAIT_FOR_OTHER)
+            .await
+    }
+
+    /// Resumes an ensure whose process died (the background worker): one
+    /// claim, no waiting for another owner.
+    pub async fn resume(
+        &self,
+        ctx: &RequestContext,
+        key: &InstanceKey,
+    ) -> Result<LinkedRole, Error> {
+        self.ensure_with(ctx, key, None, false, Duration::ZERO)
+            .await
+    }
+
+    async fn ensure_with(
+        &self,
+        ctx: &RequestContext,
+        key: &InstanceKey,
+        description: Option<String>,
+        validate_only: bool,
+        wait_for_other: Duration,
+    ) -> Result<LinkedRole, Error> {
         let (_, iam) = self
             .iam_for(ctx, key, Role::Operator, "EnsureLinkedRole")
             .await?;
@@ -244,11 +274,11 @@ impl Lifecycle {
             return self.preview(&*iam, current, &suffix).await;
         }
         let owner = format!("ensure-{}", uuid::Uuid::new_v4());
-        let deadline = tokio::time::Instant::now() + WAIT_FOR_OTHER;
+        let deadline = tokio::time::Instant::now() + wait_for_other;
         loop {
             match self
                 .store
-                .linked_role_claim(ctx, key, &owner, LEASE, &suffix)
+                .linked_role_claim(ctx, key, &owner, self.lease, &suffix)
                 .await?
             {
                 EnsureClaim::Active(role) => return self.confirm_active(&*iam, role).await,

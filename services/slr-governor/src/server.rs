@@ -132,7 +132,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         });
     }
     let aws = Arc::new(aws);
-    let state = AppState::new(config.regions.clone(), aws);
+    let state = AppState::new(config.regions.clone(), aws, config.workflow_lease);
     let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel::<slrgov_store::OpenError>();
     let (worker_stop_tx, worker_stop_rx) = watch::channel(false);
     let (worker_handle_tx, worker_handle_rx) = tokio::sync::oneshot::channel();

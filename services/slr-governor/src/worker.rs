@@ -1,5 +1,5 @@
-//! The background worker: drives running operations (retirements) to the
-//! end. Each replica runs one; they share the work through leases on the
+//! The background worker: resumes ensures whose process died, and drives
+//! running operations (retirements) to the end. Each replica runs one; they share the work through leases on the
 //! operation rows (`FOR UPDATE SKIP LOCKED` on Postgres), and a dead
 //! replica's operations are taken over when its leases run out. The
 //! worker acts for every account, with an explicit, logged scope.
@@ -26,6 +26,22 @@ pub async fn run(lifecycle: Lifecycle, owner: String, mut stop: watch::Receiver<
         tokio::select! {
             _ = stop.changed() => break,
             () = tokio::time::sleep(TICK) => {}
+        }
+        // Ensures whose process died: resume them (the claim decides who).
+        match store.linked_role_list_stale(&ctx, 8).await {
+            Ok(stale) => {
+                for key in stale {
+                    match lifecycle.resume(&ctx, &key).await {
+                        Ok(role) => {
+                            tracing::info!(instance = %key, state = %role.state, "resumed an ensure")
+                        }
+                        Err(error) => {
+                            tracing::warn!(instance = %key, error = %error.message, "could not resume an ensure")
+                        }
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(error = %error.message, "cannot list stale workflows"),
         }
         let due = match store.operation_claim_due(&ctx, &owner, LEASE, 8).await {
             Ok(due) => due,

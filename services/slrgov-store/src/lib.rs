@@ -356,4 +356,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Gives up the leases `owner` holds (graceful shutdown).
     async fn operation_release_all(&self, ctx: &RequestContext, owner: &str) -> Result<()>;
+
+    /// Ensure workflows that were in flight when their process died: rows
+    /// still CREATING whose lease ran out (workers; every account).
+    async fn linked_role_list_stale(
+        &self,
+        ctx: &RequestContext,
+        limit: u32,
+    ) -> Result<Vec<InstanceKey>>;
 }

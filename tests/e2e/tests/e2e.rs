@@ -4,6 +4,7 @@
 
 mod e2e {
     pub mod bad_input;
+    pub mod crash;
     pub mod grpcurl;
     pub mod linked_roles;
     pub mod registry;

@@ -27,6 +27,7 @@ pub struct AppState {
     /// The regions where Amazon Connect is available.
     pub regions: Arc<RegionTable>,
     aws: Arc<AwsAccess>,
+    lease: std::time::Duration,
 }
 
 impl std::fmt::Debug for AppState {
@@ -41,11 +42,12 @@ impl std::fmt::Debug for AppState {
 impl AppState {
     /// State whose store arrives later (when the database is reachable and
     /// migrated); until then RPCs answer UNAVAILABLE.
-    pub fn new(regions: RegionTable, aws: Arc<AwsAccess>) -> Arc<Self> {
+    pub fn new(regions: RegionTable, aws: Arc<AwsAccess>, lease: std::time::Duration) -> Arc<Self> {
         Arc::new(AppState {
             store: OnceLock::new(),
             regions: Arc::new(regions),
             aws,
+            lease,
         })
     }
 
@@ -55,6 +57,7 @@ impl AppState {
             self.store()?.clone(),
             self.aws.clone(),
             self.regions.clone(),
+            self.lease,
         ))
     }
 

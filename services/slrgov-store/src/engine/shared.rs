@@ -1211,13 +1211,16 @@ impl Store for EngineStore {
             .map_err(db_error)?;
             instance_set_role_state_in_txn(&mut tx, key, LinkedRoleState::Absent).await?;
         } else {
+            // Free for a caller's ensure at once; the background resume waits
+            // a little (lease_expires), so an IAM outage is not hammered.
             sqlx::query(
-                "UPDATE linked_roles SET lease_owner = NULL, lease_expires = NULL, \
+                "UPDATE linked_roles SET lease_owner = NULL, lease_expires = $4, \
                  revision = revision + 1, update_time = $3 WHERE account_id = $1 AND instance_id = $2",
             )
             .bind(key.account_id.as_str())
             .bind(key.instance_id.as_str())
             .bind(now)
+            .bind(now + chrono::Duration::seconds(5))
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
@@ -1671,5 +1674,34 @@ impl Store for EngineStore {
         .await
         .map_err(db_error)?;
         Ok(())
+    }
+
+    async fn linked_role_list_stale(
+        &self,
+        ctx: &RequestContext,
+        limit: u32,
+    ) -> Result<Vec<InstanceKey>> {
+        ctx.check_role(Role::Admin, "resume workflows")?;
+        let rows: Vec<(String, String, Option<DateTime<Utc>>)> = sqlx::query_as(
+            "SELECT account_id, instance_id, lease_expires FROM linked_roles \
+             WHERE state = 'CREATING' ORDER BY update_time LIMIT $1",
+        )
+        .bind(i64::from(limit) * 4)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let now = now();
+        rows.into_iter()
+            .filter(|(_, _, lease)| lease.is_none_or(|t| t < now))
+            .take(limit as usize)
+            .map(|(account, instance, _)| {
+                Ok(InstanceKey {
+                    account_id: AccountId::parse(&account)
+                        .map_err(|e| corrupt("linked_roles.account_id", e))?,
+                    instance_id: InstanceId::parse(&instance)
+                        .map_err(|e| corrupt("linked_roles.instance_id", e))?,
+                })
+            })
+            .collect()
     }
 }

@@ -304,6 +304,12 @@ impl TestServer {
         panic!("the server did not become SERVING:\n{}", self.log());
     }
 
+    /// Kills the server with SIGKILL (no shutdown at all) and reaps it.
+    pub async fn kill(mut self) {
+        let _ = self.child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+    }
+
     /// Stops the server with SIGTERM and waits for it to exit.
     pub async fn stop(mut self) -> std::process::ExitStatus {
         if let Some(pid) = self.child.id() {
