@@ -793,3 +793,81 @@ async fn a_refused_suffix_falls_back_and_never_takes_another_instances_role() {
     );
     assert_eq!(moto.connect_roles(&moto.iam(None).await).await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_failure_at_each_iam_step_leaves_a_state_the_next_attempt_completes() {
+    use slrgov_proto::google::longrunning::operation::Result as OpResult;
+    let moto = Moto::start().await;
+    let db = TestDb::new(Engine::Postgres).await;
+    // Each step fails more often than one attempt retries (6 calls), so the
+    // attempt gives up there; the next attempt (or the background worker)
+    // must complete from the recorded state.
+    let server = server_with_faults(
+        &moto,
+        &db,
+        serde_json::json!({
+            "service_failure": {
+                "create_service_linked_role": 6,
+                "delete_service_linked_role": 2,
+                "deletion_status": 2
+            },
+            "throttle": {"get_role": 6}
+        }),
+    )
+    .await;
+    let mut c = server.clients().await;
+    register(&mut c, HOME, None).await;
+    let name = instance(&mut c, HOME, "us-east-1").await;
+
+    // Step "create" fails: IAM_UNAVAILABLE with RetryInfo, nothing recorded
+    // as ACTIVE, nothing made in IAM.
+    let failed = refused(c.linked_roles.ensure_linked_role(ensure(&name)).await);
+    assert_eq!(
+        (failed.code, failed.reason.as_str()),
+        (Code::Unavailable, "IAM_UNAVAILABLE")
+    );
+    assert!(moto.connect_roles(&moto.iam(None).await).await.is_empty());
+    // Step "confirm" fails next (GetRole throttled 6 times) after the
+    // create succeeded: the role exists, the record is not ACTIVE yet.
+    let failed = refused(c.linked_roles.ensure_linked_role(ensure(&name)).await);
+    assert_eq!(failed.reason, "IAM_UNAVAILABLE");
+    assert_eq!(moto.connect_roles(&moto.iam(None).await).await.len(), 1);
+    let state = c
+        .linked_roles
+        .get_linked_role(pb::GetLinkedRoleRequest { name: name.clone() })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(state.state, pb::linked_role::State::Creating as i32);
+    // The next attempt resumes with the same name: the role made by the
+    // failed attempt is recorded, not a second one, and not "adopted".
+    let role = c
+        .linked_roles
+        .ensure_linked_role(ensure(&name))
+        .await
+        .expect("resumed")
+        .into_inner();
+    assert_eq!(role.state, pb::linked_role::State::Active as i32);
+    assert!(!role.adopted, "the role of an earlier attempt is ours");
+    let roles = moto.connect_roles(&moto.iam(None).await).await;
+    assert_eq!(roles.len(), 1);
+    assert_eq!(roles[0].1, role.role_arn);
+
+    // Retirement: DeleteServiceLinkedRole and the status poll each fail
+    // twice; the worker's next claims complete it.
+    let started = c
+        .linked_roles
+        .retire_linked_role(pb::RetireLinkedRoleRequest {
+            name: name.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("retire")
+        .into_inner();
+    let done = wait(&mut c, &started.name).await;
+    assert!(
+        matches!(done.result, Some(OpResult::Response(_))),
+        "{done:?}"
+    );
+    assert!(moto.connect_roles(&moto.iam(None).await).await.is_empty());
+}
