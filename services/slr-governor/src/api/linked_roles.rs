@@ -1,8 +1,8 @@
-//! LinkedRoleService. GetLinkedRole reads the recorded state; the calls
-//! that reach IAM (ensure, inspect, edit, retire) arrive with the
-//! linked-role lifecycle and answer UNIMPLEMENTED until then, after their
-//! requests are validated (so a malformed request is INVALID_ARGUMENT
-//! already, and an edit of anything but the description is SLR_IMMUTABLE).
+//! LinkedRoleService: validates each request, then hands it to the
+//! lifecycle (`crate::lifecycle`), which checks the region before any STS
+//! or IAM call. GetLinkedRole reads the record only. UpdateLinkedRole takes
+//! `description` as its only mask path: anything else (the name above all)
+//! is SLR_IMMUTABLE.
 
 use std::sync::Arc;
 
@@ -31,10 +31,6 @@ impl LinkedRoles {
     pub fn new(state: Arc<AppState>) -> Self {
         LinkedRoles { state }
     }
-}
-
-fn not_yet(rpc: &str) -> Error {
-    Error::unimplemented(&format!("{rpc} (the linked-role lifecycle)"))
 }
 
 #[tonic::async_trait]
@@ -139,10 +135,11 @@ impl LinkedRoleService for LinkedRoles {
         handle(&ctx, async {
             let mut v = Violations::new();
             let role = linked_role.unwrap_or_default();
-            v.check(
+            let key = v.check(
                 "linked_role.name",
                 InstanceKey::parse_linked_role_name(&role.name),
             );
+            let expected = convert::parse_etag(&mut v, "linked_role.etag", &role.etag);
             v.check("request_id", RequestId::parse_optional(&request_id));
             let paths = update_mask.map(|m| m.paths).unwrap_or_default();
             if paths.is_empty() {
@@ -162,7 +159,12 @@ impl LinkedRoleService for LinkedRoles {
             }
             check_role_description(&role.description)
                 .map_err(|e| e.on("linked_role.description"))?;
-            Err(not_yet("UpdateLinkedRole"))
+            let updated = self
+                .state
+                .lifecycle()?
+                .set_description(&ctx, &super::accepted(key)?, expected, &role.description)
+                .await?;
+            Ok(convert::linked_role(&updated))
         })
         .await
     }

@@ -1122,6 +1122,10 @@ impl Store for EngineStore {
         let row = linked_role_select_in_txn(&mut tx, key)
             .await?
             .ok_or_else(|| Error::operation_in_progress(name.clone(), "another ensure"))?;
+        // Run twice, the step ends in the same state: the role is recorded.
+        if row.state == "ACTIVE" && row.role_arn.as_deref() == Some(observed.role_arn.as_str()) {
+            return row.to_linked_role();
+        }
         if row.lease_owner.as_deref() != Some(owner) {
             return Err(Error::operation_in_progress(name, "another ensure"));
         }
@@ -1504,7 +1508,12 @@ impl Store for EngineStore {
         let (operation, holder) = operation_select_in_txn(&mut tx, operation_id)
             .await?
             .ok_or_else(|| Error::not_found(name.clone()))?;
-        if operation.done || holder.as_deref() != Some(owner) {
+        // A step recorded twice changes nothing: a finished operation stays
+        // as it finished.
+        if operation.done {
+            return Ok(operation);
+        }
+        if holder.as_deref() != Some(owner) {
             return Err(Error::operation_in_progress(name, "another worker"));
         }
         let key = operation.key();
