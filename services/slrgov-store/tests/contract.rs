@@ -17,6 +17,8 @@ mod concurrency;
 mod idempotency;
 #[path = "contract/instances.rs"]
 mod instances;
+#[path = "contract/linked_roles.rs"]
+mod linked_roles;
 #[path = "contract/pagination.rs"]
 mod pagination;
 #[path = "contract/restart.rs"]
@@ -99,12 +101,35 @@ contract! {
     concurrency::case_account_delete_races_instance_create
         => account_delete_races_instance_create_postgres,
            account_delete_races_instance_create_sqlite;
+
+    linked_roles::case_linked_role_get_absent
+        => linked_role_get_absent_postgres, linked_role_get_absent_sqlite;
+    linked_roles::case_linked_role_claim_creates
+        => linked_role_claim_creates_postgres, linked_role_claim_creates_sqlite;
+    linked_roles::case_linked_role_claim_lease
+        => linked_role_claim_lease_postgres, linked_role_claim_lease_sqlite;
+    linked_roles::case_linked_role_activate
+        => linked_role_activate_postgres, linked_role_activate_sqlite;
+    linked_roles::case_linked_role_activate_needs_claim
+        => linked_role_activate_needs_claim_postgres, linked_role_activate_needs_claim_sqlite;
+    linked_roles::case_linked_role_owned_elsewhere
+        => linked_role_owned_elsewhere_postgres, linked_role_owned_elsewhere_sqlite;
+    linked_roles::case_linked_role_release
+        => linked_role_release_postgres, linked_role_release_sqlite;
+    linked_roles::case_linked_role_set_description
+        => linked_role_set_description_postgres, linked_role_set_description_sqlite;
+    linked_roles::case_account_access
+        => linked_role_account_access_postgres, linked_role_account_access_sqlite;
+    linked_roles::case_linked_role_roles => linked_role_roles_postgres, linked_role_roles_sqlite;
+    linked_roles::case_linked_role_races => linked_role_races_postgres, linked_role_races_sqlite;
 }
 
 contract_db! {
     accounts::case_external_id_is_stored
         => external_id_is_stored_postgres, external_id_is_stored_sqlite;
     instances::case_linked_role_states => linked_role_states_postgres, linked_role_states_sqlite;
+    linked_roles::case_linked_role_instance_delete
+        => linked_role_instance_delete_postgres, linked_role_instance_delete_sqlite;
     restart::case_restart_keeps_data => restart_keeps_data_postgres, restart_keeps_data_sqlite;
 }
 

@@ -236,12 +236,15 @@ async fn instance_set_role_state_in_txn(
     key: &InstanceKey,
     state: LinkedRoleState,
 ) -> Result<()> {
+    // A visible field changes, so the instance's etag changes too (AIP-154).
     sqlx::query(
-        "UPDATE instances SET linked_role_state = $3 WHERE account_id = $1 AND instance_id = $2",
+        "UPDATE instances SET linked_role_state = $3, revision = revision + 1, update_time = $4 \
+         WHERE account_id = $1 AND instance_id = $2 AND linked_role_state <> $3",
     )
     .bind(key.account_id.as_str())
     .bind(key.instance_id.as_str())
     .bind(state.as_str())
+    .bind(now())
     .execute(&mut **tx)
     .await
     .map_err(db_error)?;
