@@ -1,5 +1,6 @@
 //! The linked-role lifecycle against IAM: ensure (create, or adopt a role
-//! that exists) and edit the description.
+//! that exists), inspect, edit the description, and retire (the steps the
+//! background worker drives).
 //!
 //! Ensure is a workflow whose progress lives in the `linked_roles` row (the
 //! saga's log): the deterministic suffix is planned and written, under a
@@ -8,6 +9,7 @@
 //! taken" then finds and records the role the dead attempt made instead of
 //! making a second. Every step is safe to run twice. Before any STS or IAM
 //! call the instance's region is checked against the Connect region table.
+//! Retirement is a stored operation advanced one IAM step per claim.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -861,9 +863,16 @@ impl Lifecycle {
                     format!("{name} has no role to retire (it is {})", current.state),
                 ));
             };
-            with_retries(|| iam.get_role(&role_name))
-                .await
-                .map_err(|e| iam_error("GetRole", e))?;
+            match with_retries(|| iam.get_role(&role_name)).await {
+                Ok(_) => {}
+                Err(IamError::NoSuchEntity(_)) => {
+                    return Err(Error::failed_precondition(
+                        Reason::FailedPrecondition,
+                        format!("the recorded role {role_name} is not in IAM: nothing to retire"),
+                    ));
+                }
+                Err(error) => return Err(iam_error("GetRole", error)),
+            }
             return Ok(Retirement::Preview(Box::new(current)));
         }
         let operation = self

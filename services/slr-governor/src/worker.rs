@@ -13,6 +13,8 @@ use crate::lifecycle::Lifecycle;
 
 /// How long a claimed operation is held before another replica may take it.
 const LEASE: Duration = Duration::from_secs(30);
+/// How long a resume that failed waits before it is tried again.
+const RESUME_BACKOFF: Duration = Duration::from_secs(5);
 /// How often the worker looks for due work.
 const TICK: Duration = Duration::from_millis(200);
 
@@ -22,6 +24,10 @@ pub async fn run(lifecycle: Lifecycle, owner: String, mut stop: watch::Receiver<
     let ctx = RequestContext::for_worker("operations");
     tracing::info!(owner, "background worker started: acting for every account");
     let store = lifecycle.store().clone();
+    let mut retry_at: std::collections::HashMap<
+        slrgov_domain::names::InstanceKey,
+        tokio::time::Instant,
+    > = std::collections::HashMap::new();
     loop {
         tokio::select! {
             _ = stop.changed() => break,
@@ -30,8 +36,19 @@ pub async fn run(lifecycle: Lifecycle, owner: String, mut stop: watch::Receiver<
         // Ensures whose process died: resume them (the claim decides who).
         match store.linked_role_list_stale(&ctx, 8).await {
             Ok(stale) => {
+                let now = tokio::time::Instant::now();
+                retry_at.retain(|_, at| *at > now);
                 for key in stale {
-                    match lifecycle.resume(&ctx, &key).await {
+                    if retry_at.contains_key(&key) {
+                        continue;
+                    }
+                    let result = lifecycle.resume(&ctx, &key).await;
+                    if result.is_err() {
+                        // Failures before the claim (region, STS) leave the
+                        // row as it was: wait before trying it again.
+                        retry_at.insert(key.clone(), now + RESUME_BACKOFF);
+                    }
+                    match result {
                         Ok(role) => {
                             tracing::info!(instance = %key, state = %role.state, "resumed an ensure")
                         }

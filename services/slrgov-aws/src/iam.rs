@@ -123,9 +123,17 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    if !matches!(error, SdkError::ServiceError(_)) {
+    match &error {
+        SdkError::ServiceError(_) => {}
+        // The request could not even be built: no usable credentials.
+        SdkError::ConstructionFailure(_) => {
+            return IamError::AccessDenied(format!(
+                "no usable AWS credentials: {}",
+                aws_smithy_types::error::display::DisplayErrorContext(&error)
+            ));
+        }
         // Dispatch failures, timeouts, unparseable responses.
-        return IamError::Unavailable(format!("{error}"));
+        _ => return IamError::Unavailable(format!("{error}")),
     }
     let code = error.code().unwrap_or_default().to_owned();
     let message = error.message().unwrap_or_default().to_owned();

@@ -1298,8 +1298,12 @@ impl Store for EngineStore {
         .await
         .map_err(db_error)?;
         if let Some(running) = running {
+            let running = running.into_record()?;
+            if running.verb != verb {
+                return Err(Error::operation_in_progress(name, running.verb.as_str()));
+            }
             // Retiring again while IAM deletes returns the same operation.
-            return running.into_record();
+            return Ok(running);
         }
         let row = linked_role_select_in_txn(&mut tx, key).await?;
         let Some(row) = row.filter(|r| r.state == "ACTIVE" || r.state == "DELETION_FAILED") else {
