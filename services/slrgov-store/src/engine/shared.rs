@@ -479,6 +479,28 @@ fn open_page_token(
         .transpose()
 }
 
+/// Cuts rows fetched with `LIMIT size + 1` to the page, and seals the token
+/// after its last item when there is more.
+fn page_of<T>(
+    keys: &PageTokenKey,
+    digest: &str,
+    size: u32,
+    mut items: Vec<T>,
+    last_key: impl Fn(&T) -> Vec<String>,
+) -> Page<T> {
+    let mut next_page_token = String::new();
+    if items.len() > size as usize {
+        items.truncate(size as usize);
+        if let Some(last) = items.last() {
+            next_page_token = keys.seal(digest, last_key(last));
+        }
+    }
+    Page {
+        items,
+        next_page_token,
+    }
+}
+
 // ---------------------------------------------------------------------------
 
 #[async_trait]
@@ -595,23 +617,17 @@ impl Store for EngineStore {
             .await
             .map_err(db_error)?;
 
-        let mut items = rows
+        let items = rows
             .into_iter()
             .map(AccountRow::into_account)
             .collect::<Result<Vec<_>>>()?;
-        let mut next_page_token = String::new();
-        if items.len() > page.size as usize {
-            items.truncate(page.size as usize);
-            if let Some(last) = items.last() {
-                next_page_token = self
-                    .page_tokens
-                    .seal(&digest, vec![last.account_id.to_string()]);
-            }
-        }
-        Ok(Page {
+        Ok(page_of(
+            &self.page_tokens,
+            &digest,
+            page.size,
             items,
-            next_page_token,
-        })
+            |last| vec![last.account_id.to_string()],
+        ))
     }
 
     async fn account_update(
@@ -870,24 +886,17 @@ impl Store for EngineStore {
             .await
             .map_err(db_error)?;
 
-        let mut items = rows
+        let items = rows
             .into_iter()
             .map(InstanceRow::into_instance)
             .collect::<Result<Vec<_>>>()?;
-        let mut next_page_token = String::new();
-        if items.len() > page.size as usize {
-            items.truncate(page.size as usize);
-            if let Some(last) = items.last() {
-                next_page_token = self.page_tokens.seal(
-                    &digest,
-                    vec![last.account_id.to_string(), last.instance_id.to_string()],
-                );
-            }
-        }
-        Ok(Page {
+        Ok(page_of(
+            &self.page_tokens,
+            &digest,
+            page.size,
             items,
-            next_page_token,
-        })
+            |last| vec![last.account_id.to_string(), last.instance_id.to_string()],
+        ))
     }
 
     async fn instance_update(
@@ -1442,23 +1451,17 @@ impl Store for EngineStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db_error)?;
-        let mut items = rows
+        let items = rows
             .into_iter()
             .map(OperationRow::into_record)
             .collect::<Result<Vec<_>>>()?;
-        let mut next_page_token = String::new();
-        if items.len() > page.size as usize {
-            items.truncate(page.size as usize);
-            if let Some(last) = items.last() {
-                next_page_token = self
-                    .page_tokens
-                    .seal(&digest, vec![last.operation_id.clone()]);
-            }
-        }
-        Ok(Page {
+        Ok(page_of(
+            &self.page_tokens,
+            &digest,
+            page.size,
             items,
-            next_page_token,
-        })
+            |last| vec![last.operation_id.clone()],
+        ))
     }
 
     async fn operation_claim_due(
