@@ -121,19 +121,23 @@ impl IamError {
 pub fn classify<E, R>(error: SdkError<E, R>) -> IamError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
-    match &error {
-        SdkError::ServiceError(_) => {}
-        // The request could not even be built: no usable credentials.
-        SdkError::ConstructionFailure(_) => {
-            return IamError::AccessDenied(format!(
-                "no usable AWS credentials: {}",
-                aws_smithy_types::error::display::DisplayErrorContext(&error)
-            ));
+    if !matches!(error, SdkError::ServiceError(_)) {
+        // No usable credentials surface as a dispatch failure whose cause
+        // is a credentials error: nothing a retry fixes.
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+        while let Some(current) = cause {
+            if current
+                .downcast_ref::<aws_credential_types::provider::error::CredentialsError>()
+                .is_some()
+            {
+                return IamError::AccessDenied(format!("no usable AWS credentials: {current}"));
+            }
+            cause = current.source();
         }
         // Dispatch failures, timeouts, unparseable responses.
-        _ => return IamError::Unavailable(format!("{error}")),
+        return IamError::Unavailable(format!("{error}"));
     }
     let code = error.code().unwrap_or_default().to_owned();
     let message = error.message().unwrap_or_default().to_owned();

@@ -871,3 +871,31 @@ async fn a_failure_at_each_iam_step_leaves_a_state_the_next_attempt_completes() 
     );
     assert!(moto.connect_roles(&moto.iam(None).await).await.is_empty());
 }
+
+#[tokio::test]
+async fn no_usable_credentials_is_a_precondition_not_an_outage() {
+    // The test environment carries no AWS credentials of its own; the
+    // server gets no file, no metadata service and no keys.
+    assert!(
+        std::env::var_os("AWS_ACCESS_KEY_ID").is_none(),
+        "run the tests without AWS credentials in the environment"
+    );
+    let moto = Moto::start().await;
+    let db = TestDb::new(Engine::Sqlite).await;
+    let env = [
+        ("AWS_ENDPOINT_URL", moto.url.as_str()),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials"),
+        ("AWS_CONFIG_FILE", "/nonexistent/config"),
+    ];
+    let server = TestServer::start_with(&db, &env).await;
+    let mut c = server.clients().await;
+    register(&mut c, HOME, None).await;
+    let name = instance(&mut c, HOME, "us-east-1").await;
+    let refusal = refused(c.linked_roles.ensure_linked_role(ensure(&name)).await);
+    assert_eq!(
+        (refusal.code, refusal.reason.as_str()),
+        (Code::FailedPrecondition, "AWS_CREDENTIALS_UNAVAILABLE"),
+        "{refusal:?}"
+    );
+}
