@@ -1,34 +1,49 @@
-//! Who is calling: a tower layer that puts the [`Caller`] and a correlation
-//! id into every request's extensions, where the handlers read them into a
-//! [`RequestContext`]. Until authentication is configured the server only
-//! listens on loopback addresses and every caller is the local operator.
+//! Who is calling: one tower layer, in front of every service, that
+//! authenticates the request ([`crate::auth`]), applies the per-caller rate
+//! limit, and puts the [`Caller`] and a correlation id into the request's
+//! extensions, where the handlers read them into a [`RequestContext`].
+//!
+//! Health (`grpc.health.v1.Health`) and reflection (`grpc.reflection.*`)
+//! stay open without credentials. Everything else without valid
+//! credentials is UNAUTHENTICATED before any handler runs; a caller over
+//! its rate limit is RESOURCE_EXHAUSTED / `RATE_LIMITED` with RetryInfo.
+//! Without an auth mode configured every caller is the local operator (and
+//! the server only listens on loopback addresses).
 
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use futures::future::{Either, Ready, ready};
 use slrgov_domain::{Caller, RequestContext};
 use tonic::codegen::http;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower::{Layer, Service};
+
+use crate::auth::Authenticator;
+use crate::auth::rate::RateLimiter;
 
 /// The header a caller may set to correlate its logs with ours.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The path prefixes that need no credentials: health checks and
+/// reflection.
+const OPEN_PREFIXES: &[&str] = &["/grpc.health.v1.Health/", "/grpc.reflection."];
 
 /// A request's correlation id.
 #[derive(Debug, Clone)]
 pub struct CorrelationId(pub String);
 
-/// Attaches the caller to every request.
+/// Authenticates and rate-limits every request, and attaches its caller.
 #[derive(Debug, Clone)]
 pub struct CallerLayer {
-    caller: Caller,
+    auth: Authenticator,
+    limiter: Option<Arc<RateLimiter>>,
 }
 
 impl CallerLayer {
-    /// Every request is made by the local operator (no authentication; the
-    /// server refuses non-loopback addresses in this mode).
-    pub fn local_operator() -> Self {
-        CallerLayer {
-            caller: Caller::local_operator(),
-        }
+    /// Callers authenticated by `auth`, limited by `limiter`.
+    pub fn new(auth: Authenticator, limiter: Option<Arc<RateLimiter>>) -> Self {
+        CallerLayer { auth, limiter }
     }
 }
 
@@ -37,7 +52,8 @@ impl<S> Layer<S> for CallerLayer {
     fn layer(&self, inner: S) -> Self::Service {
         CallerService {
             inner,
-            caller: self.caller.clone(),
+            auth: self.auth.clone(),
+            limiter: self.limiter.clone(),
         }
     }
 }
@@ -46,7 +62,8 @@ impl<S> Layer<S> for CallerLayer {
 #[derive(Debug, Clone)]
 pub struct CallerService<S> {
     inner: S,
-    caller: Caller,
+    auth: Authenticator,
+    limiter: Option<Arc<RateLimiter>>,
 }
 
 /// A caller-supplied correlation id, if it is short and printable; else a
@@ -64,13 +81,42 @@ fn correlation_id(headers: &http::HeaderMap) -> String {
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
 }
 
+/// True for the paths that need no credentials.
+fn is_open(path: &str) -> bool {
+    OPEN_PREFIXES.iter().any(|prefix| path.starts_with(prefix))
+}
+
+impl<S> CallerService<S> {
+    /// The caller of `request`, authenticated and within its rate limit.
+    fn admit<B>(&self, request: &http::Request<B>) -> Result<Caller, slrgov_domain::Error> {
+        let certificates: Option<Vec<Vec<u8>>> = request
+            .extensions()
+            .get::<TlsConnectInfo<TcpConnectInfo>>()
+            .and_then(TlsConnectInfo::peer_certs)
+            .map(|certs| certs.iter().map(|c| c.as_ref().to_vec()).collect());
+        let caller = self
+            .auth
+            .authenticate(request.headers(), certificates.as_deref())?;
+        if let Some(limiter) = &self.limiter {
+            limiter.check(&caller.principal).inspect_err(|_| {
+                tracing::info!(
+                    principal = %caller.principal,
+                    path = request.uri().path(),
+                    "rate limited"
+                );
+            })?;
+        }
+        Ok(caller)
+    }
+}
+
 impl<S, B> Service<http::Request<B>> for CallerService<S>
 where
-    S: Service<http::Request<B>>,
+    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = Either<Ready<Result<S::Response, S::Error>>, S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -78,9 +124,27 @@ where
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let id = correlation_id(request.headers());
+        if !is_open(request.uri().path()) {
+            match self.admit(&request) {
+                Ok(caller) => {
+                    request.extensions_mut().insert(caller);
+                }
+                Err(error) => {
+                    if error.kind == slrgov_domain::Kind::Unauthenticated {
+                        tracing::info!(
+                            path = request.uri().path(),
+                            request_id = %id,
+                            why = %error.message,
+                            "unauthenticated request refused"
+                        );
+                    }
+                    let status = crate::status::to_status(error, &id);
+                    return Either::Left(ready(Ok(status.into_http())));
+                }
+            }
+        }
         request.extensions_mut().insert(CorrelationId(id));
-        request.extensions_mut().insert(self.caller.clone());
-        self.inner.call(request)
+        Either::Right(self.inner.call(request))
     }
 }
 

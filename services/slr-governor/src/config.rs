@@ -59,6 +59,42 @@ pub struct Overrides {
     /// resume it, e.g. `60s`.
     #[arg(long, env = env::WORKFLOW_LEASE, global = true)]
     pub workflow_lease: Option<String>,
+
+    /// A JWKS file of the public keys that sign callers' JWTs.
+    #[arg(long, env = env::AUTH_JWKS_FILE, global = true)]
+    pub auth_jwks_file: Option<PathBuf>,
+
+    /// The issuer (`iss`) every JWT must carry.
+    #[arg(long, env = env::AUTH_ISSUER, global = true)]
+    pub auth_issuer: Option<String>,
+
+    /// The audience (`aud`) every JWT must carry.
+    #[arg(long, env = env::AUTH_AUDIENCE, global = true)]
+    pub auth_audience: Option<String>,
+
+    /// A JSON file of static tokens (SHA-256 digests) and SPIFFE ids.
+    #[arg(long, env = env::AUTH_TOKENS_FILE, global = true)]
+    pub auth_tokens_file: Option<PathBuf>,
+
+    /// The server certificate chain (PEM); turns TLS on with --tls-key.
+    #[arg(long, env = env::TLS_CERT, global = true)]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The server's private key (PEM).
+    #[arg(long, env = env::TLS_KEY, global = true)]
+    pub tls_key: Option<PathBuf>,
+
+    /// CA certificates (PEM) of client certificates; requires them (mTLS).
+    #[arg(long, env = env::TLS_CLIENT_CA, global = true)]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Requests per second per caller; unset means no limit.
+    #[arg(long, env = env::RATE_LIMIT_PER_SECOND, global = true)]
+    pub rate_limit_per_second: Option<f64>,
+
+    /// Requests a caller may send at once (default: the rate, at least 1).
+    #[arg(long, env = env::RATE_LIMIT_BURST, global = true)]
+    pub rate_limit_burst: Option<u32>,
 }
 
 /// The TOML file: the same settings, snake_case.
@@ -73,6 +109,15 @@ struct FileConfig {
     shutdown_grace: Option<String>,
     regions_file: Option<PathBuf>,
     workflow_lease: Option<String>,
+    auth_jwks_file: Option<PathBuf>,
+    auth_issuer: Option<String>,
+    auth_audience: Option<String>,
+    auth_tokens_file: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+    rate_limit_per_second: Option<f64>,
+    rate_limit_burst: Option<u32>,
 }
 
 /// How logs are written.
@@ -101,6 +146,85 @@ pub struct Config {
     pub workflow_lease: Duration,
     /// The regions table: built in, with the operator's file applied.
     pub regions: crate::regions::RegionTable,
+    /// Who may call: the loaded JWKS and tokens file, or off.
+    pub auth: crate::auth::Authenticator,
+    /// TLS (and mTLS), when configured.
+    pub tls: Option<TlsFiles>,
+    /// The per-caller rate limit, when configured.
+    pub rate_limit: Option<crate::auth::rate::RateLimit>,
+}
+
+/// The PEM contents of the TLS files, read at start.
+#[derive(Clone)]
+pub struct TlsFiles {
+    /// The certificate chain, and the file it came from.
+    pub cert: (Vec<u8>, PathBuf),
+    /// The private key, and the file it came from.
+    pub key: (Vec<u8>, PathBuf),
+    /// The client CA bundle, and its file, for mTLS.
+    pub client_ca: Option<(Vec<u8>, PathBuf)>,
+}
+
+impl std::fmt::Debug for TlsFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key's contents.
+        f.debug_struct("TlsFiles")
+            .field("cert", &self.cert.1)
+            .field("key", &self.key.1)
+            .field("client_ca", &self.client_ca.as_ref().map(|c| &c.1))
+            .finish()
+    }
+}
+
+/// Reads a PEM file and checks that it holds a block labelled `label`.
+fn read_pem(path: &Path, what: &str, labels: &[&str]) -> anyhow::Result<(Vec<u8>, PathBuf)> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read the {what} {}", path.display()))?;
+    let text = String::from_utf8_lossy(&bytes);
+    if !labels
+        .iter()
+        .any(|label| text.contains(&format!("-----BEGIN {label}-----")))
+    {
+        bail!(
+            "the {what} {} is not PEM: expected a -----BEGIN {}----- block",
+            path.display(),
+            labels.join("----- or -----BEGIN ")
+        );
+    }
+    Ok((bytes, path.to_owned()))
+}
+
+/// The TLS files of the layers, read and checked.
+fn tls_files(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+) -> anyhow::Result<Option<TlsFiles>> {
+    match (cert, key) {
+        (None, None) => {
+            if client_ca.is_some() {
+                bail!(
+                    "{} needs TLS: set {} and {}",
+                    env::TLS_CLIENT_CA,
+                    env::TLS_CERT,
+                    env::TLS_KEY
+                );
+            }
+            Ok(None)
+        }
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles {
+            cert: read_pem(&cert, "TLS certificate", &["CERTIFICATE"])?,
+            key: read_pem(
+                &key,
+                "TLS key",
+                &["PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"],
+            )?,
+            client_ca: client_ca
+                .map(|ca| read_pem(&ca, "TLS client CA", &["CERTIFICATE"]))
+                .transpose()?,
+        })),
+        _ => bail!("{} and {} go together", env::TLS_CERT, env::TLS_KEY),
+    }
 }
 
 /// Parses durations such as `500ms`, `20s`, `2m`.
@@ -116,7 +240,8 @@ pub fn parse_duration(value: &str) -> anyhow::Result<Duration> {
         "ms" => Duration::from_millis(number),
         "s" => Duration::from_secs(number),
         "m" => Duration::from_secs(number * 60),
-        _ => bail!("invalid duration {value:?}: expected e.g. 500ms, 20s, 2m"),
+        "h" => Duration::from_secs(number * 3600),
+        _ => bail!("invalid duration {value:?}: expected e.g. 500ms, 20s, 2m, 1h"),
     })
 }
 
@@ -171,7 +296,45 @@ impl Config {
             Some(value) => parse_duration(&value).context(env::WORKFLOW_LEASE)?,
             None => crate::lifecycle::DEFAULT_LEASE,
         };
+        let tls = tls_files(
+            overrides.tls_cert.clone().or(file.tls_cert),
+            overrides.tls_key.clone().or(file.tls_key),
+            overrides.tls_client_ca.clone().or(file.tls_client_ca),
+        )?;
+        let auth = crate::auth::Authenticator::load(&crate::auth::AuthSettings {
+            jwks_file: overrides.auth_jwks_file.clone().or(file.auth_jwks_file),
+            issuer: overrides.auth_issuer.clone().or(file.auth_issuer),
+            audience: overrides.auth_audience.clone().or(file.auth_audience),
+            tokens_file: overrides.auth_tokens_file.clone().or(file.auth_tokens_file),
+            client_certificates: tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
+        })?;
+        let rate_limit = match overrides
+            .rate_limit_per_second
+            .or(file.rate_limit_per_second)
+        {
+            None => None,
+            Some(rate) if rate.is_finite() && rate > 0.0 => {
+                let burst = overrides
+                    .rate_limit_burst
+                    .or(file.rate_limit_burst)
+                    .unwrap_or_else(|| rate.ceil().clamp(1.0, f64::from(u32::MAX)) as u32);
+                if burst == 0 {
+                    bail!("{}: must be at least 1", env::RATE_LIMIT_BURST);
+                }
+                Some(crate::auth::rate::RateLimit {
+                    per_second: rate,
+                    burst,
+                })
+            }
+            Some(rate) => bail!(
+                "{}: expected a positive number, got {rate}",
+                env::RATE_LIMIT_PER_SECOND
+            ),
+        };
         Ok(Config {
+            auth,
+            tls,
+            rate_limit,
             workflow_lease,
             regions,
             listen,
@@ -278,7 +441,8 @@ mod tests {
             .is_err()
         );
         assert!(parse_duration("20s").is_ok());
-        assert!(parse_duration("20h").is_err());
+        assert!(parse_duration("20h").is_ok());
+        assert!(parse_duration("20d").is_err());
     }
 
     #[test]

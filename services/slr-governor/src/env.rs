@@ -30,3 +30,27 @@ pub const TEST_IAM_FAULTS: &str = "SLRGOV_TEST_IAM_FAULTS";
 /// How long a workflow (ensure) holds its claim before another process may
 /// resume it, e.g. `60s` (the default).
 pub const WORKFLOW_LEASE: &str = "SLRGOV_WORKFLOW_LEASE";
+/// A JWKS file (RFC 7517) of the public keys that sign callers' JWTs
+/// (RS256, ES256, EdDSA). Needs `SLRGOV_AUTH_ISSUER` and
+/// `SLRGOV_AUTH_AUDIENCE`.
+pub const AUTH_JWKS_FILE: &str = "SLRGOV_AUTH_JWKS_FILE";
+/// The `iss` every JWT must carry.
+pub const AUTH_ISSUER: &str = "SLRGOV_AUTH_ISSUER";
+/// The `aud` every JWT must carry.
+pub const AUTH_AUDIENCE: &str = "SLRGOV_AUTH_AUDIENCE";
+/// A JSON file of static bearer tokens (by SHA-256 digest) and of client
+/// certificate SPIFFE ids, each with a role and accounts.
+pub const AUTH_TOKENS_FILE: &str = "SLRGOV_AUTH_TOKENS_FILE";
+/// The server certificate chain (PEM); with `SLRGOV_TLS_KEY`, turns TLS on.
+pub const TLS_CERT: &str = "SLRGOV_TLS_CERT";
+/// The server's private key (PEM).
+pub const TLS_KEY: &str = "SLRGOV_TLS_KEY";
+/// CA certificates (PEM) of client certificates: when set, every client
+/// must present a certificate signed by one (mTLS).
+pub const TLS_CLIENT_CA: &str = "SLRGOV_TLS_CLIENT_CA";
+/// Requests per second per caller (token bucket per principal); unset
+/// means no limit.
+pub const RATE_LIMIT_PER_SECOND: &str = "SLRGOV_RATE_LIMIT_PER_SECOND";
+/// How many requests a caller may send at once (default: the rate, at
+/// least 1).
+pub const RATE_LIMIT_BURST: &str = "SLRGOV_RATE_LIMIT_BURST";

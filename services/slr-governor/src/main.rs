@@ -4,10 +4,12 @@
 //! ```text
 //! slr-governor [serve]     serve the API (the default)
 //! slr-governor migrate     apply the database migrations and exit
+//! slr-governor token       mint a development JWT and its JWKS
 //! slr-governor --version
 //! ```
 
 mod api;
+mod auth;
 mod caller;
 mod config;
 mod convert;
@@ -41,6 +43,9 @@ enum Command {
     Serve,
     /// Apply the database migrations and exit.
     Migrate,
+    /// Mint a signed JWT from a local private key (created when missing),
+    /// for development: prints the token, and writes the matching JWKS.
+    Token(Box<auth::mint::TokenArgs>),
 }
 
 fn init_tracing(format: LogFormat) {
@@ -61,6 +66,15 @@ fn init_tracing(format: LogFormat) {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Token(args)) = &cli.command {
+        return match auth::mint::run(args) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("slr-governor token: {error:#}");
+                std::process::ExitCode::from(2)
+            }
+        };
+    }
     let config = match Config::resolve(&cli.overrides) {
         Ok(config) => config,
         Err(error) => {
@@ -83,6 +97,7 @@ fn main() -> std::process::ExitCode {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => server::serve(config).await,
             Command::Migrate => server::migrate(config).await,
+            Command::Token(_) => Ok(()),
         }
     });
     match result {
@@ -93,3 +108,5 @@ fn main() -> std::process::ExitCode {
         }
     }
 }
+#[cfg(test)]
+mod proptests;

@@ -17,13 +17,19 @@ use slrgov_store::StoreConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::Server;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::api::{self, AppState};
+use crate::auth::rate::RateLimiter;
 use crate::caller::CallerLayer;
 use crate::config::Config;
+
+/// The largest request message any service decodes (1 MiB); a larger one
+/// is RESOURCE_EXHAUSTED before any handler runs. Set it on every service
+/// added below.
+pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
 /// The store settings of a configuration.
 pub fn store_config(config: &Config) -> StoreConfig {
@@ -91,20 +97,41 @@ async fn shutdown_signal(mut stop: watch::Receiver<bool>) {
 
 /// Serves until a shutdown signal, then drains within the grace period.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    // No authentication yet: only the local operator may call, so only on
-    // loopback.
-    if !config.listen.ip().is_loopback() {
+    // Without authentication every caller is the local operator, so only
+    // on loopback.
+    if !config.auth.is_enabled() && !config.listen.ip().is_loopback() {
         bail!(
             "refusing to listen on {} without authentication: only loopback addresses \
-             (127.0.0.1, [::1]) are allowed until an auth mode is configured",
-            config.listen
+             (127.0.0.1, [::1]) are allowed until an auth mode is configured ({}, {} or {})",
+            config.listen,
+            crate::env::AUTH_JWKS_FILE,
+            crate::env::AUTH_TOKENS_FILE,
+            crate::env::TLS_CLIENT_CA
         );
     }
+    config.auth.log_startup();
+    let tls = match &config.tls {
+        None => None,
+        Some(files) => {
+            let mut tls =
+                ServerTlsConfig::new().identity(Identity::from_pem(&files.cert.0, &files.key.0));
+            if let Some((ca, _)) = &files.client_ca {
+                tls = tls.client_ca_root(Certificate::from_pem(ca));
+            }
+            Some(tls)
+        }
+    };
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local: SocketAddr = listener.local_addr()?;
-    tracing::info!(address = %local, database = %config.database_url_for_logs(), "listening on {local}");
+    tracing::info!(
+        address = %local,
+        database = %config.database_url_for_logs(),
+        tls = config.tls.is_some(),
+        mtls = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
+        "listening on {local}"
+    );
 
     let (reporter, health_service) = tonic_health::server::health_reporter();
     set_health(&reporter, ServingStatus::NotServing).await;
@@ -189,29 +216,45 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
     };
 
-    let router = Server::builder()
+    let mut builder = Server::builder()
         .tcp_nodelay(true)
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        // Who is calling, before any service sees the request.
-        .layer(CallerLayer::local_operator())
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(AccountServiceServer::new(api::accounts::Accounts::new(
-            state.clone(),
-        )))
-        .add_service(InstanceServiceServer::new(api::instances::Instances::new(
-            state.clone(),
-        )))
-        .add_service(LinkedRoleServiceServer::new(
-            api::linked_roles::LinkedRoles::new(state.clone()),
-        ))
-        .add_service(RegionServiceServer::new(api::regions::Regions::new(
-            state.clone(),
-        )))
-        .add_service(OperationsServer::new(api::operations::Operations::new(
-            state.clone(),
-        )));
+        .http2_keepalive_interval(Some(Duration::from_secs(30)));
+    if let Some(tls) = tls {
+        let files = config.tls.as_ref().map(|f| (&f.cert.1, &f.key.1));
+        builder = builder
+            .tls_config(tls)
+            .with_context(|| format!("invalid TLS certificate, key or client CA ({files:?})"))?;
+    }
+    let limiter = config
+        .rate_limit
+        .map(|limit| Arc::new(RateLimiter::new(limit)));
+    let router = builder
+        // Who is calling (authenticated, within its rate limit), before any
+        // service sees the request; health and reflection stay open.
+        .layer(CallerLayer::new(config.auth.clone(), limiter))
+        .add_service(health_service.max_decoding_message_size(MAX_MESSAGE_BYTES))
+        .add_service(reflection_v1.max_decoding_message_size(MAX_MESSAGE_BYTES))
+        .add_service(reflection_v1alpha.max_decoding_message_size(MAX_MESSAGE_BYTES))
+        .add_service(
+            AccountServiceServer::new(api::accounts::Accounts::new(state.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            InstanceServiceServer::new(api::instances::Instances::new(state.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            LinkedRoleServiceServer::new(api::linked_roles::LinkedRoles::new(state.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            RegionServiceServer::new(api::regions::Regions::new(state.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            OperationsServer::new(api::operations::Operations::new(state.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        );
 
     let serving = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
     tokio::pin!(serving);

@@ -154,7 +154,12 @@ impl AwsAccess {
         };
         // Check whom the credentials belong to before any change.
         let sts = aws_sdk_sts::Client::new(&config);
-        let identity = sts.get_caller_identity().send().await.map_err(|error| {
+        let identity = crate::audit::noted(
+            "sts",
+            "GetCallerIdentity",
+            sts.get_caller_identity().send().await,
+        )
+        .map_err(|error| {
             let classified = classify(error);
             if classified.is_transient() {
                 AccessError::Unavailable(classified.to_string())

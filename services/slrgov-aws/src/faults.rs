@@ -133,6 +133,32 @@ impl FaultyIam {
     /// Records a call and returns the injected transient error, if any.
     fn enter(&self, operation: &str) -> Result<(), IamError> {
         self.log.record(operation);
+        let result = self.inject(operation);
+        if let Err(error) = &result {
+            // An injected failure stands for an answer of AWS: it is noted in
+            // the audit trail like one (without an AWS request id).
+            crate::audit::note(slrgov_domain::audit::AwsCall {
+                service: "iam".to_owned(),
+                operation: operation
+                    .split('_')
+                    .map(|w| {
+                        let mut c = w.chars();
+                        c.next()
+                            .map_or(String::new(), |f| f.to_uppercase().chain(c).collect())
+                    })
+                    .collect(),
+                outcome: match error {
+                    IamError::Throttled(_) => "Throttling",
+                    _ => "ServiceFailure",
+                }
+                .to_owned(),
+                aws_request_id: None,
+            });
+        }
+        result
+    }
+
+    fn inject(&self, operation: &str) -> Result<(), IamError> {
         let Ok(mut state) = self.state.lock() else {
             return Ok(());
         };

@@ -277,15 +277,18 @@ impl IamApi for SdkIam {
         suffix: Option<&str>,
         description: Option<&str>,
     ) -> Result<RoleInfo, IamError> {
-        let output = self
-            .client
-            .create_service_linked_role()
-            .aws_service_name(service)
-            .set_custom_suffix(suffix.map(str::to_owned))
-            .set_description(description.map(str::to_owned))
-            .send()
-            .await
-            .map_err(classify)?;
+        let output = crate::audit::noted(
+            "iam",
+            "CreateServiceLinkedRole",
+            self.client
+                .create_service_linked_role()
+                .aws_service_name(service)
+                .set_custom_suffix(suffix.map(str::to_owned))
+                .set_description(description.map(str::to_owned))
+                .send()
+                .await,
+        )
+        .map_err(classify)?;
         output.role().map(role_info).ok_or_else(|| IamError::Other {
             code: "MissingRole".to_owned(),
             message: "CreateServiceLinkedRole returned no role".to_owned(),
@@ -293,13 +296,12 @@ impl IamApi for SdkIam {
     }
 
     async fn get_role(&self, name: &str) -> Result<RoleInfo, IamError> {
-        let output = self
-            .client
-            .get_role()
-            .role_name(name)
-            .send()
-            .await
-            .map_err(classify)?;
+        let output = crate::audit::noted(
+            "iam",
+            "GetRole",
+            self.client.get_role().role_name(name).send().await,
+        )
+        .map_err(classify)?;
         output.role().map(role_info).ok_or_else(|| IamError::Other {
             code: "MissingRole".to_owned(),
             message: "GetRole returned no role".to_owned(),
@@ -310,14 +312,17 @@ impl IamApi for SdkIam {
         let mut roles = Vec::new();
         let mut marker: Option<String> = None;
         loop {
-            let output = self
-                .client
-                .list_roles()
-                .path_prefix(path_prefix)
-                .set_marker(marker.take())
-                .send()
-                .await
-                .map_err(classify)?;
+            let output = crate::audit::noted(
+                "iam",
+                "ListRoles",
+                self.client
+                    .list_roles()
+                    .path_prefix(path_prefix)
+                    .set_marker(marker.take())
+                    .send()
+                    .await,
+            )
+            .map_err(classify)?;
             roles.extend(output.roles().iter().map(role_info));
             match output.marker() {
                 Some(next) if output.is_truncated() => marker = Some(next.to_owned()),
@@ -331,14 +336,17 @@ impl IamApi for SdkIam {
         name: &str,
         description: &str,
     ) -> Result<RoleInfo, IamError> {
-        let output = self
-            .client
-            .update_role_description()
-            .role_name(name)
-            .description(description)
-            .send()
-            .await
-            .map_err(classify)?;
+        let output = crate::audit::noted(
+            "iam",
+            "UpdateRoleDescription",
+            self.client
+                .update_role_description()
+                .role_name(name)
+                .description(description)
+                .send()
+                .await,
+        )
+        .map_err(classify)?;
         output.role().map(role_info).ok_or_else(|| IamError::Other {
             code: "MissingRole".to_owned(),
             message: "UpdateRoleDescription returned no role".to_owned(),
@@ -346,25 +354,31 @@ impl IamApi for SdkIam {
     }
 
     async fn delete_service_linked_role(&self, name: &str) -> Result<String, IamError> {
-        let output = self
-            .client
-            .delete_service_linked_role()
-            .role_name(name)
-            .send()
-            .await
-            .map_err(classify)?;
+        let output = crate::audit::noted(
+            "iam",
+            "DeleteServiceLinkedRole",
+            self.client
+                .delete_service_linked_role()
+                .role_name(name)
+                .send()
+                .await,
+        )
+        .map_err(classify)?;
         Ok(output.deletion_task_id().to_owned())
     }
 
     async fn deletion_status(&self, task_id: &str) -> Result<DeletionStatus, IamError> {
         use aws_sdk_iam::types::DeletionTaskStatusType as S;
-        let output = self
-            .client
-            .get_service_linked_role_deletion_status()
-            .deletion_task_id(task_id)
-            .send()
-            .await
-            .map_err(classify)?;
+        let output = crate::audit::noted(
+            "iam",
+            "GetServiceLinkedRoleDeletionStatus",
+            self.client
+                .get_service_linked_role_deletion_status()
+                .deletion_task_id(task_id)
+                .send()
+                .await,
+        )
+        .map_err(classify)?;
         Ok(match output.status() {
             S::NotStarted => DeletionStatus::NotStarted,
             S::InProgress => DeletionStatus::InProgress,
@@ -400,39 +414,52 @@ impl IamApi for SdkIam {
 
     async fn role_policies(&self, name: &str) -> Result<Vec<RolePolicy>, IamError> {
         let mut policies = Vec::new();
-        let inline = self
-            .client
-            .list_role_policies()
-            .role_name(name)
-            .send()
-            .await
-            .map_err(classify)?;
-        for policy_name in inline.policy_names() {
-            let document = self
-                .client
-                .get_role_policy()
+        let inline = crate::audit::noted(
+            "iam",
+            "ListRolePolicies",
+            self.client
+                .list_role_policies()
                 .role_name(name)
-                .policy_name(policy_name)
                 .send()
-                .await
-                .map_err(classify)?;
+                .await,
+        )
+        .map_err(classify)?;
+        for policy_name in inline.policy_names() {
+            let document = crate::audit::noted(
+                "iam",
+                "GetRolePolicy",
+                self.client
+                    .get_role_policy()
+                    .role_name(name)
+                    .policy_name(policy_name)
+                    .send()
+                    .await,
+            )
+            .map_err(classify)?;
             policies.push(RolePolicy {
                 source: format!("inline:{policy_name}"),
                 document: decode_document(document.policy_document()),
             });
         }
-        let attached = self
-            .client
-            .list_attached_role_policies()
-            .role_name(name)
-            .send()
-            .await
-            .map_err(classify)?;
+        let attached = crate::audit::noted(
+            "iam",
+            "ListAttachedRolePolicies",
+            self.client
+                .list_attached_role_policies()
+                .role_name(name)
+                .send()
+                .await,
+        )
+        .map_err(classify)?;
         for policy in attached.attached_policies() {
             let Some(arn) = policy.policy_arn() else {
                 continue;
             };
-            let described = match self.client.get_policy().policy_arn(arn).send().await {
+            let described = match crate::audit::noted(
+                "iam",
+                "GetPolicy",
+                self.client.get_policy().policy_arn(arn).send().await,
+            ) {
                 Ok(described) => described,
                 // An attached policy that IAM cannot show (moto lacks some
                 // AWS-managed ones) grants nothing the service can see.
@@ -447,14 +474,17 @@ impl IamApi for SdkIam {
             let Some(version) = described.policy().and_then(|p| p.default_version_id()) else {
                 continue;
             };
-            let version = self
-                .client
-                .get_policy_version()
-                .policy_arn(arn)
-                .version_id(version)
-                .send()
-                .await
-                .map_err(classify)?;
+            let version = crate::audit::noted(
+                "iam",
+                "GetPolicyVersion",
+                self.client
+                    .get_policy_version()
+                    .policy_arn(arn)
+                    .version_id(version)
+                    .send()
+                    .await,
+            )
+            .map_err(classify)?;
             if let Some(document) = version.policy_version().and_then(|v| v.document()) {
                 policies.push(RolePolicy {
                     source: arn.to_owned(),

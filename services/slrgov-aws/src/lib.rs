@@ -5,6 +5,7 @@
 //! failing deletions, real IAM's "has been taken").
 
 pub mod access;
+pub mod audit;
 pub mod faults;
 pub mod iam;
 

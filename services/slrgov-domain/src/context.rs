@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use crate::audit::AuditTrail;
 use crate::error::{Error, Result};
 use crate::types::AccountId;
 
@@ -104,6 +105,12 @@ pub struct RequestContext {
     pub correlation_id: String,
     /// The span the request's work is recorded in.
     pub span: tracing::Span,
+    /// The gRPC method (`slrgov.v1.InstanceService/CreateInstance`) or the
+    /// background work (`worker/...`) this context serves.
+    pub method: String,
+    /// What the request changed and the AWS calls it made, for the audit
+    /// trail.
+    pub audit: AuditTrail,
 }
 
 impl RequestContext {
@@ -113,13 +120,50 @@ impl RequestContext {
             caller: Arc::new(caller),
             correlation_id,
             span,
+            method: String::new(),
+            audit: AuditTrail::default(),
         }
     }
 
-    /// A context for background work of the service itself.
+    /// The same context for the gRPC method `method`.
+    pub fn with_method(mut self, method: impl Into<String>) -> Self {
+        self.method = method.into();
+        self
+    }
+
+    /// A context for background work of the service itself: every account,
+    /// which is logged here.
     pub fn for_worker(name: &str) -> Self {
         let span = tracing::info_span!("worker", worker = name);
+        span.in_scope(|| {
+            tracing::info!(
+                worker = name,
+                "background work acts with an all-accounts scope"
+            )
+        });
         RequestContext::new(Caller::service_worker(name), format!("worker-{name}"), span)
+            .with_method(format!("worker/{name}"))
+    }
+
+    /// A context for one unit of `work` of this context's caller: the same
+    /// caller and span, a fresh audit trail and a new correlation id.
+    pub fn unit_of_work(&self, work: &str) -> Self {
+        RequestContext {
+            caller: self.caller.clone(),
+            correlation_id: format!("{}-{}", self.correlation_id, uuid::Uuid::new_v4().simple()),
+            span: self.span.clone(),
+            method: format!("{}/{work}", self.method),
+            audit: AuditTrail::default(),
+        }
+    }
+
+    /// True when the method changes something (everything but reads): its
+    /// failures are audited too.
+    pub fn is_mutation(&self) -> bool {
+        let short = self.method.rsplit('/').next().unwrap_or_default();
+        !["Get", "List", "Inspect", "Wait", "Check"]
+            .iter()
+            .any(|read| short.starts_with(read))
     }
 
     /// The caller.
@@ -136,6 +180,7 @@ impl RequestContext {
     /// the scope is NOT_FOUND, exactly as if it did not exist.
     pub fn check_visible(&self, account: &AccountId, resource: &str) -> Result<()> {
         if self.caller.scope.allows(account) {
+            self.audit.set_target(account, resource);
             Ok(())
         } else {
             Err(Error::not_found(resource))

@@ -1,5 +1,6 @@
-//! The ListInstances filter: the subset of AIP-160 the API promises,
-//! `region = "us-east-1"` and `linked_role_state = ACTIVE`, joined by `AND`.
+//! List filters: the subset of AIP-160 the API promises, `field = value`
+//! restrictions joined by `AND` (ListInstances: `region = "us-east-1"` and
+//! `linked_role_state = ACTIVE`; ListAuditEvents: see [`crate::audit`]).
 //! Anything else is refused with a message naming what is not understood.
 
 use crate::error::FieldError;
@@ -25,7 +26,7 @@ enum Token {
     Eq,
 }
 
-fn tokenize(input: &str) -> Result<Vec<Token>, FieldError> {
+fn tokenize(input: &str, supported: &str) -> Result<Vec<Token>, FieldError> {
     let mut tokens = Vec::new();
     let mut chars = input.char_indices().peekable();
     while let Some(&(at, c)) = chars.peek() {
@@ -64,49 +65,74 @@ fn tokenize(input: &str) -> Result<Vec<Token>, FieldError> {
             tokens.push(Token::Ident(word));
         } else {
             return Err(FieldError::new(format!(
-                "is not understood at position {at}: '{c}' (supported: region = \"...\" AND linked_role_state = STATE)"
+                "is not understood at position {at}: '{c}' (supported: restrictions field = \"value\" on {supported}, joined by AND)"
             )));
         }
     }
     Ok(tokens)
 }
 
+/// Splits a filter into its `field = value` restrictions, joined by `AND`
+/// (the subset of AIP-160 the API promises); `supported` names the fields
+/// for error messages. The empty string has no restriction.
+pub fn restrictions(input: &str, supported: &str) -> Result<Vec<(String, String)>, FieldError> {
+    if input.len() > FILTER_MAX {
+        return Err(FieldError::new(format!(
+            "must be at most {FILTER_MAX} characters"
+        )));
+    }
+    let tokens = tokenize(input, supported)?;
+    let mut out = Vec::new();
+    let mut rest = tokens.as_slice();
+    if rest.is_empty() {
+        return Ok(out);
+    }
+    loop {
+        let (field, value, tail) = match rest {
+            [Token::Ident(field), Token::Eq, value, tail @ ..] => (field, value, tail),
+            [Token::Ident(field), ..] => {
+                return Err(FieldError::new(format!(
+                    "is not understood after '{field}': expected '= value'"
+                )));
+            }
+            _ => {
+                return Err(FieldError::new(format!(
+                    "is not understood: expected a restriction such as field = \"value\" (fields: {supported})"
+                )));
+            }
+        };
+        let value = match value {
+            Token::Str(s) | Token::Ident(s) => s.clone(),
+            Token::Eq => {
+                return Err(FieldError::new(format!(
+                    "is not understood: '{field}' has no value"
+                )));
+            }
+        };
+        out.push((field.clone(), value));
+        match tail {
+            [] => return Ok(out),
+            [Token::Ident(and), more @ ..] if and == "AND" && !more.is_empty() => rest = more,
+            [Token::Ident(word), ..] => {
+                return Err(FieldError::new(format!(
+                    "is not understood at '{word}': only AND joins restrictions"
+                )));
+            }
+            _ => {
+                return Err(FieldError::new(
+                    "is not understood: restrictions must be joined by AND",
+                ));
+            }
+        }
+    }
+}
+
 impl InstanceFilter {
     /// Parses a filter; the empty string matches everything.
     pub fn parse(input: &str) -> Result<Self, FieldError> {
-        if input.len() > FILTER_MAX {
-            return Err(FieldError::new(format!(
-                "must be at most {FILTER_MAX} characters"
-            )));
-        }
-        let tokens = tokenize(input)?;
         let mut filter = InstanceFilter::default();
-        let mut rest = tokens.as_slice();
-        if rest.is_empty() {
-            return Ok(filter);
-        }
-        loop {
-            let (field, value, tail) = match rest {
-                [Token::Ident(field), Token::Eq, value, tail @ ..] => (field, value, tail),
-                [Token::Ident(field), ..] => {
-                    return Err(FieldError::new(format!(
-                        "is not understood after '{field}': expected '= value'"
-                    )));
-                }
-                _ => {
-                    return Err(FieldError::new(
-                        "is not understood: expected a restriction such as region = \"us-east-1\"",
-                    ));
-                }
-            };
-            let value = match value {
-                Token::Str(s) | Token::Ident(s) => s.as_str(),
-                Token::Eq => {
-                    return Err(FieldError::new(format!(
-                        "is not understood: '{field}' has no value"
-                    )));
-                }
-            };
+        for (field, value) in restrictions(input, "region, linked_role_state")? {
+            let value = value.as_str();
             match field.as_str() {
                 "region" => {
                     if filter.region.is_some() {
@@ -135,21 +161,8 @@ impl InstanceFilter {
                     )));
                 }
             }
-            match tail {
-                [] => return Ok(filter),
-                [Token::Ident(and), more @ ..] if and == "AND" && !more.is_empty() => rest = more,
-                [Token::Ident(word), ..] => {
-                    return Err(FieldError::new(format!(
-                        "is not understood at '{word}': only AND joins restrictions"
-                    )));
-                }
-                _ => {
-                    return Err(FieldError::new(
-                        "is not understood: restrictions must be joined by AND",
-                    ));
-                }
-            }
         }
+        Ok(filter)
     }
 
     /// A canonical text of the filter, for binding page tokens to it.

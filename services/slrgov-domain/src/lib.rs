@@ -2,6 +2,7 @@
 //! resource names, the resources themselves, the request context and the
 //! transport-free error.
 
+pub mod audit;
 pub mod context;
 pub mod error;
 pub mod filter;

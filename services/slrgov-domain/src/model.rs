@@ -349,6 +349,23 @@ pub struct InstancePatch {
 }
 
 impl InstancePatch {
+    /// The fields the patch changes, for the audit trail.
+    pub fn describe(&self) -> String {
+        let mut fields: Vec<&str> = Vec::new();
+        if self.instance_alias.is_some() {
+            fields.push("instance_alias");
+        }
+        if self.instance_create_time.is_some() {
+            fields.push("instance_create_time");
+        }
+        fields.extend(self.feature_fields.iter().map(|f| f.as_str()));
+        if fields.is_empty() {
+            "nothing".to_owned()
+        } else {
+            fields.join(", ")
+        }
+    }
+
     /// Applies the patch to an instance.
     pub fn apply(&self, instance: &mut Instance) {
         if let Some(alias) = &self.instance_alias {

@@ -41,6 +41,7 @@ pub const SERVICE_NAMES: &[&str] = &[
     "slrgov.v1.InstanceService",
     "slrgov.v1.LinkedRoleService",
     "slrgov.v1.RegionService",
+    "slrgov.v1.AuditService",
     "google.longrunning.Operations",
 ];
 

@@ -3,6 +3,8 @@
 //! grpcurl binary. One test binary, linked once.
 
 mod e2e {
+    pub mod auth;
+    pub mod auth_sweep;
     pub mod bad_input;
     pub mod crash;
     pub mod grpcurl;

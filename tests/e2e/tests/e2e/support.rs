@@ -181,6 +181,8 @@ pub struct TestServer {
     /// Where it listens.
     pub addr: SocketAddr,
     log: Arc<Mutex<String>>,
+    /// The client TLS configuration of a server that serves TLS.
+    tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 /// Extra environment for a server.
@@ -244,7 +246,25 @@ impl TestServer {
                 log.lock().map(|l| l.clone()).unwrap_or_default()
             ),
         };
-        TestServer { child, addr, log }
+        TestServer {
+            child,
+            addr,
+            log,
+            tls: None,
+        }
+    }
+
+    /// Starts a server that serves TLS, reached with `tls`, and waits until
+    /// SERVING.
+    pub async fn start_tls(
+        db: &TestDb,
+        env: Env<'_>,
+        tls: tonic::transport::ClientTlsConfig,
+    ) -> TestServer {
+        let mut server = Self::spawn(db, env).await;
+        server.tls = Some(tls);
+        server.wait_serving(Duration::from_secs(60)).await;
+        server
     }
 
     /// The server's log so far.
@@ -254,13 +274,17 @@ impl TestServer {
 
     /// The `http://addr` endpoint.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// A channel to the server.
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.endpoint())
-            .expect("endpoint")
+        let mut endpoint = Channel::from_shared(self.endpoint()).expect("endpoint");
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint.tls_config(tls.clone()).expect("client TLS");
+        }
+        endpoint
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
             .connect()

@@ -1,0 +1,205 @@
+//! JWT bearer tokens: verified against the public keys of a JWKS file
+//! (RS256, ES256 on P-256, EdDSA on Ed25519), with the issuer and audience
+//! checked, `exp` required and `nbf` honoured (30 s of leeway each way).
+//!
+//! Claims: `sub` (the principal), `slrgov_role` (`viewer`, `operator`,
+//! `admin`) and `slrgov_accounts` (12-digit account ids, or `["*"]`). A
+//! token whose role or accounts do not parse is refused, never narrowed.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use slrgov_domain::Caller;
+
+/// Clock skew allowed on `exp` and `nbf`, in seconds.
+pub const LEEWAY_SECONDS: u64 = 30;
+/// The longest `sub` accepted.
+const MAX_SUBJECT: usize = 256;
+
+/// One usable key of the JWKS.
+struct Key {
+    kid: Option<String>,
+    algorithm: Algorithm,
+    key: DecodingKey,
+}
+
+/// The keys, issuer and audience JWTs are checked against.
+pub struct JwtVerifier {
+    keys: Vec<Key>,
+    issuer: String,
+    audience: String,
+}
+
+impl std::fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtVerifier")
+            .field("keys", &self.keys.len())
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Claims {
+    sub: String,
+    slrgov_role: String,
+    slrgov_accounts: Vec<String>,
+}
+
+/// True when `token` has the shape of a compact JWS (three base64url parts).
+pub fn looks_like_jwt(token: &str) -> bool {
+    let parts: Vec<&str> = token.split('.').collect();
+    parts.len() == 3
+        && parts.iter().all(|p| {
+            p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+impl JwtVerifier {
+    /// Loads the JWKS file. Keys for encryption, symmetric keys and curves
+    /// other than P-256 and Ed25519 are skipped with a warning; a file with
+    /// no usable key is an error.
+    pub fn load(path: &Path, issuer: &str, audience: &str) -> anyhow::Result<Self> {
+        let bytes = super::read(path, "JWKS file")?;
+        let set: JwkSet = serde_json::from_slice(&bytes)
+            .with_context(|| format!("invalid JWKS file {}", path.display()))?;
+        let mut keys = Vec::new();
+        for (index, jwk) in set.keys.iter().enumerate() {
+            let kid = jwk.common.key_id.clone();
+            let label = kid.clone().unwrap_or_else(|| format!("#{index}"));
+            if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+                tracing::warn!(key = %label, file = %path.display(), "JWKS key for encryption skipped");
+                continue;
+            }
+            let algorithm = match &jwk.algorithm {
+                AlgorithmParameters::RSA(_) => Algorithm::RS256,
+                AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => {
+                    Algorithm::ES256
+                }
+                AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
+                    Algorithm::EdDSA
+                }
+                _ => {
+                    tracing::warn!(
+                        key = %label,
+                        file = %path.display(),
+                        "JWKS key skipped: only RSA (RS256), EC P-256 (ES256) and OKP Ed25519 \
+                         (EdDSA) keys are used"
+                    );
+                    continue;
+                }
+            };
+            let declared = jwk.common.key_algorithm;
+            let consistent = match declared {
+                None => true,
+                Some(KeyAlgorithm::RS256) => algorithm == Algorithm::RS256,
+                Some(KeyAlgorithm::ES256) => algorithm == Algorithm::ES256,
+                Some(KeyAlgorithm::EdDSA) => algorithm == Algorithm::EdDSA,
+                Some(_) => false,
+            };
+            if !consistent {
+                tracing::warn!(key = %label, file = %path.display(), "JWKS key skipped: its alg is not RS256, ES256 or EdDSA for its key type");
+                continue;
+            }
+            let key = DecodingKey::from_jwk(jwk).with_context(|| {
+                format!("invalid key {label} in the JWKS file {}", path.display())
+            })?;
+            keys.push(Key {
+                kid,
+                algorithm,
+                key,
+            });
+        }
+        if keys.is_empty() {
+            bail!(
+                "the JWKS file {} has no usable key (RS256, ES256 or EdDSA)",
+                path.display()
+            );
+        }
+        tracing::info!(keys = keys.len(), file = %path.display(), "JWKS loaded");
+        Ok(JwtVerifier {
+            keys,
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+        })
+    }
+
+    /// Verifies `token`; the error says why it was refused, without
+    /// repeating it.
+    pub fn verify(&self, token: &str) -> Result<Caller, &'static str> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| "malformed token")?;
+        let candidates: Vec<&Key> = self
+            .keys
+            .iter()
+            .filter(|k| k.algorithm == header.alg)
+            .filter(|k| match &header.kid {
+                Some(kid) => k.kid.as_deref() == Some(kid.as_str()),
+                None => true,
+            })
+            .collect();
+        if candidates.is_empty() {
+            return Err(if header.kid.is_some() {
+                "unknown key id, or a key of another algorithm"
+            } else {
+                "no key for its algorithm"
+            });
+        }
+        let mut last = "the signature does not verify";
+        for key in candidates {
+            let mut validation = Validation::new(key.algorithm);
+            validation.leeway = LEEWAY_SECONDS;
+            validation.validate_nbf = true;
+            validation.set_issuer(&[&self.issuer]);
+            validation.set_audience(&[&self.audience]);
+            validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+            match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
+                Ok(data) => return caller(data.claims),
+                Err(error) => {
+                    last = match error.kind() {
+                        ErrorKind::InvalidSignature => "the signature does not verify",
+                        ErrorKind::ExpiredSignature => "expired",
+                        ErrorKind::ImmatureSignature => "not valid yet (nbf)",
+                        ErrorKind::InvalidIssuer => "wrong issuer",
+                        ErrorKind::InvalidAudience => "wrong audience",
+                        ErrorKind::MissingRequiredClaim(_) => {
+                            "a required claim (exp, iss, aud, sub) is missing"
+                        }
+                        ErrorKind::Json(_) => {
+                            "the claims sub, slrgov_role and slrgov_accounts are required"
+                        }
+                        _ => "malformed token",
+                    };
+                    // Only another key can change a signature failure.
+                    if !matches!(error.kind(), ErrorKind::InvalidSignature) {
+                        return Err(last);
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+fn caller(claims: Claims) -> Result<Caller, &'static str> {
+    if claims.sub.is_empty()
+        || claims.sub.len() > MAX_SUBJECT
+        || claims.sub.chars().any(char::is_control)
+    {
+        return Err("sub must be 1-256 printable characters");
+    }
+    let role = super::parse_role(&claims.slrgov_role)
+        .ok_or("slrgov_role must be viewer, operator or admin")?;
+    let scope = super::parse_accounts(&claims.slrgov_accounts)
+        .map_err(|_| "slrgov_accounts must be 12-digit account ids, or [\"*\"]")?;
+    Ok(Caller {
+        principal: claims.sub,
+        role,
+        scope,
+    })
+}
