@@ -33,6 +33,11 @@ const OPEN_PREFIXES: &[&str] = &["/grpc.health.v1.Health/", "/grpc.reflection."]
 #[derive(Debug, Clone)]
 pub struct CorrelationId(pub String);
 
+/// The gRPC method of a request, from its HTTP path
+/// (`slrgov.v1.InstanceService/CreateInstance`), for the audit trail.
+#[derive(Debug, Clone)]
+pub struct RpcMethod(pub String);
+
 /// Authenticates and rate-limits every request, and attaches its caller.
 #[derive(Debug, Clone)]
 pub struct CallerLayer {
@@ -143,6 +148,8 @@ where
                 }
             }
         }
+        let method = RpcMethod(request.uri().path().trim_start_matches('/').to_owned());
+        request.extensions_mut().insert(method);
         request.extensions_mut().insert(CorrelationId(id));
         Either::Right(self.inner.call(request))
     }
@@ -172,5 +179,11 @@ pub fn context<T>(request: &tonic::Request<T>, method: &'static str) -> RequestC
         principal = %caller.principal,
         request_id = %correlation_id,
     );
-    RequestContext::new(caller, correlation_id, span)
+    // The full method (`slrgov.v1.InstanceService/CreateInstance`) names the
+    // request in the audit trail; the layer took it from the HTTP path.
+    let full_method = request
+        .extensions()
+        .get::<RpcMethod>()
+        .map_or_else(|| method.to_owned(), |m| m.0.clone());
+    RequestContext::new(caller, correlation_id, span).with_method(full_method)
 }

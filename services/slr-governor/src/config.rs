@@ -95,6 +95,11 @@ pub struct Overrides {
     /// Requests a caller may send at once (default: the rate, at least 1).
     #[arg(long, env = env::RATE_LIMIT_BURST, global = true)]
     pub rate_limit_burst: Option<u32>,
+
+    /// Accept a Postgres role that bypasses row-level security (superuser
+    /// or BYPASSRLS); refused by default.
+    #[arg(long, env = env::ALLOW_RLS_BYPASS, global = true)]
+    pub allow_rls_bypass: Option<bool>,
 }
 
 /// The TOML file: the same settings, snake_case.
@@ -118,6 +123,7 @@ struct FileConfig {
     tls_client_ca: Option<PathBuf>,
     rate_limit_per_second: Option<f64>,
     rate_limit_burst: Option<u32>,
+    allow_rls_bypass: Option<bool>,
 }
 
 /// How logs are written.
@@ -152,6 +158,8 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// The per-caller rate limit, when configured.
     pub rate_limit: Option<crate::auth::rate::RateLimit>,
+    /// Whether a Postgres role that bypasses row-level security is accepted.
+    pub allow_rls_bypass: bool,
 }
 
 /// The PEM contents of the TLS files, read at start.
@@ -332,6 +340,10 @@ impl Config {
             ),
         };
         Ok(Config {
+            allow_rls_bypass: overrides
+                .allow_rls_bypass
+                .or(file.allow_rls_bypass)
+                .unwrap_or(false),
             auth,
             tls,
             rate_limit,

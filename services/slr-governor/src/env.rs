@@ -54,3 +54,6 @@ pub const RATE_LIMIT_PER_SECOND: &str = "SLRGOV_RATE_LIMIT_PER_SECOND";
 /// How many requests a caller may send at once (default: the rate, at
 /// least 1).
 pub const RATE_LIMIT_BURST: &str = "SLRGOV_RATE_LIMIT_BURST";
+/// `true` accepts a Postgres role that bypasses row-level security (a
+/// superuser or BYPASSRLS role); the server refuses one by default.
+pub const ALLOW_RLS_BYPASS: &str = "SLRGOV_ALLOW_RLS_BYPASS";

@@ -220,6 +220,8 @@ impl Lifecycle {
         action: &str,
     ) -> Result<(Instance, Arc<dyn IamApi>), Error> {
         let instance = self.store.instance_get(ctx, key).await?;
+        // Visible: the request's audit events name the linked role.
+        ctx.audit.retarget(&key.account_id, &key.linked_role_name());
         ctx.check_role(needed, action)?;
         self.regions.check_connect(&instance.region)?;
         let access = self.store.account_access(ctx, &key.account_id).await?;

@@ -68,6 +68,9 @@ pub fn parse(
         return Mask::default();
     }
     let mut fields = BTreeSet::new();
+    // The updatable fields are listed once, on the first unknown path, so
+    // that an error's size does not grow with the list for every bad path.
+    let mut listed = false;
     for (index, path) in paths.iter().enumerate() {
         let path = path.trim();
         if path == "*" {
@@ -85,20 +88,23 @@ pub fn parse(
             );
         } else if updatable.contains(&path) {
             fields.insert(path.to_owned());
-        } else if let Some((_, why)) = immutable.iter().find(|(f, _)| *f == path) {
+        } else if let Some((field, why)) = immutable.iter().find(|(f, _)| *f == path) {
             violations.add(
                 format!("update_mask.paths[{index}]"),
-                format!("'{path}' {why}"),
+                format!("'{field}' {why}"),
             );
         } else {
             let shown: String = path.chars().take(64).collect();
-            violations.add(
-                format!("update_mask.paths[{index}]"),
+            let description = if listed {
+                format!("'{shown}' is not an updatable field")
+            } else {
+                listed = true;
                 format!(
                     "'{shown}' is not an updatable field (updatable: {})",
                     updatable.join(", ")
-                ),
-            );
+                )
+            };
+            violations.add(format!("update_mask.paths[{index}]"), description);
         }
     }
     Mask(fields)

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use slrgov_proto::google::longrunning::operations_server::OperationsServer;
 use slrgov_proto::slrgov::v1::account_service_server::AccountServiceServer;
+use slrgov_proto::slrgov::v1::audit_service_server::AuditServiceServer;
 use slrgov_proto::slrgov::v1::instance_service_server::InstanceServiceServer;
 use slrgov_proto::slrgov::v1::linked_role_service_server::LinkedRoleServiceServer;
 use slrgov_proto::slrgov::v1::region_service_server::RegionServiceServer;
@@ -35,6 +36,7 @@ pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 pub fn store_config(config: &Config) -> StoreConfig {
     let mut store = StoreConfig::new(config.database_url.clone());
     store.max_connections = config.database_max_connections;
+    store.allow_rls_bypass = config.allow_rls_bypass;
     store
 }
 
@@ -249,6 +251,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         )
         .add_service(
             RegionServiceServer::new(api::regions::Regions::new(state.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            AuditServiceServer::new(api::audit::Audit::new(state.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(

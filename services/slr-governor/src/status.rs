@@ -13,7 +13,8 @@ use tonic_types::{ErrorDetails, StatusExt};
 /// The ErrorInfo domain of every error this service returns.
 pub const ERROR_DOMAIN: &str = "slrgov.v1";
 
-fn code(kind: Kind) -> Code {
+/// The gRPC code of an error kind.
+pub fn code(kind: Kind) -> Code {
     match kind {
         Kind::InvalidArgument => Code::InvalidArgument,
         Kind::NotFound => Code::NotFound,

@@ -42,7 +42,22 @@ pub async fn run(lifecycle: Lifecycle, owner: String, mut stop: watch::Receiver<
                     if retry_at.contains_key(&key) {
                         continue;
                     }
-                    let result = lifecycle.resume(&ctx, &key).await;
+                    // One unit of work: its own audit trail, its AWS calls
+                    // noted in it and written with the change they cause.
+                    let unit = ctx.unit_of_work("resume");
+                    let result = slrgov_aws::audit::recording(
+                        unit.audit.clone(),
+                        lifecycle.resume(&unit, &key),
+                    )
+                    .await;
+                    // A resume that keeps failing before it reaches AWS is
+                    // logged, not audited every few seconds; one whose AWS
+                    // calls no change recorded is audited with them.
+                    if let Err(error) = &result
+                        && unit.audit.pending_calls() > 0
+                    {
+                        audit_failure(&*store, &unit, error).await;
+                    }
                     if result.is_err() {
                         // Failures before the claim (region, STS) leave the
                         // row as it was: wait before trying it again.
@@ -68,13 +83,21 @@ pub async fn run(lifecycle: Lifecycle, owner: String, mut stop: watch::Receiver<
             }
         };
         for operation in due {
-            let step = lifecycle.advance(&ctx, &operation).await;
+            let unit = ctx.unit_of_work("advance");
+            unit.audit
+                .set_target(&operation.account_id, &operation.key().linked_role_name());
+            let step = slrgov_aws::audit::recording(
+                unit.audit.clone(),
+                lifecycle.advance(&unit, &operation),
+            )
+            .await;
             tracing::debug!(operation = %operation.operation_id, ?step, "operation step");
             if let Err(error) = store
-                .operation_step(&ctx, &operation.operation_id, &owner, step)
+                .operation_step(&unit, &operation.operation_id, &owner, step)
                 .await
             {
                 tracing::warn!(operation = %operation.operation_id, error = %error.message, "cannot record the step");
+                audit_failure(&*store, &unit, &error).await;
             }
         }
     }
@@ -82,4 +105,25 @@ pub async fn run(lifecycle: Lifecycle, owner: String, mut stop: watch::Receiver<
         tracing::warn!(error = %error.message, "cannot release the leases at shutdown");
     }
     tracing::info!(owner, "background worker stopped; leases released");
+}
+
+/// Writes the event of a unit of background work that failed once its
+/// target was known, with the AWS calls it made that no change recorded.
+async fn audit_failure(
+    store: &dyn slrgov_store::Store,
+    unit: &RequestContext,
+    error: &slrgov_domain::Error,
+) {
+    let Some((account, resource)) = unit.audit.target() else {
+        return;
+    };
+    let event = slrgov_domain::audit::NewAuditEvent {
+        account_id: account,
+        resource,
+        outcome: crate::api::code_name(crate::status::code(error.kind)).to_owned(),
+        detail: format!("{}: {}", error.reason, error.message),
+    };
+    if let Err(error) = store.audit_append(unit, event).await {
+        tracing::error!(error = %error.message, "cannot write the audit event of background work");
+    }
 }

@@ -80,6 +80,12 @@ impl AuditTrail {
         })
     }
 
+    /// A transaction is about to write an event without the pending calls
+    /// (they belong to a later event): nothing is staged.
+    pub fn stage_none(&self) {
+        self.with(|s| s.staged = 0);
+    }
+
     /// The transaction that wrote the staged calls committed.
     pub fn written(&self) {
         self.with(|s| {
@@ -101,6 +107,12 @@ impl AuditTrail {
                 s.target = Some((account.clone(), resource.to_owned()));
             }
         });
+    }
+
+    /// Names the resource the request acts on more precisely, once it is
+    /// known to be visible (a linked role, after its instance was read).
+    pub fn retarget(&self, account: &AccountId, resource: &str) {
+        self.with(|s| s.target = Some((account.clone(), resource.to_owned())));
     }
 
     /// The account and resource the request acts on, if known.

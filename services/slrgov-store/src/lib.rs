@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use slrgov_domain::audit::{AuditEvent, AuditFilter, NewAuditEvent};
 use slrgov_domain::filter::InstanceFilter;
 use slrgov_domain::model::{
     Account, AccountAccess, AccountPatch, EnsureClaim, Instance, InstancePatch, LinkedRole,
@@ -96,6 +97,9 @@ pub struct StoreConfig {
     pub max_connections: u32,
     /// How long to wait for a connection before answering UNAVAILABLE.
     pub acquire_timeout: Duration,
+    /// Accept a Postgres role that bypasses row-level security (a superuser
+    /// or BYPASSRLS role); refused by default.
+    pub allow_rls_bypass: bool,
 }
 
 impl StoreConfig {
@@ -105,6 +109,7 @@ impl StoreConfig {
             url: url.into(),
             max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
+            allow_rls_bypass: false,
         }
     }
 }
@@ -121,6 +126,16 @@ pub enum OpenError {
     /// A migration failed.
     #[error("cannot migrate the database")]
     Migrate(#[source] sqlx::migrate::MigrateError),
+    /// The Postgres role skips row-level security.
+    #[error(
+        "the Postgres role {role} is a superuser or has BYPASSRLS, which skips row-level security \
+         between tenants: connect as an ordinary role (see the README), or set \
+         SLRGOV_ALLOW_RLS_BYPASS=true to accept it"
+    )]
+    RlsBypass {
+        /// The role.
+        role: String,
+    },
     /// The service keys could not be loaded.
     #[error("cannot load the service keys")]
     Keys(#[source] sqlx::Error),
@@ -132,7 +147,9 @@ impl OpenError {
     pub fn is_retryable(&self) -> bool {
         !matches!(
             self,
-            OpenError::UnsupportedUrl | OpenError::Connect(sqlx::Error::Configuration(_))
+            OpenError::UnsupportedUrl
+                | OpenError::RlsBypass { .. }
+                | OpenError::Connect(sqlx::Error::Configuration(_))
         )
     }
 }
@@ -356,6 +373,22 @@ pub trait Store: Send + Sync + 'static {
 
     /// Gives up the leases `owner` holds (graceful shutdown).
     async fn operation_release_all(&self, ctx: &RequestContext, owner: &str) -> Result<()>;
+
+    /// Writes the audit event of a mutation that failed (or was refused)
+    /// after its target was known, with the AWS calls not yet written. Any
+    /// caller's failures are recorded: no role is needed.
+    async fn audit_append(&self, ctx: &RequestContext, event: NewAuditEvent) -> Result<()>;
+
+    /// The audit events of one account, newest first (viewer); NOT_FOUND
+    /// outside the caller's accounts. Events outlive the account: a visible
+    /// account that was deleted still lists its trail.
+    async fn audit_list(
+        &self,
+        ctx: &RequestContext,
+        account: &AccountId,
+        filter: &AuditFilter,
+        page: &PageRequest,
+    ) -> Result<Page<AuditEvent>>;
 
     /// Ensure workflows that were in flight when their process died: rows
     /// still CREATING whose lease ran out (workers; every account).

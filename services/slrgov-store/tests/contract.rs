@@ -11,6 +11,8 @@ mod support;
 
 #[path = "contract/accounts.rs"]
 mod accounts;
+#[path = "contract/audit.rs"]
+mod audit;
 #[path = "contract/concurrency.rs"]
 mod concurrency;
 #[path = "contract/idempotency.rs"]
@@ -23,6 +25,8 @@ mod linked_roles;
 mod pagination;
 #[path = "contract/restart.rs"]
 mod restart;
+#[path = "contract/rls.rs"]
+mod rls;
 #[path = "contract/scoping.rs"]
 mod scoping;
 
@@ -122,9 +126,14 @@ contract! {
         => linked_role_account_access_postgres, linked_role_account_access_sqlite;
     linked_roles::case_linked_role_roles => linked_role_roles_postgres, linked_role_roles_sqlite;
     linked_roles::case_linked_role_races => linked_role_races_postgres, linked_role_races_sqlite;
+
+    audit::case_audit_event_per_mutation
+        => audit_event_per_mutation_postgres, audit_event_per_mutation_sqlite;
+    audit::case_audit_scope => audit_scope_postgres, audit_scope_sqlite;
 }
 
 contract_db! {
+    audit::case_audit_is_append_only => audit_is_append_only_postgres, audit_is_append_only_sqlite;
     accounts::case_external_id_is_stored
         => external_id_is_stored_postgres, external_id_is_stored_sqlite;
     instances::case_linked_role_states => linked_role_states_postgres, linked_role_states_sqlite;

@@ -40,7 +40,7 @@ impl AccountService for Accounts {
     ) -> Result<Response<pb::Account>, Status> {
         let ctx = context(&request, "CreateAccount");
         let request = request.into_inner();
-        handle(&ctx, async {
+        handle(&self.state, &ctx, async {
             let mut v = Violations::new();
             let idempotency = convert::idempotency(
                 &mut v,
@@ -110,7 +110,7 @@ impl AccountService for Accounts {
     ) -> Result<Response<pb::Account>, Status> {
         let ctx = context(&request, "GetAccount");
         let pb::GetAccountRequest { name } = request.into_inner();
-        handle(&ctx, async {
+        handle(&self.state, &ctx, async {
             let account = parse_account_name(&name).map_err(|e| e.on("name"))?;
             let found = self.state.store()?.account_get(&ctx, &account).await?;
             Ok(convert::account(&found))
@@ -127,7 +127,7 @@ impl AccountService for Accounts {
             page_size,
             page_token,
         } = request.into_inner();
-        handle(&ctx, async {
+        handle(&self.state, &ctx, async {
             let page = PageRequest::parse(page_size, &page_token).map_err(|e| e.on("page_size"))?;
             let page = self.state.store()?.account_list(&ctx, &page).await?;
             Ok(pb::ListAccountsResponse {
@@ -147,7 +147,7 @@ impl AccountService for Accounts {
             account,
             update_mask,
         } = request.into_inner();
-        handle(&ctx, async {
+        handle(&self.state, &ctx, async {
             let mut v = Violations::new();
             let Some(account) = account else {
                 return Err(Error::invalid_field("account", "is required"));
@@ -222,7 +222,7 @@ impl AccountService for Accounts {
     ) -> Result<Response<()>, Status> {
         let ctx = context(&request, "DeleteAccount");
         let pb::DeleteAccountRequest { name, etag } = request.into_inner();
-        handle(&ctx, async {
+        handle(&self.state, &ctx, async {
             let mut v = Violations::new();
             let account = v.check("name", parse_account_name(&name));
             let expected = convert::parse_etag(&mut v, "etag", &etag);

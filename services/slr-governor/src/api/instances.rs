@@ -75,7 +75,7 @@ impl InstanceService for Instances {
     ) -> Result<Response<pb::Instance>, Status> {
         let ctx = context(&request, "CreateInstance");
         let request = request.into_inner();
-        handle(&ctx, async {
+        handle(&self.state, &ctx, async {
             let mut v = Violations::new();
             let idempotency = convert::idempotency(
                 &mut v,
@@ -174,7 +174,7 @@ impl InstanceService for Instances {
     ) -> Result<Response<pb::Instance>, Status> {
         let ctx = context(&request, "GetInstance");
         let pb::GetInstanceRequest { name } = request.into_inner();
-        handle(&ctx, async {
+        handle(&self.state, &ctx, async {
             let key = InstanceKey::parse(&name).map_err(|e| e.on("name"))?;
             let found = self.state.store()?.instance_get(&ctx, &key).await?;
             Ok(convert::instance(&found))
@@ -193,7 +193,7 @@ impl InstanceService for Instances {
             page_token,
             filter,
         } = request.into_inner();
-        handle(&ctx, async {
+        handle(&self.state, &ctx, async {
             let mut v = Violations::new();
             let parent = v.check("parent", AccountSelector::parse(&parent));
             let page = v.check("page_size", PageRequest::parse(page_size, &page_token));
@@ -223,7 +223,7 @@ impl InstanceService for Instances {
     ) -> Result<Response<pb::Instance>, Status> {
         let ctx = context(&request, "UpdateInstance");
         let request = request.into_inner();
-        handle(&ctx, async {
+        handle(&self.state, &ctx, async {
             let mut v = Violations::new();
             let idempotency = convert::idempotency(
                 &mut v,
@@ -315,7 +315,7 @@ impl InstanceService for Instances {
     ) -> Result<Response<Operation>, Status> {
         let ctx = context(&request, "DeleteInstance");
         let request = request.into_inner();
-        handle(&ctx, async {
+        handle(&self.state, &ctx, async {
             let mut v = Violations::new();
             let idempotency = convert::idempotency(
                 &mut v,

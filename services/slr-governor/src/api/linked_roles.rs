@@ -46,7 +46,7 @@ impl LinkedRoleService for LinkedRoles {
             validate_only,
             request_id,
         } = request.into_inner();
-        handle(&ctx, async {
+        handle(&self.state, &ctx, async {
             let mut v = Violations::new();
             let key = v.check("name", InstanceKey::parse_linked_role_name(&name));
             v.check("description", check_role_description(&description));
@@ -72,7 +72,7 @@ impl LinkedRoleService for LinkedRoles {
     ) -> Result<Response<pb::LinkedRole>, Status> {
         let ctx = context(&request, "GetLinkedRole");
         let pb::GetLinkedRoleRequest { name } = request.into_inner();
-        handle(&ctx, async {
+        handle(&self.state, &ctx, async {
             let key = InstanceKey::parse_linked_role_name(&name).map_err(|e| e.on("name"))?;
             let role = self.state.store()?.linked_role_get(&ctx, &key).await?;
             Ok(convert::linked_role(&role))
@@ -86,7 +86,7 @@ impl LinkedRoleService for LinkedRoles {
     ) -> Result<Response<pb::Inspection>, Status> {
         let ctx = context(&request, "InspectLinkedRole");
         let pb::InspectLinkedRoleRequest { name } = request.into_inner();
-        handle(&ctx, async {
+        handle(&self.state, &ctx, async {
             let key = InstanceKey::parse_linked_role_name(&name).map_err(|e| e.on("name"))?;
             let inspection = self.state.lifecycle()?.inspect(&ctx, &key).await?;
             Ok(convert::inspection(&inspection))
@@ -105,7 +105,7 @@ impl LinkedRoleService for LinkedRoles {
             etag,
             request_id,
         } = request.into_inner();
-        handle(&ctx, async {
+        handle(&self.state, &ctx, async {
             let mut v = Violations::new();
             let key = v.check("name", InstanceKey::parse_linked_role_name(&name));
             v.check("description", check_role_description(&description));
@@ -132,7 +132,7 @@ impl LinkedRoleService for LinkedRoles {
             update_mask,
             request_id,
         } = request.into_inner();
-        handle(&ctx, async {
+        handle(&self.state, &ctx, async {
             let mut v = Violations::new();
             let role = linked_role.unwrap_or_default();
             let key = v.check(
@@ -152,10 +152,10 @@ impl LinkedRoleService for LinkedRoles {
             // Everything but the description is fixed by IAM for a
             // service-linked role: the name above all.
             if let Some(other) = paths.iter().find(|p| p.as_str() != "description") {
-                return Err(Error::slr_immutable(format!(
-                    "linked_role.{}",
-                    other.trim()
-                )));
+                // The path is echoed, cut to 64 characters: an error's
+                // trailers must stay small whatever the caller sent.
+                let shown: String = other.trim().chars().take(64).collect();
+                return Err(Error::slr_immutable(format!("linked_role.{shown}")));
             }
             check_role_description(&role.description)
                 .map_err(|e| e.on("linked_role.description"))?;
@@ -180,7 +180,7 @@ impl LinkedRoleService for LinkedRoles {
             validate_only,
             request_id,
         } = request.into_inner();
-        handle(&ctx, async {
+        handle(&self.state, &ctx, async {
             let mut v = Violations::new();
             let key = v.check("name", InstanceKey::parse_linked_role_name(&name));
             let expected = convert::parse_etag(&mut v, "etag", &etag);

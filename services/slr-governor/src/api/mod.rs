@@ -16,6 +16,7 @@ use crate::status::to_status;
 use slrgov_aws::AwsAccess;
 
 pub mod accounts;
+pub mod audit;
 pub mod instances;
 pub mod linked_roles;
 pub mod operations;
@@ -78,14 +79,68 @@ impl AppState {
     }
 }
 
-/// Runs a handler in its request's span, and turns its error into a status
-/// (logging it once, here, where it is handled).
-pub async fn handle<T, F>(ctx: &RequestContext, work: F) -> Result<Response<T>, Status>
+/// Runs a handler in its request's span with its AWS calls noted in the
+/// request's audit trail, and turns its error into a status (logging it
+/// once, here, where it is handled).
+///
+/// The audit trail of a mutation is completed here: a mutation that failed
+/// (or was refused) once its target was known to be visible to the caller
+/// always gets an event with its status code and every AWS call not yet
+/// written,
+/// so a failure after an IAM call still leaves that call in the trail; a
+/// mutation that succeeded without changing anything (an ensure of a role
+/// that is already there, a `validate_only` request) gets an OK event with
+/// its calls too. A request refused before its target was known (bad input,
+/// an account outside the caller's scope) writes nothing: there is no
+/// account whose trail it belongs to, and writing one would leak.
+pub async fn handle<T, F>(
+    state: &AppState,
+    ctx: &RequestContext,
+    work: F,
+) -> Result<Response<T>, Status>
 where
     F: std::future::Future<Output = Result<T, Error>>,
 {
     let span = ctx.span.clone();
-    match work.instrument(span.clone()).await {
+    let result =
+        slrgov_aws::audit::recording(ctx.audit.clone(), work.instrument(span.clone())).await;
+    let audited = match &result {
+        Ok(_) => (!ctx.audit.recorded() || ctx.audit.pending_calls() > 0).then(|| {
+            (
+                "OK".to_owned(),
+                if ctx.audit.recorded() {
+                    "made AWS calls after its change was recorded".to_owned()
+                } else {
+                    "changed nothing".to_owned()
+                },
+            )
+        }),
+        // A failure is always recorded, even after an earlier change of the
+        // request was (an ensure whose claim was written, then refused).
+        Err(error) => Some((
+            code_name(crate::status::code(error.kind)).to_owned(),
+            format!("{}: {}", error.reason, error.message),
+        )),
+    };
+    if let (true, Some((outcome, detail)), Some((account, resource)), Ok(store)) = (
+        ctx.is_mutation(),
+        audited,
+        ctx.audit.target(),
+        state.store(),
+    ) {
+        let event = slrgov_domain::audit::NewAuditEvent {
+            account_id: account,
+            resource,
+            outcome,
+            detail,
+        };
+        if let Err(error) = store.audit_append(ctx, event).await {
+            span.in_scope(|| {
+                tracing::error!(error = %error.message, "cannot write the audit event of a mutation")
+            });
+        }
+    }
+    match result {
         Ok(response) => Ok(Response::new(response)),
         Err(error) => {
             span.in_scope(|| match error.kind {
@@ -96,6 +151,30 @@ where
             });
             Err(to_status(error, &ctx.correlation_id))
         }
+    }
+}
+
+/// The name of a gRPC code as the audit trail writes it (`NOT_FOUND`).
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }
 

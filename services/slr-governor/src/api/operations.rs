@@ -63,7 +63,7 @@ impl OperationsService for Operations {
             page_token,
             return_partial_success: _,
         } = request.into_inner();
-        handle(&ctx, async {
+        handle(&self.state, &ctx, async {
             let mut v = Violations::new();
             if !(name.is_empty() || name == "operations") {
                 v.add("name", "must be empty or operations");
@@ -93,7 +93,7 @@ impl OperationsService for Operations {
     ) -> Result<Response<lro::Operation>, Status> {
         let ctx = context(&request, "GetOperation");
         let lro::GetOperationRequest { name } = request.into_inner();
-        handle(&ctx, async {
+        handle(&self.state, &ctx, async {
             let id = parse_name(&name)?;
             let operation = self.state.store()?.operation_get(&ctx, &id).await?;
             Ok(convert::operation(&operation))
@@ -106,7 +106,7 @@ impl OperationsService for Operations {
         request: Request<lro::DeleteOperationRequest>,
     ) -> Result<Response<()>, Status> {
         let ctx = context(&request, "DeleteOperation");
-        handle(&ctx, not_offered()).await
+        handle(&self.state, &ctx, not_offered()).await
     }
 
     async fn cancel_operation(
@@ -114,7 +114,7 @@ impl OperationsService for Operations {
         request: Request<lro::CancelOperationRequest>,
     ) -> Result<Response<()>, Status> {
         let ctx = context(&request, "CancelOperation");
-        handle(&ctx, not_offered()).await
+        handle(&self.state, &ctx, not_offered()).await
     }
 
     async fn wait_operation(
@@ -123,7 +123,7 @@ impl OperationsService for Operations {
     ) -> Result<Response<lro::Operation>, Status> {
         let ctx = context(&request, "WaitOperation");
         let lro::WaitOperationRequest { name, timeout } = request.into_inner();
-        handle(&ctx, async {
+        handle(&self.state, &ctx, async {
             let id = parse_name(&name)?;
             let timeout = match timeout {
                 None => WAIT_DEFAULT,

@@ -53,7 +53,7 @@ impl RegionService for Regions {
             page_size,
             page_token,
         } = request.into_inner();
-        handle(&ctx, async {
+        handle(&self.state, &ctx, async {
             let mut v = Violations::new();
             let page = v.check("page_size", PageRequest::parse(page_size, &page_token));
             v.finish()?;
@@ -98,7 +98,7 @@ impl RegionService for Regions {
     ) -> Result<Response<pb::Region>, Status> {
         let ctx = context(&request, "GetRegion");
         let pb::GetRegionRequest { name } = request.into_inner();
-        handle(&ctx, async {
+        handle(&self.state, &ctx, async {
             let code: RegionCode = parse_region_name(&name).map_err(|e| e.on("name"))?;
             Ok(match self.state.regions.get(&code) {
                 Some(entry) => region(entry),

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use slrgov_domain::audit::{AuditEvent, AuditFilter, AwsCall, NewAuditEvent};
 use slrgov_domain::filter::InstanceFilter;
 use slrgov_domain::model::{
     Account, AccountAccess, AccountPatch, DeletionFailure, EnsureClaim, ExternalId,
@@ -251,6 +252,41 @@ async fn instance_set_role_state_in_txn(
     Ok(())
 }
 
+const AUDIT_COLUMNS: &str = "event_id, account_id, time, principal, method, resource, \
+     request_id, outcome, detail, aws_calls";
+
+#[derive(sqlx::FromRow)]
+struct AuditRow {
+    event_id: String,
+    account_id: String,
+    time: DateTime<Utc>,
+    principal: String,
+    method: String,
+    resource: String,
+    request_id: String,
+    outcome: String,
+    detail: String,
+    aws_calls: Json<Vec<AwsCall>>,
+}
+
+impl AuditRow {
+    fn into_event(self) -> Result<AuditEvent> {
+        Ok(AuditEvent {
+            account_id: AccountId::parse(&self.account_id)
+                .map_err(|e| corrupt("audit_events.account_id", e))?,
+            event_id: self.event_id,
+            time: self.time,
+            principal: self.principal,
+            method: self.method,
+            resource: self.resource,
+            request_id: self.request_id,
+            outcome: self.outcome,
+            detail: self.detail,
+            aws_calls: self.aws_calls.0,
+        })
+    }
+}
+
 const OPERATION_COLUMNS: &str = "operation_id, account_id, instance_id, verb, done, error, \
      response, principal, request_id, status_message, attempts, create_time, end_time";
 
@@ -464,6 +500,82 @@ fn scope_json(ctx: &RequestContext) -> Option<String> {
         .map(|accounts| serde_json::Value::from(accounts).to_string())
 }
 
+/// The value of `slrgov.scope` for the caller: `*` for every account, else
+/// the visible account ids joined by commas (none: the empty string, which
+/// shows no rows). Account ids are 12 digits, so the value is safe to
+/// inline in a statement.
+fn scope_setting(ctx: &RequestContext) -> String {
+    match ctx.scope().accounts() {
+        None => "*".to_owned(),
+        Some(accounts) => accounts
+            .into_iter()
+            .filter(|a| a.bytes().all(|b| b.is_ascii_digit()))
+            .collect::<Vec<_>>()
+            .join(","),
+    }
+}
+
+/// Writes the audit event of the change `tx` makes, with the AWS calls the
+/// request made so far (they stay pending until the commit: see
+/// [`commit_audited`]).
+async fn audit_in_txn(
+    tx: &mut Transaction<'static, Db>,
+    ctx: &RequestContext,
+    account: &AccountId,
+    resource: &str,
+    outcome: &str,
+    detail: String,
+) -> Result<()> {
+    audit_write_in_txn(tx, ctx, account, resource, outcome, detail, true).await
+}
+
+/// Writes an audit event, with the request's pending AWS calls or (when
+/// `with_calls` is false: bookkeeping that precedes the request's real
+/// outcome, such as giving up a claim after a failure) without them, so
+/// that they stay for the event of that outcome.
+async fn audit_write_in_txn(
+    tx: &mut Transaction<'static, Db>,
+    ctx: &RequestContext,
+    account: &AccountId,
+    resource: &str,
+    outcome: &str,
+    detail: String,
+    with_calls: bool,
+) -> Result<()> {
+    let calls = if with_calls {
+        ctx.audit.stage()
+    } else {
+        ctx.audit.stage_none();
+        Vec::new()
+    };
+    sqlx::query(
+        "INSERT INTO audit_events (event_id, account_id, time, principal, method, resource, \
+         request_id, outcome, detail, aws_calls) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(account.as_str())
+    .bind(now())
+    .bind(&ctx.caller().principal)
+    .bind(&ctx.method)
+    .bind(resource)
+    .bind(&ctx.correlation_id)
+    .bind(outcome)
+    .bind(detail)
+    .bind(Json(&calls))
+    .execute(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+/// Commits a transaction that wrote an audit event, and marks the request's
+/// AWS calls written.
+async fn commit_audited(tx: Transaction<'static, Db>, ctx: &RequestContext) -> Result<()> {
+    tx.commit().await.map_err(db_error)?;
+    ctx.audit.written();
+    Ok(())
+}
+
 fn open_page_token(
     keys: &PageTokenKey,
     page: &PageRequest,
@@ -535,7 +647,9 @@ impl Store for EngineStore {
                 .map_err(|e| e.on("account.access_role_arn"))?;
         }
 
-        let mut tx = begin(&self.pool).await.map_err(db_error)?;
+        let mut tx = begin(&self.pool, &scope_setting(ctx))
+            .await
+            .map_err(db_error)?;
         if let Some(first) =
             request_id_claim_in_txn(&mut tx, &new.account_id, idempotency, "CreateAccount").await?
         {
@@ -571,7 +685,22 @@ impl Store for EngineStore {
             revision: Revision(1),
         };
         request_id_record_in_txn(&mut tx, &new.account_id, idempotency, &account).await?;
-        tx.commit().await.map_err(db_error)?;
+        audit_in_txn(
+            &mut tx,
+            ctx,
+            &new.account_id,
+            &account_name(&new.account_id),
+            "OK",
+            format!(
+                "created the account: display_name {:?}, partition {}, access_role_arn {}, external_id {}",
+                account.display_name,
+                account.partition,
+                account.access_role_arn.as_ref().map_or("unset", Arn::as_str),
+                if account.external_id_set { "set" } else { "unset" },
+            ),
+        )
+        .await?;
+        commit_audited(tx, ctx).await?;
         Ok(account)
     }
 
@@ -579,9 +708,13 @@ impl Store for EngineStore {
         let name = account_name(account);
         ctx.check_visible(account, &name)?;
         ctx.check_role(Role::Viewer, "GetAccount")?;
-        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE account_id = $1");
+        let sql = scoped_sql(
+            &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE account_id = $1"),
+            2,
+        );
         sqlx::query_as::<_, AccountRow>(sqlx::AssertSqlSafe(sql))
             .bind(account.as_str())
+            .bind(scope_setting(ctx))
             .fetch_optional(&self.pool)
             .await
             .map_err(db_error)?
@@ -598,7 +731,9 @@ impl Store for EngineStore {
         let digest = query_digest(&["ListAccounts", &ctx.caller().principal]);
         let after = open_page_token(&self.page_tokens, page, &digest, 1)?;
 
-        let mut query = QueryBuilder::<Db>::new(format!(
+        let mut query = QueryBuilder::<Db>::new("");
+        push_scoped_start(&mut query, scope_setting(ctx));
+        query.push(format!(
             "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE 1 = 1"
         ));
         if let Some(scope) = scope_json(ctx) {
@@ -611,6 +746,8 @@ impl Store for EngineStore {
         }
         query.push(" ORDER BY account_id LIMIT ");
         query.push_bind(i64::from(page.size) + 1);
+        push_scoped_end(&mut query);
+        query.push(" ORDER BY account_id");
         let rows: Vec<AccountRow> = query
             .build_query_as()
             .fetch_all(&self.pool)
@@ -641,7 +778,9 @@ impl Store for EngineStore {
         ctx.check_visible(account, &name)?;
         ctx.check_role(Role::Admin, "UpdateAccount")?;
 
-        let mut tx = begin(&self.pool).await.map_err(db_error)?;
+        let mut tx = begin(&self.pool, &scope_setting(ctx))
+            .await
+            .map_err(db_error)?;
         let mut current = account_select_in_txn(&mut tx, account, true)
             .await?
             .ok_or_else(|| Error::not_found(name.clone()))?;
@@ -677,8 +816,30 @@ impl Store for EngineStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
-        row.into_account()
+        let updated = row.into_account()?;
+        audit_in_txn(
+            &mut tx,
+            ctx,
+            account,
+            &name,
+            "OK",
+            format!(
+                "updated the account: display_name {:?}, access_role_arn {}, external_id {}",
+                updated.display_name,
+                updated
+                    .access_role_arn
+                    .as_ref()
+                    .map_or("unset", Arn::as_str),
+                match patch.external_id {
+                    ExternalIdChange::Keep => "kept",
+                    ExternalIdChange::Set(_) => "replaced",
+                    ExternalIdChange::Clear => "cleared",
+                },
+            ),
+        )
+        .await?;
+        commit_audited(tx, ctx).await?;
+        Ok(updated)
     }
 
     async fn account_delete(
@@ -691,7 +852,9 @@ impl Store for EngineStore {
         ctx.check_visible(account, &name)?;
         ctx.check_role(Role::Admin, "DeleteAccount")?;
 
-        let mut tx = begin(&self.pool).await.map_err(db_error)?;
+        let mut tx = begin(&self.pool, &scope_setting(ctx))
+            .await
+            .map_err(db_error)?;
         let current = account_select_in_txn(&mut tx, account, true)
             .await?
             .ok_or_else(|| Error::not_found(name.clone()))?;
@@ -727,6 +890,16 @@ impl Store for EngineStore {
             Err(e) if is_foreign_key_violation(&e) => return Err(has_instances()),
             Err(e) => return Err(db_error(e)),
         }
+        // The trail outlives the account: its events stay.
+        audit_in_txn(
+            &mut tx,
+            ctx,
+            account,
+            &name,
+            "OK",
+            "deleted the account".to_owned(),
+        )
+        .await?;
         tx.commit().await.map_err(|e| {
             if is_foreign_key_violation(&e) {
                 has_instances()
@@ -734,6 +907,7 @@ impl Store for EngineStore {
                 db_error(e)
             }
         })?;
+        ctx.audit.written();
         Ok(())
     }
 
@@ -748,7 +922,9 @@ impl Store for EngineStore {
         ctx.check_visible(&new.key.account_id, &parent)?;
         ctx.check_role(Role::Operator, "CreateInstance")?;
 
-        let mut tx = begin(&self.pool).await.map_err(db_error)?;
+        let mut tx = begin(&self.pool, &scope_setting(ctx))
+            .await
+            .map_err(db_error)?;
         if let Some(first) =
             request_id_claim_in_txn(&mut tx, &new.key.account_id, idempotency, "CreateInstance")
                 .await?
@@ -797,7 +973,20 @@ impl Store for EngineStore {
             Err(e) => return Err(db_error(e)),
         }
         request_id_record_in_txn(&mut tx, &instance.account_id, idempotency, &instance).await?;
-        tx.commit().await.map_err(db_error)?;
+        audit_in_txn(
+            &mut tx,
+            ctx,
+            &instance.account_id,
+            &name,
+            "OK",
+            format!(
+                "created the instance in {} with features {}",
+                instance.region,
+                serde_json::to_string(&instance.features).unwrap_or_default()
+            ),
+        )
+        .await?;
+        commit_audited(tx, ctx).await?;
         Ok(instance)
     }
 
@@ -805,12 +994,16 @@ impl Store for EngineStore {
         let name = key.name();
         ctx.check_visible(&key.account_id, &name)?;
         ctx.check_role(Role::Viewer, "GetInstance")?;
-        let sql = format!(
-            "SELECT {INSTANCE_COLUMNS} FROM instances WHERE account_id = $1 AND instance_id = $2"
+        let sql = scoped_sql(
+            &format!(
+                "SELECT {INSTANCE_COLUMNS} FROM instances WHERE account_id = $1 AND instance_id = $2"
+            ),
+            3,
         );
         sqlx::query_as::<_, InstanceRow>(sqlx::AssertSqlSafe(sql))
             .bind(key.account_id.as_str())
             .bind(key.instance_id.as_str())
+            .bind(scope_setting(ctx))
             .fetch_optional(&self.pool)
             .await
             .map_err(db_error)?
@@ -830,12 +1023,13 @@ impl Store for EngineStore {
             ctx.check_visible(account, &name)?;
             // A visible parent that does not exist is NOT_FOUND too (AIP-132),
             // exactly like one outside the caller's scope.
-            let exists: Option<i32> =
-                sqlx::query_scalar("SELECT 1 FROM accounts WHERE account_id = $1")
-                    .bind(account.as_str())
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(db_error)?;
+            let sql = scoped_sql("SELECT 1 AS one FROM accounts WHERE account_id = $1", 2);
+            let exists: Option<i32> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(account.as_str())
+                .bind(scope_setting(ctx))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error)?;
             if exists.is_none() {
                 return Err(Error::not_found(name));
             }
@@ -851,7 +1045,9 @@ impl Store for EngineStore {
         ]);
         let after = open_page_token(&self.page_tokens, page, &digest, 2)?;
 
-        let mut query = QueryBuilder::<Db>::new(format!(
+        let mut query = QueryBuilder::<Db>::new("");
+        push_scoped_start(&mut query, scope_setting(ctx));
+        query.push(format!(
             "SELECT {INSTANCE_COLUMNS} FROM instances WHERE 1 = 1"
         ));
         // The caller's scope bounds every list, whatever the parent says.
@@ -880,6 +1076,8 @@ impl Store for EngineStore {
         }
         query.push(" ORDER BY account_id, instance_id LIMIT ");
         query.push_bind(i64::from(page.size) + 1);
+        push_scoped_end(&mut query);
+        query.push(" ORDER BY account_id, instance_id");
         let rows: Vec<InstanceRow> = query
             .build_query_as()
             .fetch_all(&self.pool)
@@ -911,7 +1109,9 @@ impl Store for EngineStore {
         ctx.check_visible(&key.account_id, &name)?;
         ctx.check_role(Role::Operator, "UpdateInstance")?;
 
-        let mut tx = begin(&self.pool).await.map_err(db_error)?;
+        let mut tx = begin(&self.pool, &scope_setting(ctx))
+            .await
+            .map_err(db_error)?;
         if let Some(first) =
             request_id_claim_in_txn(&mut tx, &key.account_id, idempotency, "UpdateInstance").await?
         {
@@ -924,6 +1124,7 @@ impl Store for EngineStore {
         let account = account_select_in_txn(&mut tx, &key.account_id, false)
             .await?
             .ok_or_else(|| Error::not_found(name.clone()))?;
+        let patch_text = patch.describe();
         patch.apply(&mut instance);
         instance.instance_create_time = instance.instance_create_time.map(to_micros);
         let violations = instance_partition_violations(&instance, account.partition);
@@ -946,7 +1147,16 @@ impl Store for EngineStore {
         .map_err(db_error)?;
         let updated = row.into_instance()?;
         request_id_record_in_txn(&mut tx, &key.account_id, idempotency, &updated).await?;
-        tx.commit().await.map_err(db_error)?;
+        audit_in_txn(
+            &mut tx,
+            ctx,
+            &key.account_id,
+            &name,
+            "OK",
+            format!("updated the instance: {patch_text}"),
+        )
+        .await?;
+        commit_audited(tx, ctx).await?;
         Ok(updated)
     }
 
@@ -961,7 +1171,9 @@ impl Store for EngineStore {
         ctx.check_visible(&key.account_id, &name)?;
         ctx.check_role(Role::Operator, "DeleteInstance")?;
 
-        let mut tx = begin(&self.pool).await.map_err(db_error)?;
+        let mut tx = begin(&self.pool, &scope_setting(ctx))
+            .await
+            .map_err(db_error)?;
         if let Some(first) =
             request_id_claim_in_txn(&mut tx, &key.account_id, idempotency, "DeleteInstance").await?
         {
@@ -991,7 +1203,16 @@ impl Store for EngineStore {
             .await
             .map_err(db_error)?;
         request_id_record_in_txn(&mut tx, &key.account_id, idempotency, &instance).await?;
-        tx.commit().await.map_err(db_error)?;
+        audit_in_txn(
+            &mut tx,
+            ctx,
+            &key.account_id,
+            &name,
+            "OK",
+            "removed the instance record".to_owned(),
+        )
+        .await?;
+        commit_audited(tx, ctx).await?;
         Ok(instance)
     }
 
@@ -1005,13 +1226,17 @@ impl Store for EngineStore {
         // Reads (inspections) act in the account too; the external id never
         // leaves the service (it goes to STS only).
         ctx.check_role(Role::Viewer, "act in the account")?;
-        let row: Option<(String, Option<String>, Option<String>)> = sqlx::query_as(
+        let sql = scoped_sql(
             "SELECT partition, access_role_arn, external_id FROM accounts WHERE account_id = $1",
-        )
-        .bind(account.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_error)?;
+            2,
+        );
+        let row: Option<(String, Option<String>, Option<String>)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(account.as_str())
+                .bind(scope_setting(ctx))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error)?;
         let (partition, access_role_arn, external_id) =
             row.ok_or_else(|| Error::not_found(name))?;
         Ok(AccountAccess {
@@ -1025,12 +1250,16 @@ impl Store for EngineStore {
 
     async fn linked_role_get(&self, ctx: &RequestContext, key: &InstanceKey) -> Result<LinkedRole> {
         let instance = self.instance_get(ctx, key).await?;
-        let sql = format!(
-            "SELECT {LINKED_ROLE_COLUMNS} FROM linked_roles WHERE account_id = $1 AND instance_id = $2"
+        let sql = scoped_sql(
+            &format!(
+                "SELECT {LINKED_ROLE_COLUMNS} FROM linked_roles WHERE account_id = $1 AND instance_id = $2"
+            ),
+            3,
         );
         let row = sqlx::query_as::<_, LinkedRoleRow>(sqlx::AssertSqlSafe(sql))
             .bind(key.account_id.as_str())
             .bind(key.instance_id.as_str())
+            .bind(scope_setting(ctx))
             .fetch_optional(&self.pool)
             .await
             .map_err(db_error)?;
@@ -1051,7 +1280,9 @@ impl Store for EngineStore {
         let name = key.linked_role_name();
         ctx.check_visible(&key.account_id, &name)?;
         ctx.check_role(Role::Operator, "EnsureLinkedRole")?;
-        let mut tx = begin(&self.pool).await.map_err(db_error)?;
+        let mut tx = begin(&self.pool, &scope_setting(ctx))
+            .await
+            .map_err(db_error)?;
         // The instance row is the lock every linked-role change takes first.
         instance_select_in_txn(&mut tx, key)
             .await?
@@ -1108,7 +1339,19 @@ impl Store for EngineStore {
         .await
         .map_err(db_error)?;
         instance_set_role_state_in_txn(&mut tx, key, LinkedRoleState::Creating).await?;
-        tx.commit().await.map_err(db_error)?;
+        audit_in_txn(
+            &mut tx,
+            ctx,
+            &key.account_id,
+            &name,
+            "OK",
+            format!(
+                "{} the ensure workflow (attempt {attempts}, role name suffix {suffix:?})",
+                if resumed { "resumed" } else { "started" }
+            ),
+        )
+        .await?;
+        commit_audited(tx, ctx).await?;
         Ok(EnsureClaim::Claimed {
             role: role_row.to_linked_role()?,
             suffix,
@@ -1127,7 +1370,9 @@ impl Store for EngineStore {
         let name = key.linked_role_name();
         ctx.check_visible(&key.account_id, &name)?;
         ctx.check_role(Role::Operator, "EnsureLinkedRole")?;
-        let mut tx = begin(&self.pool).await.map_err(db_error)?;
+        let mut tx = begin(&self.pool, &scope_setting(ctx))
+            .await
+            .map_err(db_error)?;
         instance_select_in_txn(&mut tx, key)
             .await?
             .ok_or_else(|| Error::not_found(key.name()))?;
@@ -1192,7 +1437,24 @@ impl Store for EngineStore {
             Err(e) => return Err(db_error(e)),
         };
         instance_set_role_state_in_txn(&mut tx, key, LinkedRoleState::Active).await?;
-        tx.commit().await.map_err(db_error)?;
+        audit_in_txn(
+            &mut tx,
+            ctx,
+            &key.account_id,
+            &name,
+            "OK",
+            format!(
+                "recorded the role {} as ACTIVE ({})",
+                observed.role_arn,
+                if adopted {
+                    "adopted: it existed in IAM"
+                } else {
+                    "created by the service"
+                }
+            ),
+        )
+        .await?;
+        commit_audited(tx, ctx).await?;
         updated.to_linked_role()
     }
 
@@ -1205,7 +1467,9 @@ impl Store for EngineStore {
     ) -> Result<()> {
         ctx.check_visible(&key.account_id, &key.linked_role_name())?;
         ctx.check_role(Role::Operator, "EnsureLinkedRole")?;
-        let mut tx = begin(&self.pool).await.map_err(db_error)?;
+        let mut tx = begin(&self.pool, &scope_setting(ctx))
+            .await
+            .map_err(db_error)?;
         instance_select_in_txn(&mut tx, key).await?;
         let Some(row) = linked_role_select_in_txn(&mut tx, key).await? else {
             return Ok(());
@@ -1241,7 +1505,22 @@ impl Store for EngineStore {
             .await
             .map_err(db_error)?;
         }
-        tx.commit().await.map_err(db_error)?;
+        audit_write_in_txn(
+            &mut tx,
+            ctx,
+            &key.account_id,
+            &key.linked_role_name(),
+            "OK",
+            if nothing_created {
+                "gave up the ensure workflow: nothing was created, back to ABSENT".to_owned()
+            } else {
+                "gave up the ensure workflow: left CREATING for the next attempt to resume"
+                    .to_owned()
+            },
+            false,
+        )
+        .await?;
+        commit_audited(tx, ctx).await?;
         Ok(())
     }
 
@@ -1255,7 +1534,9 @@ impl Store for EngineStore {
         let name = key.linked_role_name();
         ctx.check_visible(&key.account_id, &name)?;
         ctx.check_role(Role::Operator, "UpdateLinkedRoleDescription")?;
-        let mut tx = begin(&self.pool).await.map_err(db_error)?;
+        let mut tx = begin(&self.pool, &scope_setting(ctx))
+            .await
+            .map_err(db_error)?;
         instance_select_in_txn(&mut tx, key)
             .await?
             .ok_or_else(|| Error::not_found(key.name()))?;
@@ -1278,7 +1559,16 @@ impl Store for EngineStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
+        audit_in_txn(
+            &mut tx,
+            ctx,
+            &key.account_id,
+            &name,
+            "OK",
+            format!("recorded the new description {description:?}"),
+        )
+        .await?;
+        commit_audited(tx, ctx).await?;
         updated.to_linked_role()
     }
 
@@ -1293,7 +1583,9 @@ impl Store for EngineStore {
         let name = key.linked_role_name();
         ctx.check_visible(&key.account_id, &name)?;
         ctx.check_role(Role::Operator, "RetireLinkedRole")?;
-        let mut tx = begin(&self.pool).await.map_err(db_error)?;
+        let mut tx = begin(&self.pool, &scope_setting(ctx))
+            .await
+            .map_err(db_error)?;
         instance_select_in_txn(&mut tx, key)
             .await?
             .ok_or_else(|| Error::not_found(key.name()))?;
@@ -1369,7 +1661,19 @@ impl Store for EngineStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
+        audit_in_txn(
+            &mut tx,
+            ctx,
+            &key.account_id,
+            &name,
+            "OK",
+            format!(
+                "started operations/{id} ({}): the role goes DELETING",
+                verb.as_str()
+            ),
+        )
+        .await?;
+        commit_audited(tx, ctx).await?;
         created.into_record()
     }
 
@@ -1384,7 +1688,10 @@ impl Store for EngineStore {
         ctx.check_role(Role::Operator, "DeleteInstance")?;
         let now = now();
         let id = uuid::Uuid::now_v7().to_string();
-        sqlx::query_as::<_, OperationRow>(sqlx::AssertSqlSafe(format!(
+        let mut tx = begin(&self.pool, &scope_setting(ctx))
+            .await
+            .map_err(db_error)?;
+        let record = sqlx::query_as::<_, OperationRow>(sqlx::AssertSqlSafe(format!(
             "INSERT INTO operations (operation_id, account_id, instance_id, verb, done, principal, \
              request_id, status_message, next_attempt, create_time, end_time, update_time) \
              VALUES ($1, $2, $3, $4, TRUE, $5, $6, 'done', $7, $7, $7, $7) \
@@ -1397,10 +1704,21 @@ impl Store for EngineStore {
         .bind(&ctx.caller().principal)
         .bind(request_id)
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(db_error)?
-        .into_record()
+        .into_record()?;
+        audit_in_txn(
+            &mut tx,
+            ctx,
+            &key.account_id,
+            &key.name(),
+            "OK",
+            format!("recorded operations/{id} ({}) as done", verb.as_str()),
+        )
+        .await?;
+        commit_audited(tx, ctx).await?;
+        Ok(record)
     }
 
     async fn operation_get(
@@ -1410,10 +1728,12 @@ impl Store for EngineStore {
     ) -> Result<OperationRecord> {
         let name = format!("operations/{operation_id}");
         ctx.check_role(Role::Viewer, "GetOperation")?;
-        let row: Option<OperationRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {OPERATION_COLUMNS} FROM operations WHERE operation_id = $1"
+        let row: Option<OperationRow> = sqlx::query_as(sqlx::AssertSqlSafe(scoped_sql(
+            &format!("SELECT {OPERATION_COLUMNS} FROM operations WHERE operation_id = $1"),
+            2,
         )))
         .bind(operation_id)
+        .bind(scope_setting(ctx))
         .fetch_optional(&self.pool)
         .await
         .map_err(db_error)?;
@@ -1433,7 +1753,9 @@ impl Store for EngineStore {
         ctx.check_role(Role::Viewer, "ListOperations")?;
         let digest = query_digest(&["ListOperations", &ctx.caller().principal]);
         let after = open_page_token(&self.page_tokens, page, &digest, 1)?;
-        let mut query = QueryBuilder::<Db>::new(format!(
+        let mut query = QueryBuilder::<Db>::new("");
+        push_scoped_start(&mut query, scope_setting(ctx));
+        query.push(format!(
             "SELECT {OPERATION_COLUMNS} FROM operations WHERE 1 = 1"
         ));
         if let Some(scope) = scope_json(ctx) {
@@ -1446,6 +1768,8 @@ impl Store for EngineStore {
         }
         query.push(" ORDER BY operation_id LIMIT ");
         query.push_bind(i64::from(page.size) + 1);
+        push_scoped_end(&mut query);
+        query.push(" ORDER BY operation_id");
         let rows: Vec<OperationRow> = query
             .build_query_as()
             .fetch_all(&self.pool)
@@ -1475,7 +1799,9 @@ impl Store for EngineStore {
         let now = now();
         let lease_expires = now
             + chrono::Duration::from_std(lease).unwrap_or_else(|_| chrono::Duration::seconds(30));
-        let mut tx = begin(&self.pool).await.map_err(db_error)?;
+        let mut tx = begin(&self.pool, &scope_setting(ctx))
+            .await
+            .map_err(db_error)?;
         let due: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT operation_id FROM operations WHERE done = FALSE AND next_attempt <= $1 \
              AND (lease_expires IS NULL OR lease_expires < $1) \
@@ -1514,7 +1840,9 @@ impl Store for EngineStore {
     ) -> Result<OperationRecord> {
         ctx.check_role(Role::Admin, "record background work")?;
         let name = format!("operations/{operation_id}");
-        let mut tx = begin(&self.pool).await.map_err(db_error)?;
+        let mut tx = begin(&self.pool, &scope_setting(ctx))
+            .await
+            .map_err(db_error)?;
         let (operation, holder) = operation_select_in_txn(&mut tx, operation_id)
             .await?
             .ok_or_else(|| Error::not_found(name.clone()))?;
@@ -1661,6 +1989,29 @@ impl Store for EngineStore {
                 Some(finish(Some(error), None, &message))
             }
         };
+        let step_detail = match &outcome {
+            None => "recorded a step of the deletion (still running)".to_owned(),
+            Some((Some(error), _, message)) => {
+                format!(
+                    "operations/{operation_id} finished with {}: {message}",
+                    error.reason
+                )
+            }
+            Some((None, _, message)) => format!("operations/{operation_id} finished: {message}"),
+        };
+        audit_in_txn(
+            &mut tx,
+            ctx,
+            &key.account_id,
+            &key.linked_role_name(),
+            if matches!(&outcome, Some((Some(_), _, _))) {
+                "FAILED_PRECONDITION"
+            } else {
+                "OK"
+            },
+            step_detail,
+        )
+        .await?;
         if let Some((error, response, message)) = outcome {
             sqlx::query(
                 "UPDATE operations SET done = TRUE, error = $2, response = $3, status_message = $4, \
@@ -1679,20 +2030,116 @@ impl Store for EngineStore {
         let (record, _) = operation_select_in_txn(&mut tx, operation_id)
             .await?
             .ok_or_else(|| Error::not_found(name))?;
-        tx.commit().await.map_err(db_error)?;
+        commit_audited(tx, ctx).await?;
         Ok(record)
     }
 
     async fn operation_release_all(&self, ctx: &RequestContext, owner: &str) -> Result<()> {
         ctx.check_role(Role::Admin, "release background work")?;
+        let mut tx = begin(&self.pool, &scope_setting(ctx))
+            .await
+            .map_err(db_error)?;
         sqlx::query(
             "UPDATE operations SET lease_owner = NULL, lease_expires = NULL WHERE lease_owner = $1",
         )
         .bind(owner)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
         Ok(())
+    }
+
+    async fn audit_append(&self, ctx: &RequestContext, event: NewAuditEvent) -> Result<()> {
+        // Only a target the caller could see is ever recorded (the context
+        // sets it in check_visible); check again, so that a failure event
+        // can never land in another tenant's trail.
+        ctx.check_visible(&event.account_id, &event.resource)?;
+        let mut tx = begin(&self.pool, &scope_setting(ctx))
+            .await
+            .map_err(db_error)?;
+        audit_in_txn(
+            &mut tx,
+            ctx,
+            &event.account_id,
+            &event.resource,
+            &event.outcome,
+            event.detail,
+        )
+        .await?;
+        commit_audited(tx, ctx).await
+    }
+
+    async fn audit_list(
+        &self,
+        ctx: &RequestContext,
+        account: &AccountId,
+        filter: &AuditFilter,
+        page: &PageRequest,
+    ) -> Result<Page<AuditEvent>> {
+        let parent = account_name(account);
+        ctx.check_visible(account, &parent)?;
+        ctx.check_role(Role::Viewer, "ListAuditEvents")?;
+        let filter_text = filter.canonical();
+        let digest = query_digest(&[
+            "ListAuditEvents",
+            &parent,
+            &filter_text,
+            &ctx.caller().principal,
+        ]);
+        let after = open_page_token(&self.page_tokens, page, &digest, 1)?;
+        let mut query = QueryBuilder::<Db>::new("");
+        push_scoped_start(&mut query, scope_setting(ctx));
+        query.push(format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE account_id = "
+        ));
+        query.push_bind(account.as_str().to_owned());
+        if let Some(method) = &filter.method {
+            // The full method, or its short name (`CreateInstance` matches
+            // `slrgov.v1.InstanceService/CreateInstance`); no LIKE, so the
+            // value's `%` and `_` mean themselves.
+            query.push(" AND (method = ");
+            query.push_bind(method.clone());
+            query.push(" OR substr(method, length(method) - ");
+            query.push_bind(i32::try_from(method.chars().count()).unwrap_or(i32::MAX));
+            query.push(") = ");
+            query.push_bind(format!("/{method}"));
+            query.push(")");
+        }
+        for (column, value) in [
+            ("principal", &filter.principal),
+            ("outcome", &filter.outcome),
+            ("resource", &filter.resource),
+        ] {
+            if let Some(value) = value {
+                query.push(format!(" AND {column} = "));
+                query.push_bind(value.clone());
+            }
+        }
+        if let Some(after) = after {
+            query.push(" AND event_id < ");
+            query.push_bind(after[0].clone());
+        }
+        query.push(" ORDER BY event_id DESC LIMIT ");
+        query.push_bind(i64::from(page.size) + 1);
+        push_scoped_end(&mut query);
+        query.push(" ORDER BY event_id DESC");
+        let rows: Vec<AuditRow> = query
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        let items = rows
+            .into_iter()
+            .map(AuditRow::into_event)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(page_of(
+            &self.page_tokens,
+            &digest,
+            page.size,
+            items,
+            |last| vec![last.event_id.clone()],
+        ))
     }
 
     async fn linked_role_list_stale(
@@ -1701,14 +2148,17 @@ impl Store for EngineStore {
         limit: u32,
     ) -> Result<Vec<InstanceKey>> {
         ctx.check_role(Role::Admin, "resume workflows")?;
-        let rows: Vec<(String, String, Option<DateTime<Utc>>)> = sqlx::query_as(
-            "SELECT account_id, instance_id, lease_expires FROM linked_roles \
-             WHERE state = 'CREATING' ORDER BY update_time LIMIT $1",
-        )
-        .bind(i64::from(limit) * 4)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_error)?;
+        let rows: Vec<(String, String, Option<DateTime<Utc>>)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(scoped_sql(
+                "SELECT account_id, instance_id, lease_expires FROM linked_roles \
+                 WHERE state = 'CREATING' ORDER BY update_time LIMIT $1",
+                2,
+            )))
+            .bind(i64::from(limit) * 4)
+            .bind(scope_setting(ctx))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
         let now = now();
         rows.into_iter()
             .filter(|(_, _, lease)| lease.is_none_or(|t| t < now))

@@ -22,8 +22,30 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqli
 /// Every transaction takes the write lock at BEGIN, so that a transaction
 /// that reads then writes never fails to upgrade its lock (SQLITE_BUSY in
 /// the middle of work); readers are not blocked in WAL mode.
-async fn begin(pool: &Pool<Db>) -> sqlx::Result<Transaction<'static, Db>> {
+///
+/// SQLite has no row-level security: the scope is the service's own checks
+/// (and the scope clause of every list).
+async fn begin(pool: &Pool<Db>, _scope: &str) -> sqlx::Result<Transaction<'static, Db>> {
     pool.begin_with("BEGIN IMMEDIATE").await
+}
+
+/// The single-statement read `inner`, taking the scope as `$n` like the
+/// Postgres engine's (which sets it for row-level security); here it only
+/// keeps the parameter positions the same.
+fn scoped_sql(inner: &str, n: usize) -> String {
+    format!("SELECT * FROM ({inner}) WHERE ${n} IS NOT NULL")
+}
+
+/// The start of a scoped read built with a `QueryBuilder`.
+fn push_scoped_start(query: &mut QueryBuilder<Db>, scope: String) {
+    query.push("SELECT * FROM (SELECT ");
+    query.push_bind(scope);
+    query.push(" AS slrgov_scope_v) AS slrgov_scope CROSS JOIN (");
+}
+
+/// The end of a scoped read started by [`push_scoped_start`].
+fn push_scoped_end(query: &mut QueryBuilder<Db>) {
+    query.push(") AS q");
 }
 
 /// `account_id IN (<the JSON array of scope accounts>)`.

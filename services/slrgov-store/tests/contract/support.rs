@@ -32,6 +32,31 @@ pub fn admin_url() -> String {
         .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
+/// The role the service connects as in the tests: an ordinary role (no
+/// superuser, no BYPASSRLS), so row-level security applies to it as it does
+/// in production. The password only matters where Postgres asks for one.
+pub const APP_ROLE: &str = "slrgov_app";
+
+/// Creates [`APP_ROLE`] if it does not exist (concurrent tests race here:
+/// the loser's duplicate is ignored).
+pub async fn ensure_app_role(conn: &mut sqlx::PgConnection) {
+    sqlx::raw_sql(
+        "DO $$ BEGIN \
+           CREATE ROLE slrgov_app LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB PASSWORD 'slrgov_app'; \
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$",
+    )
+    .execute(conn)
+    .await
+    .expect("create the service's database role");
+}
+
+/// `url` with its user replaced by [`APP_ROLE`].
+pub fn as_app_role(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a URL with a scheme");
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    format!("{scheme}://{APP_ROLE}:{APP_ROLE}@{rest}")
+}
+
 /// `url` with its database replaced by `database` (query string kept).
 fn with_database(url: &str, database: &str) -> String {
     let (base, query) = match url.split_once('?') {
@@ -54,8 +79,12 @@ fn with_database(url: &str, database: &str) -> String {
 /// this is dropped, even when the test panics) or a fresh SQLite file in a
 /// temporary directory.
 pub struct TestDb {
-    /// The URL to open the store with.
+    /// The URL to open the store with (on Postgres: as [`APP_ROLE`], the
+    /// owner of the database, under row-level security).
     pub url: String,
+    /// The same database as the admin user (a superuser, which row-level
+    /// security does not apply to), for direct statements of the tests.
+    pub admin_url: String,
     /// The engine behind `url`.
     pub engine: Engine,
     /// The Postgres database to drop at the end.
@@ -72,13 +101,17 @@ impl TestDb {
         let mut conn = sqlx::PgConnection::connect(&admin)
             .await
             .unwrap_or_else(|e| panic!("cannot connect to Postgres at {admin}: {e}"));
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
-            .execute(&mut conn)
-            .await
-            .expect("CREATE DATABASE");
+        ensure_app_role(&mut conn).await;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE {database} OWNER {APP_ROLE}"
+        )))
+        .execute(&mut conn)
+        .await
+        .expect("CREATE DATABASE");
         let _ = conn.close().await;
         TestDb {
-            url: with_database(&admin, &database),
+            url: as_app_role(&with_database(&admin, &database)),
+            admin_url: with_database(&admin, &database),
             engine: Engine::Postgres,
             pg_database: Some(database),
             _dir: None,
@@ -90,6 +123,7 @@ impl TestDb {
         let dir = tempfile::tempdir().expect("temporary directory");
         let url = format!("sqlite://{}/store.db", dir.path().display());
         TestDb {
+            admin_url: url.clone(),
             url,
             engine: Engine::Sqlite,
             pg_database: None,
@@ -114,7 +148,7 @@ impl TestDb {
     pub async fn execute(&self, sql: &'static str, binds: &[&str]) -> u64 {
         match self.engine {
             Engine::Postgres => {
-                let mut conn = sqlx::PgConnection::connect(&self.url)
+                let mut conn = sqlx::PgConnection::connect(&self.admin_url)
                     .await
                     .expect("connect");
                 let mut query = sqlx::query(sql);
@@ -140,11 +174,37 @@ impl TestDb {
         }
     }
 
+    /// Runs one statement directly on the database as the admin user;
+    /// returns the database's error message if it refuses.
+    pub async fn try_execute(&self, sql: &'static str) -> std::result::Result<u64, String> {
+        let done = match self.engine {
+            Engine::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.admin_url)
+                    .await
+                    .expect("connect");
+                sqlx::query(sql)
+                    .execute(&mut conn)
+                    .await
+                    .map(|d| d.rows_affected())
+            }
+            Engine::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url)
+                    .await
+                    .expect("connect");
+                sqlx::query(sql)
+                    .execute(&mut conn)
+                    .await
+                    .map(|d| d.rows_affected())
+            }
+        };
+        done.map_err(|e| e.to_string())
+    }
+
     /// Reads one nullable text column of one row directly from the database.
     pub async fn fetch_text(&self, sql: &'static str, binds: &[&str]) -> Option<String> {
         match self.engine {
             Engine::Postgres => {
-                let mut conn = sqlx::PgConnection::connect(&self.url)
+                let mut conn = sqlx::PgConnection::connect(&self.admin_url)
                     .await
                     .expect("connect");
                 let mut query = sqlx::query_scalar::<_, Option<String>>(sql);

@@ -718,6 +718,48 @@ async fn auth_sweep_every_rpc() {
     }
     // The counter works: InspectLinkedRole, allowed, did try AWS.
     assert!(aws.count() > 0, "the fake AWS endpoint saw no call at all");
+
+    // 6. A's audit trail: the viewer's and the operator's refused writes on
+    //    A's resources are in it (PERMISSION_DENIED, by principal); nothing
+    //    of tenant B's probes is (B could not see A, so nothing landed).
+    let trail = call(
+        &channel,
+        "/slrgov.v1.AuditService/ListAuditEvents",
+        pb::ListAuditEventsRequest {
+            parent: format!("accounts/{a}"),
+            page_size: 1000,
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        Some(&admin_a),
+    )
+    .await
+    .expect("A's audit trail");
+    let trail = pb::ListAuditEventsResponse::decode(trail.as_slice()).expect("decode");
+    let refused_writes = trail
+        .audit_events
+        .iter()
+        .filter(|e| e.principal == "viewer" && e.outcome == "PERMISSION_DENIED")
+        .count();
+    let writes = methods
+        .iter()
+        .filter(|(_, need)| matches!(need, Need::Operator | Need::Admin))
+        .count();
+    assert_eq!(
+        refused_writes, writes,
+        "every refused write of the viewer is audited: {:#?}",
+        trail.audit_events
+    );
+    assert!(
+        trail
+            .audit_events
+            .iter()
+            .any(|e| e.principal == "operator" && e.outcome == "PERMISSION_DENIED")
+    );
+    assert!(
+        trail.audit_events.iter().all(|e| e.principal != "admin-b"),
+        "tenant B's probes landed in A's trail"
+    );
     for (_, token) in &bad_tokens {
         if let Some(token) = token {
             super::auth::assert_not_logged(&server, token);

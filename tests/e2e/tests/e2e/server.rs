@@ -133,6 +133,39 @@ async fn refuses_a_public_address_without_authentication() {
 }
 
 #[tokio::test]
+async fn refuses_a_postgres_role_that_bypasses_row_level_security() {
+    let db = TestDb::new(Engine::Postgres).await;
+    let superuser = db.postgres_admin_url().expect("a Postgres database");
+    let output = tokio::process::Command::new(server_bin())
+        .arg("migrate")
+        .env("SLRGOV_DATABASE_URL", &superuser)
+        .env_remove("SLRGOV_ALLOW_RLS_BYPASS")
+        .output()
+        .await
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "a superuser was accepted: {stderr}"
+    );
+    assert!(
+        stderr.contains("BYPASSRLS") && stderr.contains("SLRGOV_ALLOW_RLS_BYPASS"),
+        "the refusal says why and how to override: {stderr}"
+    );
+    // Told to, it accepts the role (and warns).
+    let output = tokio::process::Command::new(server_bin())
+        .arg("migrate")
+        .env("SLRGOV_DATABASE_URL", &superuser)
+        .env("SLRGOV_ALLOW_RLS_BYPASS", "true")
+        .output()
+        .await
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("bypasses row-level security"), "{stderr}");
+}
+
+#[tokio::test]
 async fn version_and_migrate_subcommands() {
     let output = tokio::process::Command::new(server_bin())
         .arg("--version")

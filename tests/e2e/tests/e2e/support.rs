@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use slrgov_proto::google::longrunning::operations_client::OperationsClient;
 use slrgov_proto::slrgov::v1::account_service_client::AccountServiceClient;
+use slrgov_proto::slrgov::v1::audit_service_client::AuditServiceClient;
 use slrgov_proto::slrgov::v1::instance_service_client::InstanceServiceClient;
 use slrgov_proto::slrgov::v1::linked_role_service_client::LinkedRoleServiceClient;
 use slrgov_proto::slrgov::v1::region_service_client::RegionServiceClient;
@@ -101,10 +102,13 @@ impl TestDb {
                 let mut conn = sqlx::PgConnection::connect(&admin)
                     .await
                     .expect("connect to Postgres (DATABASE_URL)");
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut conn)
-                    .await
-                    .expect("create database");
+                ensure_app_role(&mut conn).await;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "CREATE DATABASE {name} OWNER {APP_ROLE}"
+                )))
+                .execute(&mut conn)
+                .await
+                .expect("create database");
                 TestDb {
                     url: postgres_url_for(&name),
                     _dir: None,
@@ -125,16 +129,25 @@ impl TestDb {
         }
     }
 
+    /// The Postgres database's URL as the admin user (a superuser, which
+    /// row-level security does not stop).
+    pub fn postgres_admin_url(&self) -> Option<String> {
+        self.pg_name.as_deref().map(postgres_admin_url_for)
+    }
+
     /// Creates the database of [`TestDb::postgres_missing`].
     pub async fn create_later(&self) {
         let name = self.pg_name.as_ref().expect("a Postgres database");
         let mut conn = sqlx::PgConnection::connect(&postgres_admin_url())
             .await
             .expect("connect");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .expect("create database");
+        ensure_app_role(&mut conn).await;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE {name} OWNER {APP_ROLE}"
+        )))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
     }
 }
 
@@ -166,13 +179,40 @@ impl Drop for TestDb {
     }
 }
 
-fn postgres_url_for(database: &str) -> String {
+/// The role the server connects as in the tests: an ordinary role (no
+/// superuser, no BYPASSRLS), so row-level security applies as in
+/// production. The password only matters where Postgres asks for one.
+pub const APP_ROLE: &str = "slrgov_app";
+
+/// Creates [`APP_ROLE`] if it does not exist (concurrent tests race here:
+/// the loser's duplicate is ignored).
+pub async fn ensure_app_role(conn: &mut sqlx::PgConnection) {
+    sqlx::raw_sql(
+        "DO $$ BEGIN \
+           CREATE ROLE slrgov_app LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB PASSWORD 'slrgov_app'; \
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$",
+    )
+    .execute(conn)
+    .await
+    .expect("create the service's database role");
+}
+
+/// The URL of `database` as the admin user (a superuser).
+pub fn postgres_admin_url_for(database: &str) -> String {
     let admin = postgres_admin_url();
     let base = admin
         .rsplit_once('/')
         .map_or(admin.as_str(), |(base, _)| base)
         .to_owned();
     format!("{base}/{database}")
+}
+
+/// The URL of `database` as [`APP_ROLE`]: what the server is given.
+fn postgres_url_for(database: &str) -> String {
+    let url = postgres_admin_url_for(database);
+    let (scheme, rest) = url.split_once("://").expect("a URL with a scheme");
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    format!("{scheme}://{APP_ROLE}:{APP_ROLE}@{rest}")
 }
 
 /// A running server process.
@@ -300,6 +340,7 @@ impl TestServer {
             instances: InstanceServiceClient::new(channel.clone()),
             linked_roles: LinkedRoleServiceClient::new(channel.clone()),
             regions: RegionServiceClient::new(channel.clone()),
+            audit: AuditServiceClient::new(channel.clone()),
             operations: OperationsClient::new(channel),
         }
     }
@@ -354,6 +395,7 @@ pub struct Clients {
     pub instances: InstanceServiceClient<Channel>,
     pub linked_roles: LinkedRoleServiceClient<Channel>,
     pub regions: RegionServiceClient<Channel>,
+    pub audit: AuditServiceClient<Channel>,
     pub operations: OperationsClient<Channel>,
 }
 
