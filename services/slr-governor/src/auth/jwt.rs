@@ -186,12 +186,27 @@ impl JwtVerifier {
     }
 }
 
+/// Principals that name static tokens, certificates and the service itself:
+/// a JWT may not claim one, so that a principal in the audit trail always
+/// says how the caller was authenticated.
+fn reserved_principal(sub: &str) -> bool {
+    ["token:", "spiffe://", "service:"]
+        .iter()
+        .any(|prefix| sub.starts_with(prefix))
+        || ["local-operator", "anonymous"].contains(&sub)
+}
+
 fn caller(claims: Claims) -> Result<Caller, &'static str> {
     if claims.sub.is_empty()
         || claims.sub.len() > MAX_SUBJECT
         || claims.sub.chars().any(char::is_control)
     {
         return Err("sub must be 1-256 printable characters");
+    }
+    if reserved_principal(&claims.sub) {
+        return Err(
+            "sub uses a form reserved for other principals (token:, spiffe://, service:, local-operator)",
+        );
     }
     let role = super::parse_role(&claims.slrgov_role)
         .ok_or("slrgov_role must be viewer, operator or admin")?;
@@ -202,4 +217,32 @@ fn caller(claims: Claims) -> Result<Caller, &'static str> {
         role,
         scope,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(sub: &str) -> Claims {
+        Claims {
+            sub: sub.to_owned(),
+            slrgov_role: "viewer".to_owned(),
+            slrgov_accounts: vec!["*".to_owned()],
+        }
+    }
+
+    #[test]
+    fn reserved_principals_are_refused() {
+        for sub in [
+            "token:deploy-bot",
+            "spiffe://example.org/ns/x",
+            "service:operations",
+            "local-operator",
+            "anonymous",
+        ] {
+            assert!(caller(claims(sub)).is_err(), "{sub} was accepted");
+        }
+        let ok = caller(claims("alice@example.com")).expect("an ordinary sub");
+        assert_eq!(ok.principal, "alice@example.com");
+    }
 }
