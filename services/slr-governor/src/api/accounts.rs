@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use slrgov_domain::model::{AccountPatch, ExternalIdChange, NewAccount};
 use slrgov_domain::names::parse_account_name;
-use slrgov_domain::types::{AccountId, parse_access_role_arn};
+use slrgov_domain::types::{AccountId, Partition, parse_access_role_arn};
 use slrgov_domain::{Error, Violations};
 use slrgov_proto::slrgov::v1 as pb;
 use slrgov_proto::slrgov::v1::account_service_server::AccountService;
@@ -195,6 +195,21 @@ impl AccountService for Accounts {
                 ));
             }
             if mask.has("access_role_arn") {
+                // The shape of the ARN is checked here, before the account is
+                // looked up, so that bad input is INVALID_ARGUMENT whether or
+                // not the account exists; the store checks that its partition
+                // is the account's.
+                if let (false, Some(account)) = (access_role_arn.is_empty(), &account_id) {
+                    let partition = access_role_arn
+                        .split(':')
+                        .nth(1)
+                        .and_then(|p| Partition::parse(p).ok())
+                        .unwrap_or(Partition::Aws);
+                    let _ = v.check(
+                        "account.access_role_arn",
+                        parse_access_role_arn(&access_role_arn, partition, account),
+                    );
+                }
                 patch.access_role_arn =
                     Some((!access_role_arn.is_empty()).then_some(access_role_arn));
             }

@@ -386,6 +386,39 @@ async fn malformed_requests_are_refused_naming_the_field() {
         );
     }
 
+    // A malformed access role on an account that does not exist: the bad
+    // input is reported, not the missing account (and the same for one that
+    // exists).
+    for account in [account_id(77), account_id(8)] {
+        for arn in [
+            format!("arn:aws:iam::{}:role/R", account_id(9)),
+            format!("arn:aws:iam::{account}:user/R"),
+            "not-an-arn".to_owned(),
+        ] {
+            let got = refused(
+                c.accounts
+                    .update_account(pb::UpdateAccountRequest {
+                        account: Some(pb::Account {
+                            name: format!("accounts/{account}"),
+                            access_role_arn: arn.clone(),
+                            ..Default::default()
+                        }),
+                        update_mask: Some(prost_types::FieldMask {
+                            paths: vec!["access_role_arn".into()],
+                        }),
+                    })
+                    .await,
+            );
+            expect(
+                &format!("update {account} with {arn}"),
+                &got,
+                Code::InvalidArgument,
+                "INVALID_FIELD",
+                Some("account.access_role_arn"),
+            );
+        }
+    }
+
     // Names, pages, filters, masks, etags.
     let got = refused(
         c.accounts
