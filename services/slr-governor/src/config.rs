@@ -100,6 +100,11 @@ pub struct Overrides {
     /// or BYPASSRLS); refused by default.
     #[arg(long, env = env::ALLOW_RLS_BYPASS, global = true)]
     pub allow_rls_bypass: Option<bool>,
+
+    /// Browser origins allowed to call through gRPC-Web (comma-separated, or
+    /// `*`); unset: no cross-origin browser calls.
+    #[arg(long, env = env::CORS_ORIGINS, global = true)]
+    pub cors_origins: Option<String>,
 }
 
 /// The TOML file: the same settings, snake_case.
@@ -124,6 +129,7 @@ struct FileConfig {
     rate_limit_per_second: Option<f64>,
     rate_limit_burst: Option<u32>,
     allow_rls_bypass: Option<bool>,
+    cors_origins: Option<String>,
 }
 
 /// How logs are written.
@@ -160,6 +166,54 @@ pub struct Config {
     pub rate_limit: Option<crate::auth::rate::RateLimit>,
     /// Whether a Postgres role that bypasses row-level security is accepted.
     pub allow_rls_bypass: bool,
+    /// Browser origins allowed through gRPC-Web.
+    pub cors: CorsOrigins,
+}
+
+/// Which browser origins may call through gRPC-Web.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorsOrigins {
+    /// No cross-origin calls (same-origin and non-browser clients still may).
+    None,
+    /// Any origin (`*`).
+    Any,
+    /// These origins exactly (`https://portal.example.com`).
+    List(Vec<String>),
+}
+
+impl CorsOrigins {
+    /// Parses `SLRGOV_CORS_ORIGINS`: `*`, or origins separated by commas,
+    /// each `http://` or `https://` with a host and no path.
+    pub fn parse(value: &str) -> anyhow::Result<Self> {
+        let value = value.trim();
+        if value.is_empty() {
+            return Ok(CorsOrigins::None);
+        }
+        if value == "*" {
+            return Ok(CorsOrigins::Any);
+        }
+        let mut origins = Vec::new();
+        for origin in value.split(',').map(str::trim) {
+            let rest = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"));
+            let ok = rest.is_some_and(|host| {
+                !host.is_empty()
+                    && !host.contains('/')
+                    && host
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+            });
+            if !ok {
+                bail!(
+                    "{}: '{origin}' is not an origin (expected scheme://host[:port], or *)",
+                    env::CORS_ORIGINS
+                );
+            }
+            origins.push(origin.to_owned());
+        }
+        Ok(CorsOrigins::List(origins))
+    }
 }
 
 /// The PEM contents of the TLS files, read at start.
@@ -339,7 +393,15 @@ impl Config {
                 env::RATE_LIMIT_PER_SECOND
             ),
         };
+        let cors = CorsOrigins::parse(
+            overrides
+                .cors_origins
+                .as_deref()
+                .or(file.cors_origins.as_deref())
+                .unwrap_or(""),
+        )?;
         Ok(Config {
+            cors,
             allow_rls_bypass: overrides
                 .allow_rls_bypass
                 .or(file.allow_rls_bypass)

@@ -54,6 +54,9 @@ pub const RATE_LIMIT_PER_SECOND: &str = "SLRGOV_RATE_LIMIT_PER_SECOND";
 /// How many requests a caller may send at once (default: the rate, at
 /// least 1).
 pub const RATE_LIMIT_BURST: &str = "SLRGOV_RATE_LIMIT_BURST";
+/// Origins allowed to call from a browser through gRPC-Web (CORS): a
+/// comma-separated list such as `https://portal.example.com`, or `*`.
+pub const CORS_ORIGINS: &str = "SLRGOV_CORS_ORIGINS";
 /// `true` accepts a Postgres role that bypasses row-level security (a
 /// superuser or BYPASSRLS role); the server refuses one by default.
 pub const ALLOW_RLS_BYPASS: &str = "SLRGOV_ALLOW_RLS_BYPASS";

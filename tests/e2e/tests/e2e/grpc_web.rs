@@ -1,0 +1,251 @@
+//! gRPC-Web over HTTP/1.1, as a browser portal sends it: a raw HTTP/1.1
+//! client (no gRPC library) posts `application/grpc-web+proto` frames and
+//! reads the answer's data and trailer frames; CORS preflights from allowed
+//! and other origins.
+
+use prost::Message;
+use slrgov_proto::slrgov::v1 as pb;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::support::{Engine, TestDb, TestServer};
+
+const PORTAL: &str = "https://portal.example.com";
+
+/// One HTTP/1.1 exchange; returns the status, the headers (lower-case
+/// names) and the body (de-chunked).
+async fn http1(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {}\r\nconnection: close\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.expect("write");
+    stream.write_all(body).await.expect("write body");
+    let mut raw = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut raw),
+    )
+    .await
+    .expect("the server answers and closes")
+    .expect("read");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a header block");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().expect("a status line");
+    assert!(status_line.starts_with("HTTP/1.1 "), "{status_line}");
+    let status: u16 = status_line[9..12].parse().expect("a status code");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+    if chunked {
+        body = dechunk(&body);
+    }
+    (status, headers, body)
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("a chunk size line");
+        let size_text = String::from_utf8_lossy(&data[..line_end]).to_string();
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .expect("a hex chunk size");
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// A gRPC-Web frame: flag, big-endian length, payload.
+fn frame(message: &impl Message) -> Vec<u8> {
+    let payload = message.encode_to_vec();
+    let mut out = vec![0u8];
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// The data frames' payloads and the trailers of a gRPC-Web body.
+fn frames(mut body: &[u8]) -> (Vec<Vec<u8>>, Vec<(String, String)>) {
+    let (mut data, mut trailers) = (Vec::new(), Vec::new());
+    while body.len() >= 5 {
+        let flag = body[0];
+        let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+        let payload = &body[5..5 + len];
+        if flag & 0x80 != 0 {
+            for line in String::from_utf8_lossy(payload).split("\r\n") {
+                if let Some((n, v)) = line.split_once(':') {
+                    trailers.push((n.trim().to_ascii_lowercase(), v.trim().to_owned()));
+                }
+            }
+        } else {
+            data.push(payload.to_vec());
+        }
+        body = &body[5 + len..];
+    }
+    assert!(body.is_empty(), "a truncated frame");
+    (data, trailers)
+}
+
+#[tokio::test]
+async fn grpc_web_over_http1_with_cors() {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let server = TestServer::start_with(&db, &[("SLRGOV_CORS_ORIGINS", PORTAL)]).await;
+    let grpc_web = [
+        ("content-type", "application/grpc-web+proto"),
+        ("x-grpc-web", "1"),
+        ("origin", PORTAL),
+        ("x-request-id", "web-1"),
+    ];
+
+    // A unary call: one data frame (the Region), then the trailers.
+    let (status, headers, body) = http1(
+        server.addr,
+        "POST",
+        "/slrgov.v1.RegionService/GetRegion",
+        &grpc_web,
+        &frame(&pb::GetRegionRequest {
+            name: "regions/eu-west-2".into(),
+        }),
+    )
+    .await;
+    assert_eq!(status, 200, "{headers:?}");
+    assert_eq!(
+        header(&headers, "content-type"),
+        Some("application/grpc-web+proto")
+    );
+    assert_eq!(
+        header(&headers, "access-control-allow-origin"),
+        Some(PORTAL)
+    );
+    let (data, trailers) = frames(&body);
+    assert_eq!(data.len(), 1, "{trailers:?}");
+    let region = pb::Region::decode(data[0].as_slice()).expect("a Region");
+    assert_eq!(region.name, "regions/eu-west-2");
+    assert!(region.connect_available);
+    assert_eq!(header(&trailers, "grpc-status"), Some("0"), "{trailers:?}");
+
+    // A refusal arrives as trailers the browser client can read: code,
+    // message and the rich details.
+    let (status, headers, body) = http1(
+        server.addr,
+        "POST",
+        "/slrgov.v1.AccountService/GetAccount",
+        &grpc_web,
+        &frame(&pb::GetAccountRequest {
+            name: "accounts/999999999999".into(),
+        }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let trailers_in_head = header(&headers, "grpc-status").map(str::to_owned);
+    let (data, trailers) = frames(&body);
+    assert!(data.is_empty());
+    let code = header(&trailers, "grpc-status")
+        .map(str::to_owned)
+        .or(trailers_in_head)
+        .expect("a grpc-status");
+    assert_eq!(code, "5", "NOT_FOUND: {trailers:?} {headers:?}");
+    let exposed = header(&headers, "access-control-expose-headers").unwrap_or_default();
+    assert!(exposed.contains("grpc-status"), "{headers:?}");
+
+    // Preflight from the portal: allowed, with the headers a gRPC-Web client
+    // sends (authorization included).
+    let (status, headers, _) = http1(
+        server.addr,
+        "OPTIONS",
+        "/slrgov.v1.RegionService/GetRegion",
+        &[
+            ("origin", PORTAL),
+            ("access-control-request-method", "POST"),
+            (
+                "access-control-request-headers",
+                "content-type,x-grpc-web,authorization",
+            ),
+        ],
+        b"",
+    )
+    .await;
+    assert!((200..300).contains(&status), "preflight: {status}");
+    assert_eq!(
+        header(&headers, "access-control-allow-origin"),
+        Some(PORTAL)
+    );
+    let allowed = header(&headers, "access-control-allow-headers")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    for needed in ["content-type", "x-grpc-web", "authorization"] {
+        assert!(allowed.contains(needed), "{needed} not allowed: {allowed}");
+    }
+
+    // Another origin gets no CORS grant (the browser then refuses the
+    // answer to the page).
+    let (_, headers, _) = http1(
+        server.addr,
+        "OPTIONS",
+        "/slrgov.v1.RegionService/GetRegion",
+        &[
+            ("origin", "https://evil.example.net"),
+            ("access-control-request-method", "POST"),
+        ],
+        b"",
+    )
+    .await;
+    assert_eq!(header(&headers, "access-control-allow-origin"), None);
+
+    // Plain gRPC over HTTP/2 still works beside it.
+    let mut c = server.clients().await;
+    c.regions
+        .get_region(pb::GetRegionRequest {
+            name: "regions/us-east-1".into(),
+        })
+        .await
+        .expect("gRPC over HTTP/2");
+}
+
+#[tokio::test]
+async fn a_malformed_cors_origin_stops_the_server_at_start() {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let output = tokio::process::Command::new(super::support::server_bin())
+        .env("SLRGOV_LISTEN", "127.0.0.1:0")
+        .env("SLRGOV_DATABASE_URL", &db.url)
+        .env("SLRGOV_CORS_ORIGINS", "portal.example.com/path")
+        .output()
+        .await
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("SLRGOV_CORS_ORIGINS"), "{stderr}");
+}
