@@ -105,6 +105,15 @@ pub struct Overrides {
     /// `*`); unset: no cross-origin browser calls.
     #[arg(long, env = env::CORS_ORIGINS, global = true)]
     pub cors_origins: Option<String>,
+
+    /// The longest an RPC may run, e.g. `90s` (a shorter `grpc-timeout` from
+    /// the client wins).
+    #[arg(long, env = env::REQUEST_TIMEOUT, global = true)]
+    pub request_timeout: Option<String>,
+
+    /// RPCs served at once; more are refused (UNAVAILABLE with RetryInfo).
+    #[arg(long, env = env::MAX_CONCURRENT_REQUESTS, global = true)]
+    pub max_concurrent_requests: Option<u32>,
 }
 
 /// The TOML file: the same settings, snake_case.
@@ -130,6 +139,8 @@ struct FileConfig {
     rate_limit_burst: Option<u32>,
     allow_rls_bypass: Option<bool>,
     cors_origins: Option<String>,
+    request_timeout: Option<String>,
+    max_concurrent_requests: Option<u32>,
 }
 
 /// How logs are written.
@@ -168,7 +179,16 @@ pub struct Config {
     pub allow_rls_bypass: bool,
     /// Browser origins allowed through gRPC-Web.
     pub cors: CorsOrigins,
+    /// The longest an RPC may run.
+    pub request_timeout: Duration,
+    /// RPCs served at once (health and reflection not counted).
+    pub max_concurrent_requests: u32,
 }
+
+/// The default longest RPC: above WaitOperation's longest wait (60 s).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(90);
+/// The default number of RPCs served at once.
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: u32 = 512;
 
 /// Which browser origins may call through gRPC-Web.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -400,7 +420,23 @@ impl Config {
                 .or(file.cors_origins.as_deref())
                 .unwrap_or(""),
         )?;
+        let request_timeout = match overrides.request_timeout.clone().or(file.request_timeout) {
+            Some(value) => parse_duration(&value).context(env::REQUEST_TIMEOUT)?,
+            None => DEFAULT_REQUEST_TIMEOUT,
+        };
+        if request_timeout.is_zero() {
+            bail!("{}: must be more than zero", env::REQUEST_TIMEOUT);
+        }
+        let max_concurrent_requests = overrides
+            .max_concurrent_requests
+            .or(file.max_concurrent_requests)
+            .unwrap_or(DEFAULT_MAX_CONCURRENT_REQUESTS);
+        if max_concurrent_requests == 0 {
+            bail!("{}: must be at least 1", env::MAX_CONCURRENT_REQUESTS);
+        }
         Ok(Config {
+            request_timeout,
+            max_concurrent_requests,
             cors,
             allow_rls_bypass: overrides
                 .allow_rls_bypass

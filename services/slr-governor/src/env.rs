@@ -57,6 +57,13 @@ pub const RATE_LIMIT_BURST: &str = "SLRGOV_RATE_LIMIT_BURST";
 /// Origins allowed to call from a browser through gRPC-Web (CORS): a
 /// comma-separated list such as `https://portal.example.com`, or `*`.
 pub const CORS_ORIGINS: &str = "SLRGOV_CORS_ORIGINS";
+/// The longest an RPC may run (`90s` by default); a shorter `grpc-timeout`
+/// from the client wins. Past it: DEADLINE_EXCEEDED.
+pub const REQUEST_TIMEOUT: &str = "SLRGOV_REQUEST_TIMEOUT";
+/// How many RPCs are served at once (512 by default); beyond it a request
+/// is refused at once with UNAVAILABLE / OVERLOADED and RetryInfo rather
+/// than queued. Health and reflection are not counted.
+pub const MAX_CONCURRENT_REQUESTS: &str = "SLRGOV_MAX_CONCURRENT_REQUESTS";
 /// `true` accepts a Postgres role that bypasses row-level security (a
 /// superuser or BYPASSRLS role); the server refuses one by default.
 pub const ALLOW_RLS_BYPASS: &str = "SLRGOV_ALLOW_RLS_BYPASS";

@@ -8,6 +8,7 @@
 //! slr-governor --version
 //! ```
 
+mod admission;
 mod api;
 mod auth;
 mod caller;

@@ -285,7 +285,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .layer(tonic_web::GrpcWebLayer::new())
         // Who is calling (authenticated, within its rate limit), before any
         // service sees the request; health and reflection stay open.
-        .layer(CallerLayer::new(config.auth.clone(), limiter));
+        .layer(CallerLayer::new(config.auth.clone(), limiter))
+        // Admission: a bounded number of RPCs at once (one more is shed with
+        // UNAVAILABLE and RetryInfo, not queued) and a timeout on each;
+        // inside the caller layer, so refused callers never take a slot.
+        .layer(crate::admission::AdmissionLayer::new(
+            config.max_concurrent_requests,
+            config.request_timeout,
+        ));
     let router = builder
         // HTTP/1.1 for gRPC-Web; gRPC itself stays HTTP/2.
         .accept_http1(true)

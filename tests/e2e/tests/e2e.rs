@@ -3,6 +3,7 @@
 //! grpcurl binary. One test binary, linked once.
 
 mod e2e {
+    pub mod admission;
     pub mod audit;
     pub mod auth;
     pub mod auth_sweep;

@@ -1,0 +1,172 @@
+//! Admission: the per-request timeout and the concurrency limit with load
+//! shedding, against an AWS endpoint that accepts connections and never
+//! answers (so linked-role RPCs hang until the server gives up on them).
+
+use std::time::Duration;
+
+use slrgov_proto::slrgov::v1 as pb;
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_types::StatusExt;
+
+use super::support::{Engine, TestDb, TestServer, instance_id, refused};
+
+const HOME: &str = "123456789012";
+
+/// A TCP endpoint that accepts every connection and never answers.
+async fn black_hole() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    (url, task)
+}
+
+#[tokio::test]
+async fn slow_rpcs_time_out_and_excess_rpcs_are_shed() {
+    let (aws, _hole) = black_hole().await;
+    let db = TestDb::new(Engine::Sqlite).await;
+    let server = TestServer::start_with(
+        &db,
+        &[
+            ("AWS_ENDPOINT_URL", aws.as_str()),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AWS_REGION", "us-east-1"),
+            ("SLRGOV_REQUEST_TIMEOUT", "2s"),
+            ("SLRGOV_MAX_CONCURRENT_REQUESTS", "2"),
+        ],
+    )
+    .await;
+    let mut c = server.clients().await;
+    c.accounts
+        .create_account(pb::CreateAccountRequest {
+            account_id: HOME.into(),
+            account: Some(pb::Account::default()),
+            request_id: String::new(),
+        })
+        .await
+        .expect("account");
+    let id = instance_id();
+    c.instances
+        .create_instance(pb::CreateInstanceRequest {
+            parent: format!("accounts/{HOME}"),
+            instance_id: id.clone(),
+            instance: Some(pb::Instance {
+                region: "us-east-1".into(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .expect("instance");
+    let instance = format!("accounts/{HOME}/instances/{id}");
+    let ensure = pb::EnsureLinkedRoleRequest {
+        name: format!("{instance}/linkedRole"),
+        ..Default::default()
+    };
+
+    // Two ensures hang on AWS and fill both slots.
+    let hanging: Vec<_> = (0..2)
+        .map(|_| {
+            let mut client = c.linked_roles.clone();
+            let request = ensure.clone();
+            tokio::spawn(async move { client.ensure_linked_role(request).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // A third request is shed at once: UNAVAILABLE / OVERLOADED with a
+    // RetryInfo, not queued behind the two.
+    let shed = c
+        .instances
+        .get_instance(pb::GetInstanceRequest {
+            name: instance.clone(),
+        })
+        .await
+        .expect_err("a request over the limit");
+    assert_eq!(shed.code(), Code::Unavailable, "{shed:?}");
+    let info = shed.get_details_error_info().expect("ErrorInfo");
+    assert_eq!(info.reason, "OVERLOADED");
+    assert!(
+        shed.get_details_retry_info()
+            .and_then(|r| r.retry_delay)
+            .is_some(),
+        "a RetryInfo tells the caller when to come back"
+    );
+    // The probes still answer while the replica is saturated.
+    assert_eq!(
+        server.health("slrgov.v1.InstanceService").await,
+        Some(ServingStatus::Serving)
+    );
+
+    // The hanging ensures end at the request timeout: DEADLINE_EXCEEDED.
+    for task in hanging {
+        let result = task.await.expect("the ensure task");
+        let status = result.expect_err("an ensure against a silent AWS");
+        assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+        let info = status.get_details_error_info().expect("ErrorInfo");
+        assert_eq!(info.reason, "REQUEST_TIMEOUT");
+    }
+
+    // The slots are free again.
+    c.instances
+        .get_instance(pb::GetInstanceRequest {
+            name: instance.clone(),
+        })
+        .await
+        .expect("served once the slots are free");
+
+    // A client's shorter grpc-timeout wins over the server's.
+    let mut request = tonic::Request::new(ensure.clone());
+    request.set_timeout(Duration::from_millis(300));
+    let status = c
+        .linked_roles
+        .ensure_linked_role(request)
+        .await
+        .expect_err("an ensure with a short deadline");
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert_eq!(
+        status.get_details_error_info().map(|i| i.reason),
+        Some("REQUEST_TIMEOUT".to_owned()),
+        "{status:?}"
+    );
+    assert!(
+        !status.message().contains("2000 ms"),
+        "the server's timeout was applied, not the client's deadline: {status:?}"
+    );
+
+    // The timed-out ensure left the workflow to be resumed, not broken:
+    // the record is CREATING or ABSENT, never half ACTIVE.
+    let role = c
+        .linked_roles
+        .get_linked_role(pb::GetLinkedRoleRequest {
+            name: ensure.name.clone(),
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    assert!(
+        role.state == pb::linked_role::State::Creating as i32
+            || role.state == pb::linked_role::State::Absent as i32,
+        "{role:?}"
+    );
+    assert!(server.log().contains("overloaded: request shed"));
+    assert!(server.log().contains("request timed out"));
+
+    let bad = refused(
+        c.instances
+            .get_instance(pb::GetInstanceRequest {
+                name: "nope".into(),
+            })
+            .await,
+    );
+    assert_eq!(bad.code, Code::InvalidArgument);
+}
