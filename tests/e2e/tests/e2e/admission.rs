@@ -170,3 +170,104 @@ async fn slow_rpcs_time_out_and_excess_rpcs_are_shed() {
     );
     assert_eq!(bad.code, Code::InvalidArgument);
 }
+
+/// SIGTERM: health turns NOT_SERVING, new connections are refused, and an
+/// RPC in flight is still answered (here at its request timeout) before the
+/// process exits cleanly, well within the grace period.
+#[tokio::test]
+async fn sigterm_drains_in_flight_rpcs_and_refuses_new_work() {
+    let (aws, _hole) = black_hole().await;
+    let db = TestDb::new(Engine::Sqlite).await;
+    let server = TestServer::start_with(
+        &db,
+        &[
+            ("AWS_ENDPOINT_URL", aws.as_str()),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AWS_REGION", "us-east-1"),
+            ("SLRGOV_REQUEST_TIMEOUT", "3s"),
+            ("SLRGOV_SHUTDOWN_GRACE", "20s"),
+        ],
+    )
+    .await;
+    let mut c = server.clients().await;
+    c.accounts
+        .create_account(pb::CreateAccountRequest {
+            account_id: HOME.into(),
+            account: Some(pb::Account::default()),
+            request_id: String::new(),
+        })
+        .await
+        .expect("account");
+    let id = instance_id();
+    c.instances
+        .create_instance(pb::CreateInstanceRequest {
+            parent: format!("accounts/{HOME}"),
+            instance_id: id.clone(),
+            instance: Some(pb::Instance {
+                region: "us-east-1".into(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .expect("instance");
+
+    // An ensure in flight (hanging on AWS until the request timeout).
+    let mut client = c.linked_roles.clone();
+    let name = format!("accounts/{HOME}/instances/{id}/linkedRole");
+    let in_flight = tokio::spawn(async move {
+        client
+            .ensure_linked_role(pb::EnsureLinkedRoleRequest {
+                name,
+                ..Default::default()
+            })
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let addr = server.addr;
+    server.terminate();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // New work is refused: a new connection does not get served.
+    let fresh = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect_timeout(Duration::from_secs(2))
+        .connect()
+        .await;
+    if let Ok(channel) = fresh {
+        let mut other =
+            slrgov_proto::slrgov::v1::region_service_client::RegionServiceClient::new(channel);
+        let refused_call = other
+            .get_region(pb::GetRegionRequest {
+                name: "regions/us-east-1".into(),
+            })
+            .await;
+        assert!(refused_call.is_err(), "new work was served after SIGTERM");
+    }
+
+    // The RPC in flight is answered, not cut: its own status, not a
+    // broken connection.
+    let answer = in_flight.await.expect("the in-flight task");
+    let status = answer.expect_err("an ensure against a silent AWS");
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert_eq!(
+        status.get_details_error_info().map(|i| i.reason),
+        Some("REQUEST_TIMEOUT".to_owned())
+    );
+
+    let mut server = server;
+    let status = server.wait_exit(Duration::from_secs(15)).await;
+    assert!(status.success(), "a clean exit: {status:?}");
+    // Give the log reader a moment to take the last lines.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = server.log();
+    for line in [
+        "health is NOT_SERVING",
+        "background worker stopped; leases released",
+        "stopped",
+    ] {
+        assert!(log.contains(line), "{line:?} missing from the log:\n{log}");
+    }
+}

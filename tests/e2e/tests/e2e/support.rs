@@ -376,6 +376,23 @@ impl TestServer {
     }
 
     /// Stops the server with SIGTERM and waits for it to exit.
+    /// Sends SIGTERM and returns at once.
+    pub fn terminate(&self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+    }
+
+    /// Waits for the process to exit (after [`TestServer::terminate`]).
+    pub async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .expect("the server exits in time")
+            .expect("wait")
+    }
+
     pub async fn stop(mut self) -> std::process::ExitStatus {
         if let Some(pid) = self.child.id() {
             let _ = std::process::Command::new("kill")
