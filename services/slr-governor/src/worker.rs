@@ -21,7 +21,11 @@ const TICK: Duration = Duration::from_millis(200);
 /// Runs until `stop` changes, then gives up its leases so another replica
 /// takes the work over at once.
 pub async fn run(lifecycle: Lifecycle, owner: String, mut stop: watch::Receiver<bool>) {
-    let ctx = RequestContext::for_worker("operations");
+    let mut ctx = RequestContext::for_worker("operations");
+    // The owner (process and instance) in every correlation id of this
+    // worker, so that its audit events and logs say which replica did the
+    // work.
+    ctx.correlation_id = format!("{}-{owner}", ctx.correlation_id);
     tracing::info!(owner, "background worker started: acting for every account");
     let store = lifecycle.store().clone();
     let mut retry_at: std::collections::HashMap<

@@ -13,6 +13,7 @@ mod e2e {
     pub mod grpcurl;
     pub mod linked_roles;
     pub mod registry;
+    pub mod replicas;
     pub mod server;
     pub mod support;
 }
