@@ -114,6 +114,10 @@ pub struct Overrides {
     /// RPCs served at once; more are refused (UNAVAILABLE with RetryInfo).
     #[arg(long, env = env::MAX_CONCURRENT_REQUESTS, global = true)]
     pub max_concurrent_requests: Option<u32>,
+
+    /// IAM calls per second per AWS account (this process's share).
+    #[arg(long, env = env::IAM_RATE_PER_ACCOUNT, global = true)]
+    pub iam_rate_per_account: Option<f64>,
 }
 
 /// The TOML file: the same settings, snake_case.
@@ -141,6 +145,7 @@ struct FileConfig {
     cors_origins: Option<String>,
     request_timeout: Option<String>,
     max_concurrent_requests: Option<u32>,
+    iam_rate_per_account: Option<f64>,
 }
 
 /// How logs are written.
@@ -183,10 +188,15 @@ pub struct Config {
     pub request_timeout: Duration,
     /// RPCs served at once (health and reflection not counted).
     pub max_concurrent_requests: u32,
+    /// IAM calls per second per AWS account.
+    pub iam_rate_per_account: f64,
 }
 
 /// The default longest RPC: above WaitOperation's longest wait (60 s).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(90);
+/// The default IAM calls per second per account: well under IAM's own
+/// limits, so the service never drives an account into throttling.
+pub const DEFAULT_IAM_RATE_PER_ACCOUNT: f64 = 10.0;
 /// The default number of RPCs served at once.
 pub const DEFAULT_MAX_CONCURRENT_REQUESTS: u32 = 512;
 
@@ -434,7 +444,18 @@ impl Config {
         if max_concurrent_requests == 0 {
             bail!("{}: must be at least 1", env::MAX_CONCURRENT_REQUESTS);
         }
+        let iam_rate_per_account = overrides
+            .iam_rate_per_account
+            .or(file.iam_rate_per_account)
+            .unwrap_or(DEFAULT_IAM_RATE_PER_ACCOUNT);
+        if !(iam_rate_per_account.is_finite() && iam_rate_per_account > 0.0) {
+            bail!(
+                "{}: expected a positive number, got {iam_rate_per_account}",
+                env::IAM_RATE_PER_ACCOUNT
+            );
+        }
         Ok(Config {
+            iam_rate_per_account,
             request_timeout,
             max_concurrent_requests,
             cors,

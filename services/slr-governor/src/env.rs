@@ -64,6 +64,10 @@ pub const REQUEST_TIMEOUT: &str = "SLRGOV_REQUEST_TIMEOUT";
 /// is refused at once with UNAVAILABLE / OVERLOADED and RetryInfo rather
 /// than queued. Health and reflection are not counted.
 pub const MAX_CONCURRENT_REQUESTS: &str = "SLRGOV_MAX_CONCURRENT_REQUESTS";
+/// IAM calls per second per AWS account (10 by default; the burst is the
+/// rate rounded up): one token bucket per account, shared by request
+/// handlers and background work; a call beyond it waits its turn.
+pub const IAM_RATE_PER_ACCOUNT: &str = "SLRGOV_IAM_RATE_PER_ACCOUNT";
 /// `true` accepts a Postgres role that bypasses row-level security (a
 /// superuser or BYPASSRLS role); the server refuses one by default.
 pub const ALLOW_RLS_BYPASS: &str = "SLRGOV_ALLOW_RLS_BYPASS";

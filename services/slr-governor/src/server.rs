@@ -185,12 +185,21 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // overrides). The region is given so that loading never waits on the
     // instance metadata service; each account's clients use their
     // partition's IAM region.
+    //
+    // The SDK's own retry is set explicitly: adaptive mode (which also slows
+    // the client down when AWS throttles it), 3 attempts. The lifecycle
+    // retries transient failures on top of it, bounded; the per-account
+    // limit keeps the service under IAM's limits in the first place.
     let mut aws = slrgov_aws::AwsAccess::new(
         aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("us-east-1"))
+            .retry_config(aws_config::retry::RetryConfig::adaptive().with_max_attempts(3))
             .load()
             .await,
-    );
+    )
+    .with_iam_rate(slrgov_aws::limit::IamRate::per_second(
+        config.iam_rate_per_account,
+    ));
     if let Ok(plan) = std::env::var(crate::env::TEST_IAM_FAULTS) {
         let plan = slrgov_aws::faults::FaultPlan::from_json(&plan)
             .with_context(|| format!("{}: invalid fault plan", crate::env::TEST_IAM_FAULTS))?;

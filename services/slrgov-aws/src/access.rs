@@ -88,6 +88,7 @@ pub struct AwsAccess {
     base: SdkConfig,
     clients: Mutex<HashMap<AccountTarget, Arc<dyn IamApi>>>,
     wrap: Option<IamWrapper>,
+    limiter: Option<Arc<crate::limit::IamLimiter>>,
 }
 
 impl std::fmt::Debug for AwsAccess {
@@ -114,7 +115,15 @@ impl AwsAccess {
             base,
             clients: Mutex::new(HashMap::new()),
             wrap: None,
+            limiter: None,
         }
+    }
+
+    /// Limits the IAM calls of each account to `rate` (one bucket per
+    /// account, shared by every caller in this process).
+    pub fn with_iam_rate(mut self, rate: crate::limit::IamRate) -> Self {
+        self.limiter = Some(Arc::new(crate::limit::IamLimiter::new(rate)));
+        self
     }
 
     /// Wraps every IAM client handed out (the tests' fault injection).
@@ -185,6 +194,15 @@ impl AwsAccess {
         let mut client: Arc<dyn IamApi> = Arc::new(SdkIam::new(aws_sdk_iam::Client::new(&config)));
         if let Some(wrap) = &self.wrap {
             client = wrap(client, target);
+        }
+        // Outside the fault layer (which stands for AWS itself): the limit
+        // is what the service does before it calls AWS.
+        if let Some(limiter) = &self.limiter {
+            client = Arc::new(crate::limit::RateLimitedIam::new(
+                client,
+                target.account_id.clone(),
+                limiter.clone(),
+            ));
         }
         clients.insert(target.clone(), client.clone());
         Ok(client)

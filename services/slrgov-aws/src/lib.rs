@@ -8,6 +8,7 @@ pub mod access;
 pub mod audit;
 pub mod faults;
 pub mod iam;
+pub mod limit;
 
 pub use access::{AccessError, AccountTarget, AwsAccess};
 pub use iam::{DeletionStatus, IamApi, IamError, RoleInfo, RolePolicy, RoleUsage};

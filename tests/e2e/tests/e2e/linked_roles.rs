@@ -899,3 +899,53 @@ async fn no_usable_credentials_is_a_precondition_not_an_outage() {
         "{refusal:?}"
     );
 }
+
+/// The per-account IAM rate limit is on the path of every IAM call: at one
+/// call a second, concurrent ensures of three instances queue for their
+/// account's tokens (the log says so) and all still succeed with one role
+/// each; a rate that is not a positive number stops the server at start.
+#[tokio::test]
+async fn iam_calls_queue_for_the_accounts_rate_limit() {
+    let moto = Moto::start().await;
+    let db = TestDb::new(Engine::Sqlite).await;
+    let mut env = moto.env();
+    env.push(("SLRGOV_IAM_RATE_PER_ACCOUNT", "1".to_owned()));
+    env.push(("SLRGOV_LOG", "info,slrgov_aws=debug".to_owned()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = TestServer::start_with(&db, &env).await;
+    let mut c = server.clients().await;
+    register(&mut c, HOME, None).await;
+    let mut names = Vec::new();
+    for _ in 0..3 {
+        names.push(instance(&mut c, HOME, "us-east-1").await);
+    }
+    let calls: Vec<_> = names
+        .iter()
+        .map(|name| {
+            let mut client = c.linked_roles.clone();
+            let request = ensure(name);
+            tokio::spawn(async move { client.ensure_linked_role(request).await })
+        })
+        .collect();
+    for call in calls {
+        let role = call.await.expect("join").expect("ensure").into_inner();
+        assert_eq!(role.state, pb::linked_role::State::Active as i32);
+    }
+    assert_eq!(moto.connect_roles(&moto.iam(None).await).await.len(), 3);
+    let log = server.log();
+    assert!(
+        log.contains("iam call waits for the account's rate limit"),
+        "no IAM call waited at one call a second:\n{log}"
+    );
+
+    let output = tokio::process::Command::new(super::support::server_bin())
+        .env("SLRGOV_LISTEN", "127.0.0.1:0")
+        .env("SLRGOV_DATABASE_URL", &db.url)
+        .env("SLRGOV_IAM_RATE_PER_ACCOUNT", "0")
+        .output()
+        .await
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("SLRGOV_IAM_RATE_PER_ACCOUNT"), "{stderr}");
+}
