@@ -28,23 +28,23 @@ async fn black_hole() -> (String, tokio::task::JoinHandle<()>) {
     (url, task)
 }
 
-#[tokio::test]
-async fn slow_rpcs_time_out_and_excess_rpcs_are_shed() {
-    let (aws, _hole) = black_hole().await;
+/// A server whose AWS never answers, with `extra` settings, an account and
+/// one instance in us-east-1; returns the server, the black hole and the
+/// database (both must live as long as the server) and the instance id.
+async fn silent_aws_server(
+    extra: &[(&str, &str)],
+) -> (TestServer, tokio::task::JoinHandle<()>, TestDb, String) {
+    let (aws, hole) = black_hole().await;
     let db = TestDb::new(Engine::Sqlite).await;
-    let server = TestServer::start_with(
-        &db,
-        &[
-            ("AWS_ENDPOINT_URL", aws.as_str()),
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-            ("AWS_REGION", "us-east-1"),
-            ("SLRGOV_REQUEST_TIMEOUT", "2s"),
-            ("SLRGOV_MAX_CONCURRENT_REQUESTS", "2"),
-        ],
-    )
-    .await;
+    let mut env = vec![
+        ("AWS_ENDPOINT_URL", aws.as_str()),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    env.extend_from_slice(extra);
+    let server = TestServer::start_with(&db, &env).await;
     let mut c = server.clients().await;
     c.accounts
         .create_account(pb::CreateAccountRequest {
@@ -67,6 +67,17 @@ async fn slow_rpcs_time_out_and_excess_rpcs_are_shed() {
         })
         .await
         .expect("instance");
+    (server, hole, db, id)
+}
+
+#[tokio::test]
+async fn slow_rpcs_time_out_and_excess_rpcs_are_shed() {
+    let (server, _hole, _db, id) = silent_aws_server(&[
+        ("SLRGOV_REQUEST_TIMEOUT", "2s"),
+        ("SLRGOV_MAX_CONCURRENT_REQUESTS", "2"),
+    ])
+    .await;
+    let mut c = server.clients().await;
     let instance = format!("accounts/{HOME}/instances/{id}");
     let ensure = pb::EnsureLinkedRoleRequest {
         name: format!("{instance}/linkedRole"),
@@ -176,43 +187,12 @@ async fn slow_rpcs_time_out_and_excess_rpcs_are_shed() {
 /// process exits cleanly, well within the grace period.
 #[tokio::test]
 async fn sigterm_drains_in_flight_rpcs_and_refuses_new_work() {
-    let (aws, _hole) = black_hole().await;
-    let db = TestDb::new(Engine::Sqlite).await;
-    let server = TestServer::start_with(
-        &db,
-        &[
-            ("AWS_ENDPOINT_URL", aws.as_str()),
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-            ("AWS_REGION", "us-east-1"),
-            ("SLRGOV_REQUEST_TIMEOUT", "3s"),
-            ("SLRGOV_SHUTDOWN_GRACE", "20s"),
-        ],
-    )
+    let (server, _hole, _db, id) = silent_aws_server(&[
+        ("SLRGOV_REQUEST_TIMEOUT", "3s"),
+        ("SLRGOV_SHUTDOWN_GRACE", "20s"),
+    ])
     .await;
-    let mut c = server.clients().await;
-    c.accounts
-        .create_account(pb::CreateAccountRequest {
-            account_id: HOME.into(),
-            account: Some(pb::Account::default()),
-            request_id: String::new(),
-        })
-        .await
-        .expect("account");
-    let id = instance_id();
-    c.instances
-        .create_instance(pb::CreateInstanceRequest {
-            parent: format!("accounts/{HOME}"),
-            instance_id: id.clone(),
-            instance: Some(pb::Instance {
-                region: "us-east-1".into(),
-                ..Default::default()
-            }),
-            request_id: String::new(),
-        })
-        .await
-        .expect("instance");
+    let c = server.clients().await;
 
     // An ensure in flight (hanging on AWS until the request timeout).
     let mut client = c.linked_roles.clone();
