@@ -121,11 +121,12 @@ async fn audit_failure(
     let Some((account, resource)) = unit.audit.target() else {
         return;
     };
+    let (outcome, detail) = crate::api::failure_outcome(error);
     let event = slrgov_domain::audit::NewAuditEvent {
         account_id: account,
         resource,
-        outcome: crate::api::code_name(crate::status::code(error.kind)).to_owned(),
-        detail: format!("{}: {}", error.reason, error.message),
+        outcome,
+        detail,
     };
     if let Err(error) = store.audit_append(unit, event).await {
         tracing::error!(error = %error.message, "cannot write the audit event of background work");

@@ -117,10 +117,7 @@ where
         }),
         // A failure is always recorded, even after an earlier change of the
         // request was (an ensure whose claim was written, then refused).
-        Err(error) => Some((
-            code_name(crate::status::code(error.kind)).to_owned(),
-            format!("{}: {}", error.reason, error.message),
-        )),
+        Err(error) => Some(failure_outcome(error)),
     };
     if let (true, Some((outcome, detail)), Some((account, resource)), Ok(store)) = (
         ctx.is_mutation(),
@@ -152,6 +149,15 @@ where
             Err(to_status(error, &ctx.correlation_id))
         }
     }
+}
+
+/// The outcome (the gRPC code name) and detail of a failure's audit event,
+/// for requests and background work alike.
+pub fn failure_outcome(error: &Error) -> (String, String) {
+    (
+        code_name(crate::status::code(error.kind)).to_owned(),
+        format!("{}: {}", error.reason, error.message),
+    )
 }
 
 /// The name of a gRPC code as the audit trail writes it (`NOT_FOUND`).
