@@ -73,7 +73,7 @@ pub struct CallerService<S> {
 
 /// A caller-supplied correlation id, if it is short and printable; else a
 /// new one.
-fn correlation_id(headers: &http::HeaderMap) -> String {
+pub fn correlation_id(headers: &http::HeaderMap) -> String {
     headers
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -128,10 +128,19 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let id = correlation_id(request.headers());
+        // The telemetry layer gave the request its id (and echoes it in the
+        // answer); without that layer, one is made here.
+        let id = request
+            .extensions()
+            .get::<CorrelationId>()
+            .map_or_else(|| correlation_id(request.headers()), |c| c.0.clone());
+        // The RPC's server span (the telemetry layer's, current here) names
+        // who called.
+        let span = tracing::Span::current();
         if !is_open(request.uri().path()) {
             match self.admit(&request) {
                 Ok(caller) => {
+                    span.record("enduser.id", caller.principal.as_str());
                     request.extensions_mut().insert(caller);
                 }
                 Err(error) => {
@@ -173,12 +182,7 @@ pub fn context<T>(request: &tonic::Request<T>, method: &'static str) -> RequestC
             role: slrgov_domain::Role::Viewer,
             scope: slrgov_domain::AccountScope::Only(Default::default()),
         });
-    let span = tracing::info_span!(
-        "rpc",
-        rpc.method = method,
-        principal = %caller.principal,
-        request_id = %correlation_id,
-    );
+    let span = crate::telemetry::request_span(method, &caller.principal, &correlation_id);
     // The full method (`slrgov.v1.InstanceService/CreateInstance`) names the
     // request in the audit trail; the layer took it from the HTTP path.
     let full_method = request

@@ -103,7 +103,9 @@ fn iam_error(operation: &str, error: IamError) -> Error {
 
 /// Runs an IAM call, retrying throttling and service failures with a
 /// bounded exponential backoff (the SDK's own retries come first).
-pub async fn with_retries<T, F, Fut>(mut call: F) -> Result<T, IamError>
+///
+/// Each retry is counted in `slrgov.aws.retries` under `operation`.
+pub async fn with_retries<T, F, Fut>(operation: &'static str, mut call: F) -> Result<T, IamError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, IamError>>,
@@ -112,7 +114,8 @@ where
     for _ in 0..5 {
         match call().await {
             Err(error) if error.is_transient() => {
-                tracing::debug!(%error, retry_in_ms = delay.as_millis() as u64, "iam call retried");
+                tracing::debug!(%error, operation, retry_in_ms = delay.as_millis() as u64, "iam call retried");
+                slrgov_aws::telemetry::count_retry("iam", operation);
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
@@ -345,7 +348,7 @@ impl Lifecycle {
         let Some(name) = role.role_name.clone() else {
             return Err(Error::internal("an ACTIVE linked role has no role name"));
         };
-        match with_retries(|| iam.get_role(&name)).await {
+        match with_retries("GetRole", || iam.get_role(&name)).await {
             Ok(found) if Some(&found.arn) == role.role_arn.as_ref() => Ok(role),
             Ok(_) | Err(IamError::NoSuchEntity(_)) => Err(Error::failed_precondition(
                 Reason::FailedPrecondition,
@@ -364,7 +367,7 @@ impl Lifecycle {
         mut current: LinkedRole,
         suffix: &str,
     ) -> Result<LinkedRole, Error> {
-        let existing = with_retries(|| iam.list_roles(CONNECT_SLR_PATH))
+        let existing = with_retries("ListRoles", || iam.list_roles(CONNECT_SLR_PATH))
             .await
             .map_err(|e| iam_error("ListRoles", e))?
             .into_iter()
@@ -394,7 +397,7 @@ impl Lifecycle {
         description: &str,
         resumed: bool,
     ) -> Result<(RoleInfo, bool), Stopped> {
-        let created = with_retries(|| {
+        let created = with_retries("CreateServiceLinkedRole", || {
             iam.create_service_linked_role(CONNECT_SERVICE, Some(suffix), Some(description))
         })
         .await;
@@ -407,7 +410,7 @@ impl Lifecycle {
                 (role.role_name, !resumed)
             }
             Err(IamError::SuffixNotAllowed(_)) => {
-                match with_retries(|| {
+                match with_retries("CreateServiceLinkedRole", || {
                     iam.create_service_linked_role(CONNECT_SERVICE, None, Some(description))
                 })
                 .await
@@ -468,7 +471,7 @@ impl Lifecycle {
         let mut delay = Duration::from_millis(100);
         let start = tokio::time::Instant::now();
         loop {
-            let roles = with_retries(|| iam.list_roles(CONNECT_SLR_PATH))
+            let roles = with_retries("ListRoles", || iam.list_roles(CONNECT_SLR_PATH))
                 .await
                 .map_err(|e| stop(iam_error("ListRoles", e)))?;
             let mut candidates: Vec<RoleInfo> = roles
@@ -497,7 +500,7 @@ impl Lifecycle {
         let mut delay = Duration::from_millis(100);
         let start = tokio::time::Instant::now();
         loop {
-            match with_retries(|| iam.get_role(name)).await {
+            match with_retries("GetRole", || iam.get_role(name)).await {
                 Ok(role) => return Ok(role),
                 Err(IamError::NoSuchEntity(_)) if start.elapsed() < CONFIRM_BUDGET => {
                     tokio::time::sleep(delay).await;
@@ -541,9 +544,11 @@ impl Lifecycle {
                 format!("{name} is {}: ensure it first", current.state),
             ));
         };
-        with_retries(|| iam.update_role_description(&role_name, description))
-            .await
-            .map_err(|e| iam_error("UpdateRoleDescription", e))?;
+        with_retries("UpdateRoleDescription", || {
+            iam.update_role_description(&role_name, description)
+        })
+        .await
+        .map_err(|e| iam_error("UpdateRoleDescription", e))?;
         self.store
             .linked_role_set_description(ctx, key, Some(current.revision), description)
             .await
@@ -686,7 +691,7 @@ impl Lifecycle {
                 inspect_time,
             });
         };
-        let role = match with_retries(|| iam.get_role(&role_name)).await {
+        let role = match with_retries("GetRole", || iam.get_role(&role_name)).await {
             Ok(role) => role,
             Err(IamError::NoSuchEntity(_)) => {
                 observed_role.state = LinkedRoleState::Absent;
@@ -753,18 +758,22 @@ impl Lifecycle {
                 "IAM has no record of the role being used in the last 400 days",
             ));
         }
-        let policies: Vec<NamedPolicy> = with_retries(|| iam.role_policies(&role_name))
-            .await
-            .map_err(|e| iam_error("ListRolePolicies", e))?
-            .into_iter()
-            .filter_map(|p| match NamedPolicy::parse_url_encoded(p.source.clone(), &p.document) {
+        let policies: Vec<NamedPolicy> = with_retries("ListRolePolicies", || {
+            iam.role_policies(&role_name)
+        })
+        .await
+        .map_err(|e| iam_error("ListRolePolicies", e))?
+        .into_iter()
+        .filter_map(
+            |p| match NamedPolicy::parse_url_encoded(p.source.clone(), &p.document) {
                 Ok(policy) => Some(policy),
                 Err(error) => {
                     tracing::warn!(policy = %p.source, %error, "policy document not understood");
                     None
                 }
-            })
-            .collect();
+            },
+        )
+        .collect();
         let mut permissions = Vec::new();
         for need in required_permissions(
             &instance.features,
@@ -865,7 +874,7 @@ impl Lifecycle {
                     format!("{name} has no role to retire (it is {})", current.state),
                 ));
             };
-            match with_retries(|| iam.get_role(&role_name)).await {
+            match with_retries("GetRole", || iam.get_role(&role_name)).await {
                 Ok(_) => {}
                 Err(IamError::NoSuchEntity(_)) => {
                     return Err(Error::failed_precondition(

@@ -20,12 +20,11 @@ mod mask;
 mod regions;
 mod server;
 mod status;
+mod telemetry;
 mod worker;
 
+use crate::config::{Config, Overrides};
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
-
-use crate::config::{Config, LogFormat, Overrides};
 
 /// Governs the IAM service-linked roles of Amazon Connect instances.
 #[derive(Debug, Parser)]
@@ -49,22 +48,6 @@ enum Command {
     Token(Box<auth::mint::TokenArgs>),
 }
 
-fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_env(env::LOG).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .init(),
-    }
-}
-
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Token(args)) = &cli.command {
@@ -83,15 +66,25 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    init_tracing(config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            tracing::error!(error = %error, "cannot start the runtime");
+            eprintln!("slr-governor: cannot start the runtime: {error}");
             return std::process::ExitCode::FAILURE;
+        }
+    };
+    // Logs, and the OTLP exporters (whose channels live on the runtime).
+    let telemetry = {
+        let _runtime = runtime.enter();
+        match telemetry::Telemetry::init(config.log_format) {
+            Ok(telemetry) => telemetry,
+            Err(error) => {
+                eprintln!("slr-governor: {error}");
+                return std::process::ExitCode::from(2);
+            }
         }
     };
     let result = runtime.block_on(async {
@@ -101,6 +94,8 @@ fn main() -> std::process::ExitCode {
             Command::Token(_) => Ok(()),
         }
     });
+    // Export what is still buffered while the runtime still runs.
+    telemetry.shutdown();
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

@@ -18,6 +18,7 @@ use slrgov_store::StoreConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::codec::CompressionEncoding;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
@@ -30,6 +31,11 @@ use crate::config::Config;
 /// The largest request message any service decodes (1 MiB); a larger one
 /// is RESOURCE_EXHAUSTED before any handler runs. Set it on every service
 /// added below.
+///
+/// Compression is set there too: gRPC compresses each message inside its
+/// framing (`grpc-encoding`), which is the codec's job, not an HTTP layer's.
+/// Every API service accepts gzip requests and answers in gzip a caller
+/// that offers it (`grpc-accept-encoding`); others get plain messages.
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
 /// The CORS layer for gRPC-Web callers in browsers, when origins are
@@ -204,12 +210,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         let plan = slrgov_aws::faults::FaultPlan::from_json(&plan)
             .with_context(|| format!("{}: invalid fault plan", crate::env::TEST_IAM_FAULTS))?;
         tracing::warn!(?plan, "IAM fault injection is on: for tests only");
-        aws = aws.with_wrapper(move |inner, _target| {
-            Arc::new(slrgov_aws::faults::FaultyIam::new(
-                inner,
-                plan.clone(),
-                slrgov_aws::faults::CallLog::default(),
-            ))
+        aws = aws.with_wrapper(move |inner, target| {
+            Arc::new(
+                slrgov_aws::faults::FaultyIam::new(
+                    inner,
+                    plan.clone(),
+                    slrgov_aws::faults::CallLog::default(),
+                )
+                .in_account(target.account_id.as_str()),
+            )
         });
     }
     let aws = Arc::new(aws);
@@ -227,6 +236,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             match open_store_until_ready(store_config, url_for_logs).await {
                 Ok(store) => {
                     tracing::info!(engine = ?store.engine(), "database ready and migrated");
+                    // The gauges of linked roles and workflows (when
+                    // exporting), read from the database.
+                    let _ = crate::telemetry::spawn_gauges(store.clone(), worker_stop.clone());
                     state.set_store(store);
                     if let Ok(lifecycle) = state.lifecycle() {
                         let owner = format!(
@@ -292,6 +304,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         // gRPC and the answer back, so that every layer and service below
         // sees plain gRPC (trailers included) and treats both alike.
         .layer(tonic_web::GrpcWebLayer::new())
+        // Telemetry: the server span of the RPC (continuing the caller's
+        // `traceparent`) and its duration, around everything that can
+        // answer it (auth refusals, shedding and timeouts included), but
+        // inside gRPC-Web so it sees every call as gRPC.
+        .layer(crate::telemetry::TelemetryLayer)
         // Who is calling (authenticated, within its rate limit), before any
         // service sees the request; health and reflection stay open.
         .layer(CallerLayer::new(config.auth.clone(), limiter))
@@ -311,27 +328,39 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .add_service(reflection_v1alpha.max_decoding_message_size(MAX_MESSAGE_BYTES))
         .add_service(
             AccountServiceServer::new(api::accounts::Accounts::new(state.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Gzip),
         )
         .add_service(
             InstanceServiceServer::new(api::instances::Instances::new(state.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Gzip),
         )
         .add_service(
             LinkedRoleServiceServer::new(api::linked_roles::LinkedRoles::new(state.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Gzip),
         )
         .add_service(
             RegionServiceServer::new(api::regions::Regions::new(state.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Gzip),
         )
         .add_service(
             AuditServiceServer::new(api::audit::Audit::new(state.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Gzip),
         )
         .add_service(
             OperationsServer::new(api::operations::Operations::new(state.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Gzip),
         );
 
     let serving = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use slrgov_domain::RequestContext;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::lifecycle::Lifecycle;
 
@@ -51,7 +52,7 @@ pub async fn run(lifecycle: Lifecycle, owner: String, mut stop: watch::Receiver<
                     let unit = ctx.unit_of_work("resume");
                     let result = slrgov_aws::audit::recording(
                         unit.audit.clone(),
-                        lifecycle.resume(&unit, &key),
+                        lifecycle.resume(&unit, &key).instrument(unit.span.clone()),
                     )
                     .await;
                     // A resume that keeps failing before it reaches AWS is
@@ -60,7 +61,9 @@ pub async fn run(lifecycle: Lifecycle, owner: String, mut stop: watch::Receiver<
                     if let Err(error) = &result
                         && unit.audit.pending_calls() > 0
                     {
-                        audit_failure(&*store, &unit, error).await;
+                        audit_failure(&*store, &unit, error)
+                            .instrument(unit.span.clone())
+                            .await;
                     }
                     if result.is_err() {
                         // Failures before the claim (region, STS) leave the
@@ -92,16 +95,21 @@ pub async fn run(lifecycle: Lifecycle, owner: String, mut stop: watch::Receiver<
                 .set_target(&operation.account_id, &operation.key().linked_role_name());
             let step = slrgov_aws::audit::recording(
                 unit.audit.clone(),
-                lifecycle.advance(&unit, &operation),
+                lifecycle
+                    .advance(&unit, &operation)
+                    .instrument(unit.span.clone()),
             )
             .await;
             tracing::debug!(operation = %operation.operation_id, ?step, "operation step");
             if let Err(error) = store
                 .operation_step(&unit, &operation.operation_id, &owner, step)
+                .instrument(unit.span.clone())
                 .await
             {
                 tracing::warn!(operation = %operation.operation_id, error = %error.message, "cannot record the step");
-                audit_failure(&*store, &unit, &error).await;
+                audit_failure(&*store, &unit, &error)
+                    .instrument(unit.span.clone())
+                    .await;
             }
         }
     }

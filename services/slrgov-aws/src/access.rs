@@ -162,12 +162,18 @@ impl AwsAccess {
             }
         };
         // Check whom the credentials belong to before any change.
-        let sts = aws_sdk_sts::Client::new(&config);
+        let sts = aws_sdk_sts::Client::from_conf(
+            aws_sdk_sts::config::Builder::from(&config)
+                .interceptor(crate::telemetry::SdkRetries)
+                .build(),
+        );
         let identity = crate::audit::noted(
             "sts",
             "GetCallerIdentity",
-            sts.get_caller_identity().send().await,
+            target.account_id.as_str(),
+            sts.get_caller_identity().send(),
         )
+        .await
         .map_err(|error| {
             let classified = classify(error);
             if classified.is_transient() {
@@ -191,7 +197,14 @@ impl AwsAccess {
                 actual: actual.to_owned(),
             });
         }
-        let mut client: Arc<dyn IamApi> = Arc::new(SdkIam::new(aws_sdk_iam::Client::new(&config)));
+        let mut client: Arc<dyn IamApi> = Arc::new(SdkIam::new(
+            aws_sdk_iam::Client::from_conf(
+                aws_sdk_iam::config::Builder::from(&config)
+                    .interceptor(crate::telemetry::SdkRetries)
+                    .build(),
+            ),
+            target.account_id.as_str(),
+        ));
         if let Some(wrap) = &self.wrap {
             client = wrap(client, target);
         }

@@ -8,6 +8,7 @@ use std::future::Future;
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_iam::operation::RequestId;
 use slrgov_domain::audit::{AuditTrail, AwsCall};
+use tracing::Instrument;
 
 tokio::task_local! {
     static TRAIL: AuditTrail;
@@ -18,23 +19,32 @@ pub async fn recording<F: Future>(trail: AuditTrail, work: F) -> F::Output {
     TRAIL.scope(trail, work).await
 }
 
-/// Notes a call in the current trail, if any.
+/// Notes a call in the current trail, if any, and counts it in the
+/// service's metrics (`slrgov.aws.calls`, and `slrgov.aws.throttles` when
+/// AWS throttled it).
 pub fn note(call: AwsCall) {
+    crate::telemetry::count_call(&call);
     let _ = TRAIL.try_with(|trail| trail.push_call(call));
 }
 
-/// Notes the call `operation` of `service` with its outcome and AWS request
-/// id, and hands the result back.
-pub fn noted<T, E, R>(
-    service: &str,
-    operation: &str,
-    result: Result<T, SdkError<E, R>>,
+/// Makes the call `operation` of `service` in `account` inside its own
+/// client span (`IAM GetRole`, with the account, the outcome and the AWS
+/// request id), notes it with its outcome and AWS request id, and hands the
+/// result back.
+pub async fn noted<T, E, R, F>(
+    service: &'static str,
+    operation: &'static str,
+    account: &str,
+    call: F,
 ) -> Result<T, SdkError<E, R>>
 where
+    F: Future<Output = Result<T, SdkError<E, R>>>,
     T: RequestId,
     SdkError<E, R>: RequestId,
     E: ProvideErrorMetadata,
 {
+    let span = crate::telemetry::call_span(service, operation, account);
+    let result = call.instrument(span.clone()).await;
     let (outcome, aws_request_id) = match &result {
         Ok(output) => ("OK".to_owned(), output.request_id().map(str::to_owned)),
         Err(error) => {
@@ -47,6 +57,7 @@ where
             (code, error.request_id().map(str::to_owned))
         }
     };
+    crate::telemetry::end_call_span(&span, &outcome, aws_request_id.as_deref());
     note(AwsCall {
         service: service.to_owned(),
         operation: operation.to_owned(),

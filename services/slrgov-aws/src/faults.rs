@@ -117,6 +117,8 @@ pub struct FaultyIam {
     plan: FaultPlan,
     state: Mutex<State>,
     log: CallLog,
+    /// The account of the wrapped client, for the spans of injected answers.
+    account: String,
 }
 
 impl FaultyIam {
@@ -127,7 +129,14 @@ impl FaultyIam {
             plan,
             state: Mutex::new(State::default()),
             log,
+            account: String::new(),
         }
+    }
+
+    /// Names the account the wrapped client acts in (for telemetry).
+    pub fn in_account(mut self, account: impl Into<String>) -> Self {
+        self.account = account.into();
+        self
     }
 
     /// Records a call and returns the injected transient error, if any.
@@ -137,21 +146,25 @@ impl FaultyIam {
         if let Err(error) = &result {
             // An injected failure stands for an answer of AWS: it is noted in
             // the audit trail like one (without an AWS request id).
+            let operation: String = operation
+                .split('_')
+                .map(|w| {
+                    let mut c = w.chars();
+                    c.next()
+                        .map_or(String::new(), |f| f.to_uppercase().chain(c).collect())
+                })
+                .collect();
+            let outcome = match error {
+                IamError::Throttled(_) => "Throttling",
+                _ => "ServiceFailure",
+            };
+            // Its span, like a real call's (it took no time).
+            let span = crate::telemetry::call_span("iam", &operation, &self.account);
+            crate::telemetry::end_call_span(&span, outcome, None);
             crate::audit::note(slrgov_domain::audit::AwsCall {
                 service: "iam".to_owned(),
-                operation: operation
-                    .split('_')
-                    .map(|w| {
-                        let mut c = w.chars();
-                        c.next()
-                            .map_or(String::new(), |f| f.to_uppercase().chain(c).collect())
-                    })
-                    .collect(),
-                outcome: match error {
-                    IamError::Throttled(_) => "Throttling",
-                    _ => "ServiceFailure",
-                }
-                .to_owned(),
+                operation,
+                outcome: outcome.to_owned(),
                 aws_request_id: None,
             });
         }

@@ -260,12 +260,17 @@ fn role_info(role: &aws_sdk_iam::types::Role) -> RoleInfo {
 #[derive(Debug, Clone)]
 pub struct SdkIam {
     client: aws_sdk_iam::Client,
+    /// The account the client acts in, for the spans of its calls.
+    account: String,
 }
 
 impl SdkIam {
-    /// Wraps a configured client.
-    pub fn new(client: aws_sdk_iam::Client) -> Self {
-        SdkIam { client }
+    /// Wraps a configured client that acts in `account`.
+    pub fn new(client: aws_sdk_iam::Client, account: impl Into<String>) -> Self {
+        SdkIam {
+            client,
+            account: account.into(),
+        }
     }
 }
 
@@ -280,14 +285,15 @@ impl IamApi for SdkIam {
         let output = crate::audit::noted(
             "iam",
             "CreateServiceLinkedRole",
+            &self.account,
             self.client
                 .create_service_linked_role()
                 .aws_service_name(service)
                 .set_custom_suffix(suffix.map(str::to_owned))
                 .set_description(description.map(str::to_owned))
-                .send()
-                .await,
+                .send(),
         )
+        .await
         .map_err(classify)?;
         output.role().map(role_info).ok_or_else(|| IamError::Other {
             code: "MissingRole".to_owned(),
@@ -299,8 +305,10 @@ impl IamApi for SdkIam {
         let output = crate::audit::noted(
             "iam",
             "GetRole",
-            self.client.get_role().role_name(name).send().await,
+            &self.account,
+            self.client.get_role().role_name(name).send(),
         )
+        .await
         .map_err(classify)?;
         output.role().map(role_info).ok_or_else(|| IamError::Other {
             code: "MissingRole".to_owned(),
@@ -315,13 +323,14 @@ impl IamApi for SdkIam {
             let output = crate::audit::noted(
                 "iam",
                 "ListRoles",
+                &self.account,
                 self.client
                     .list_roles()
                     .path_prefix(path_prefix)
                     .set_marker(marker.take())
-                    .send()
-                    .await,
+                    .send(),
             )
+            .await
             .map_err(classify)?;
             roles.extend(output.roles().iter().map(role_info));
             match output.marker() {
@@ -339,13 +348,14 @@ impl IamApi for SdkIam {
         let output = crate::audit::noted(
             "iam",
             "UpdateRoleDescription",
+            &self.account,
             self.client
                 .update_role_description()
                 .role_name(name)
                 .description(description)
-                .send()
-                .await,
+                .send(),
         )
+        .await
         .map_err(classify)?;
         output.role().map(role_info).ok_or_else(|| IamError::Other {
             code: "MissingRole".to_owned(),
@@ -357,12 +367,13 @@ impl IamApi for SdkIam {
         let output = crate::audit::noted(
             "iam",
             "DeleteServiceLinkedRole",
+            &self.account,
             self.client
                 .delete_service_linked_role()
                 .role_name(name)
-                .send()
-                .await,
+                .send(),
         )
+        .await
         .map_err(classify)?;
         Ok(output.deletion_task_id().to_owned())
     }
@@ -372,12 +383,13 @@ impl IamApi for SdkIam {
         let output = crate::audit::noted(
             "iam",
             "GetServiceLinkedRoleDeletionStatus",
+            &self.account,
             self.client
                 .get_service_linked_role_deletion_status()
                 .deletion_task_id(task_id)
-                .send()
-                .await,
+                .send(),
         )
+        .await
         .map_err(classify)?;
         Ok(match output.status() {
             S::NotStarted => DeletionStatus::NotStarted,
@@ -417,24 +429,23 @@ impl IamApi for SdkIam {
         let inline = crate::audit::noted(
             "iam",
             "ListRolePolicies",
-            self.client
-                .list_role_policies()
-                .role_name(name)
-                .send()
-                .await,
+            &self.account,
+            self.client.list_role_policies().role_name(name).send(),
         )
+        .await
         .map_err(classify)?;
         for policy_name in inline.policy_names() {
             let document = crate::audit::noted(
                 "iam",
                 "GetRolePolicy",
+                &self.account,
                 self.client
                     .get_role_policy()
                     .role_name(name)
                     .policy_name(policy_name)
-                    .send()
-                    .await,
+                    .send(),
             )
+            .await
             .map_err(classify)?;
             policies.push(RolePolicy {
                 source: format!("inline:{policy_name}"),
@@ -444,12 +455,13 @@ impl IamApi for SdkIam {
         let attached = crate::audit::noted(
             "iam",
             "ListAttachedRolePolicies",
+            &self.account,
             self.client
                 .list_attached_role_policies()
                 .role_name(name)
-                .send()
-                .await,
+                .send(),
         )
+        .await
         .map_err(classify)?;
         for policy in attached.attached_policies() {
             let Some(arn) = policy.policy_arn() else {
@@ -458,8 +470,11 @@ impl IamApi for SdkIam {
             let described = match crate::audit::noted(
                 "iam",
                 "GetPolicy",
-                self.client.get_policy().policy_arn(arn).send().await,
-            ) {
+                &self.account,
+                self.client.get_policy().policy_arn(arn).send(),
+            )
+            .await
+            {
                 Ok(described) => described,
                 // An attached policy that IAM cannot show (moto lacks some
                 // AWS-managed ones) grants nothing the service can see.
@@ -477,13 +492,14 @@ impl IamApi for SdkIam {
             let version = crate::audit::noted(
                 "iam",
                 "GetPolicyVersion",
+                &self.account,
                 self.client
                     .get_policy_version()
                     .policy_arn(arn)
                     .version_id(version)
-                    .send()
-                    .await,
+                    .send(),
             )
+            .await
             .map_err(classify)?;
             if let Some(document) = version.policy_version().and_then(|v| v.document()) {
                 policies.push(RolePolicy {

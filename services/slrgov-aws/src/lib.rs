@@ -9,6 +9,7 @@ pub mod audit;
 pub mod faults;
 pub mod iam;
 pub mod limit;
+pub mod telemetry;
 
 pub use access::{AccessError, AccountTarget, AwsAccess};
 pub use iam::{DeletionStatus, IamApi, IamError, RoleInfo, RolePolicy, RoleUsage};

@@ -146,13 +146,25 @@ impl RequestContext {
     }
 
     /// A context for one unit of `work` of this context's caller: the same
-    /// caller and span, a fresh audit trail and a new correlation id.
+    /// caller, a fresh audit trail, a new correlation id, and a span of its
+    /// own that starts a trace (`worker/operations/advance`), so each unit
+    /// of background work is one trace with its database and AWS calls.
     pub fn unit_of_work(&self, work: &str) -> Self {
+        let correlation_id = format!("{}-{}", self.correlation_id, uuid::Uuid::new_v4().simple());
+        let method = format!("{}/{work}", self.method);
+        let span = tracing::info_span!(
+            parent: None,
+            "unit_of_work",
+            otel.name = %method,
+            otel.kind = "internal",
+            request_id = %correlation_id,
+        );
+        span.follows_from(&self.span);
         RequestContext {
             caller: self.caller.clone(),
-            correlation_id: format!("{}-{}", self.correlation_id, uuid::Uuid::new_v4().simple()),
-            span: self.span.clone(),
-            method: format!("{}/{work}", self.method),
+            correlation_id,
+            span,
+            method,
             audit: AuditTrail::default(),
         }
     }

@@ -88,6 +88,22 @@ pub struct Idempotency {
     pub fingerprint: Vec<u8>,
 }
 
+/// One row of the telemetry gauges: how many linked roles (`kind`
+/// `linked_role`) are in a state, or how many operations (`kind`
+/// `operation`, state `RUNNING`) are running, and since when the oldest has
+/// been there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GaugeRow {
+    /// `linked_role` or `operation`.
+    pub kind: String,
+    /// The linked role's state (`ACTIVE`, `CREATING`, …), or `RUNNING`.
+    pub state: String,
+    /// How many.
+    pub count: u64,
+    /// The oldest one's last change (a linked role) or start (an operation).
+    pub oldest: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// How to reach the database.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -397,4 +413,9 @@ pub trait Store: Send + Sync + 'static {
         ctx: &RequestContext,
         limit: u32,
     ) -> Result<Vec<InstanceKey>>;
+
+    /// The linked roles by state and the running operations, with the
+    /// oldest of each, for the telemetry gauges (workers; every account the
+    /// context sees). One statement.
+    async fn gauges(&self, ctx: &RequestContext) -> Result<Vec<GaugeRow>>;
 }

@@ -16,4 +16,5 @@ mod e2e {
     pub mod replicas;
     pub mod server;
     pub mod support;
+    pub mod telemetry;
 }

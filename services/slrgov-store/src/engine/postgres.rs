@@ -7,6 +7,9 @@ use crate::{Engine, OpenError, StoreConfig};
 
 type Db = sqlx::Postgres;
 
+/// The engine as OpenTelemetry names it (`db.system.name` of the spans).
+const DB_SYSTEM: &str = "postgresql";
+
 const ENGINE: Engine = Engine::Postgres;
 
 /// Locks the rows a read-modify-write transaction reads.

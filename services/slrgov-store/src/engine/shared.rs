@@ -27,7 +27,7 @@ use sqlx::types::Json;
 use crate::engine::{now, to_micros};
 use crate::error::{corrupt, db_error, is_foreign_key_violation, is_unique_violation};
 use crate::page_token::{PageTokenKey, query_digest};
-use crate::{Idempotency, Page, PageRequest, Store};
+use crate::{GaugeRow, Idempotency, Page, PageRequest, Store};
 
 /// The store on this engine.
 pub struct EngineStore {
@@ -625,6 +625,7 @@ impl Store for EngineStore {
         &self.page_tokens
     }
 
+    #[tracing::instrument(name = "db", skip_all, fields(otel.name = "db ping", otel.kind = "client", db.system.name = DB_SYSTEM, db.operation.name = "ping"))]
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
@@ -633,6 +634,7 @@ impl Store for EngineStore {
         Ok(())
     }
 
+    #[tracing::instrument(name = "db", skip_all, fields(otel.name = "db account_create", otel.kind = "client", db.system.name = DB_SYSTEM, db.operation.name = "account_create"))]
     async fn account_create(
         &self,
         ctx: &RequestContext,
@@ -704,6 +706,7 @@ impl Store for EngineStore {
         Ok(account)
     }
 
+    #[tracing::instrument(name = "db", skip_all, fields(otel.name = "db account_get", otel.kind = "client", db.system.name = DB_SYSTEM, db.operation.name = "account_get"))]
     async fn account_get(&self, ctx: &RequestContext, account: &AccountId) -> Result<Account> {
         let name = account_name(account);
         ctx.check_visible(account, &name)?;
@@ -722,6 +725,7 @@ impl Store for EngineStore {
             .into_account()
     }
 
+    #[tracing::instrument(name = "db", skip_all, fields(otel.name = "db account_list", otel.kind = "client", db.system.name = DB_SYSTEM, db.operation.name = "account_list"))]
     async fn account_list(
         &self,
         ctx: &RequestContext,
@@ -767,6 +771,7 @@ impl Store for EngineStore {
         ))
     }
 
+    #[tracing::instrument(name = "db", skip_all, fields(otel.name = "db account_update", otel.kind = "client", db.system.name = DB_SYSTEM, db.operation.name = "account_update"))]
     async fn account_update(
         &self,
         ctx: &RequestContext,
@@ -842,6 +847,7 @@ impl Store for EngineStore {
         Ok(updated)
     }
 
+    #[tracing::instrument(name = "db", skip_all, fields(otel.name = "db account_delete", otel.kind = "client", db.system.name = DB_SYSTEM, db.operation.name = "account_delete"))]
     async fn account_delete(
         &self,
         ctx: &RequestContext,
@@ -911,6 +917,7 @@ impl Store for EngineStore {
         Ok(())
     }
 
+    #[tracing::instrument(name = "db", skip_all, fields(otel.name = "db instance_create", otel.kind = "client", db.system.name = DB_SYSTEM, db.operation.name = "instance_create"))]
     async fn instance_create(
         &self,
         ctx: &RequestContext,
@@ -990,6 +997,7 @@ impl Store for EngineStore {
         Ok(instance)
     }
 
+    #[tracing::instrument(name = "db", skip_all, fields(otel.name = "db instance_get", otel.kind = "client", db.system.name = DB_SYSTEM, db.operation.name = "instance_get"))]
     async fn instance_get(&self, ctx: &RequestContext, key: &InstanceKey) -> Result<Instance> {
         let name = key.name();
         ctx.check_visible(&key.account_id, &name)?;
@@ -1011,6 +1019,7 @@ impl Store for EngineStore {
             .into_instance()
     }
 
+    #[tracing::instrument(name = "db", skip_all, fields(otel.name = "db instance_list", otel.kind = "client", db.system.name = DB_SYSTEM, db.operation.name = "instance_list"))]
     async fn instance_list(
         &self,
         ctx: &RequestContext,
@@ -1097,6 +1106,7 @@ impl Store for EngineStore {
         ))
     }
 
+    #[tracing::instrument(name = "db", skip_all, fields(otel.name = "db instance_update", otel.kind = "client", db.system.name = DB_SYSTEM, db.operation.name = "instance_update"))]
     async fn instance_update(
         &self,
         ctx: &RequestContext,
@@ -1160,6 +1170,7 @@ impl Store for EngineStore {
         Ok(updated)
     }
 
+    #[tracing::instrument(name = "db", skip_all, fields(otel.name = "db instance_delete", otel.kind = "client", db.system.name = DB_SYSTEM, db.operation.name = "instance_delete"))]
     async fn instance_delete(
         &self,
         ctx: &RequestContext,
@@ -1216,6 +1227,7 @@ impl Store for EngineStore {
         Ok(instance)
     }
 
+    #[tracing::instrument(name = "db", skip_all, fields(otel.name = "db account_access", otel.kind = "client", db.system.name = DB_SYSTEM, db.operation.name = "account_access"))]
     async fn account_access(
         &self,
         ctx: &RequestContext,
@@ -1248,6 +1260,7 @@ impl Store for EngineStore {
         })
     }
 
+    #[tracing::instrument(name = "db", skip_all, fields(otel.name = "db linked_role_get", otel.kind = "client", db.system.name = DB_SYSTEM, db.operation.name = "linked_role_get"))]
     async fn linked_role_get(&self, ctx: &RequestContext, key: &InstanceKey) -> Result<LinkedRole> {
         let instance = self.instance_get(ctx, key).await?;
         let sql = scoped_sql(
@@ -1269,6 +1282,7 @@ impl Store for EngineStore {
         }
     }
 
+    #[tracing::instrument(name = "db", skip_all, fields(otel.name = "db linked_role_claim", otel.kind = "client", db.system.name = DB_SYSTEM, db.operation.name = "linked_role_claim"))]
     async fn linked_role_claim(
         &self,
         ctx: &RequestContext,
@@ -1359,6 +1373,7 @@ impl Store for EngineStore {
         })
     }
 
+    #[tracing::instrument(name = "db", skip_all, fields(otel.name = "db linked_role_activate", otel.kind = "client", db.system.name = DB_SYSTEM, db.operation.name = "linked_role_activate"))]
     async fn linked_role_activate(
         &self,
         ctx: &RequestContext,
@@ -1458,6 +1473,7 @@ impl Store for EngineStore {
         updated.to_linked_role()
     }
 
+    #[tracing::instrument(name = "db", skip_all, fields(otel.name = "db linked_role_release", otel.kind = "client", db.system.name = DB_SYSTEM, db.operation.name = "linked_role_release"))]
     async fn linked_role_release(
         &self,
         ctx: &RequestContext,
@@ -1524,6 +1540,7 @@ impl Store for EngineStore {
         Ok(())
     }
 
+    #[tracing::instrument(name = "db", skip_all, fields(otel.name = "db linked_role_set_description", otel.kind = "client", db.system.name = DB_SYSTEM, db.operation.name = "linked_role_set_description"))]
     async fn linked_role_set_description(
         &self,
         ctx: &RequestContext,
@@ -1572,6 +1589,7 @@ impl Store for EngineStore {
         updated.to_linked_role()
     }
 
+    #[tracing::instrument(name = "db", skip_all, fields(otel.name = "db operation_begin_retire", otel.kind = "client", db.system.name = DB_SYSTEM, db.operation.name = "operation_begin_retire"))]
     async fn operation_begin_retire(
         &self,
         ctx: &RequestContext,
@@ -1677,6 +1695,7 @@ impl Store for EngineStore {
         created.into_record()
     }
 
+    #[tracing::instrument(name = "db", skip_all, fields(otel.name = "db operation_record_done", otel.kind = "client", db.system.name = DB_SYSTEM, db.operation.name = "operation_record_done"))]
     async fn operation_record_done(
         &self,
         ctx: &RequestContext,
@@ -1721,6 +1740,7 @@ impl Store for EngineStore {
         Ok(record)
     }
 
+    #[tracing::instrument(name = "db", skip_all, fields(otel.name = "db operation_get", otel.kind = "client", db.system.name = DB_SYSTEM, db.operation.name = "operation_get"))]
     async fn operation_get(
         &self,
         ctx: &RequestContext,
@@ -1745,6 +1765,7 @@ impl Store for EngineStore {
         Ok(record)
     }
 
+    #[tracing::instrument(name = "db", skip_all, fields(otel.name = "db operation_list", otel.kind = "client", db.system.name = DB_SYSTEM, db.operation.name = "operation_list"))]
     async fn operation_list(
         &self,
         ctx: &RequestContext,
@@ -1788,6 +1809,7 @@ impl Store for EngineStore {
         ))
     }
 
+    #[tracing::instrument(name = "db", skip_all, fields(otel.name = "db operation_claim_due", otel.kind = "client", db.system.name = DB_SYSTEM, db.operation.name = "operation_claim_due"))]
     async fn operation_claim_due(
         &self,
         ctx: &RequestContext,
@@ -1831,6 +1853,7 @@ impl Store for EngineStore {
         Ok(claimed)
     }
 
+    #[tracing::instrument(name = "db", skip_all, fields(otel.name = "db operation_step", otel.kind = "client", db.system.name = DB_SYSTEM, db.operation.name = "operation_step"))]
     async fn operation_step(
         &self,
         ctx: &RequestContext,
@@ -2034,6 +2057,7 @@ impl Store for EngineStore {
         Ok(record)
     }
 
+    #[tracing::instrument(name = "db", skip_all, fields(otel.name = "db operation_release_all", otel.kind = "client", db.system.name = DB_SYSTEM, db.operation.name = "operation_release_all"))]
     async fn operation_release_all(&self, ctx: &RequestContext, owner: &str) -> Result<()> {
         ctx.check_role(Role::Admin, "release background work")?;
         let mut tx = begin(&self.pool, &scope_setting(ctx))
@@ -2050,6 +2074,7 @@ impl Store for EngineStore {
         Ok(())
     }
 
+    #[tracing::instrument(name = "db", skip_all, fields(otel.name = "db audit_append", otel.kind = "client", db.system.name = DB_SYSTEM, db.operation.name = "audit_append"))]
     async fn audit_append(&self, ctx: &RequestContext, event: NewAuditEvent) -> Result<()> {
         // Only a target the caller could see is ever recorded (the context
         // sets it in check_visible); check again, so that a failure event
@@ -2070,6 +2095,7 @@ impl Store for EngineStore {
         commit_audited(tx, ctx).await
     }
 
+    #[tracing::instrument(name = "db", skip_all, fields(otel.name = "db audit_list", otel.kind = "client", db.system.name = DB_SYSTEM, db.operation.name = "audit_list"))]
     async fn audit_list(
         &self,
         ctx: &RequestContext,
@@ -2142,6 +2168,7 @@ impl Store for EngineStore {
         ))
     }
 
+    #[tracing::instrument(name = "db", skip_all, fields(otel.name = "db linked_role_list_stale", otel.kind = "client", db.system.name = DB_SYSTEM, db.operation.name = "linked_role_list_stale"))]
     async fn linked_role_list_stale(
         &self,
         ctx: &RequestContext,
@@ -2172,5 +2199,32 @@ impl Store for EngineStore {
                 })
             })
             .collect()
+    }
+
+    #[tracing::instrument(name = "db", skip_all, fields(otel.name = "db gauges", otel.kind = "client", db.system.name = DB_SYSTEM, db.operation.name = "gauges"))]
+    async fn gauges(&self, ctx: &RequestContext) -> Result<Vec<GaugeRow>> {
+        ctx.check_role(Role::Admin, "read the telemetry gauges")?;
+        let rows: Vec<(String, String, i64, Option<DateTime<Utc>>)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(scoped_sql(
+                "SELECT kind, state, COUNT(*) AS n, MIN(since) AS oldest FROM ( \
+                 SELECT 'linked_role' AS kind, state, update_time AS since FROM linked_roles \
+                 UNION ALL \
+                 SELECT 'operation' AS kind, 'RUNNING' AS state, create_time AS since \
+                 FROM operations WHERE NOT done) AS t GROUP BY kind, state",
+                1,
+            )))
+            .bind(scope_setting(ctx))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|(kind, state, count, oldest)| GaugeRow {
+                kind,
+                state,
+                count: u64::try_from(count).unwrap_or(0),
+                oldest,
+            })
+            .collect())
     }
 }

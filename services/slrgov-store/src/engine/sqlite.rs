@@ -9,6 +9,9 @@ use crate::{Engine, OpenError, StoreConfig};
 
 type Db = sqlx::Sqlite;
 
+/// The engine as OpenTelemetry names it (`db.system.name` of the spans).
+const DB_SYSTEM: &str = "sqlite";
+
 const ENGINE: Engine = Engine::Sqlite;
 
 /// SQLite has no row locks: `BEGIN IMMEDIATE` takes the write lock up front.

@@ -267,7 +267,12 @@ impl TestServer {
                 let mut lines = BufReader::new(stderr).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
                     if let Some(rest) = line.split("listening on ").nth(1) {
-                        let addr = rest.split_whitespace().next().unwrap_or_default();
+                        // Text or JSON logs: the address ends at the first
+                        // character an address cannot hold.
+                        let addr: String = rest
+                            .chars()
+                            .take_while(|c| c.is_ascii_hexdigit() || ".:[]".contains(*c))
+                            .collect();
                         if let (Some(tx), Ok(addr)) = (addr_tx.take(), addr.parse::<SocketAddr>()) {
                             let _ = tx.send(addr);
                         }
@@ -414,6 +419,46 @@ pub struct Clients {
     pub regions: RegionServiceClient<Channel>,
     pub audit: AuditServiceClient<Channel>,
     pub operations: OperationsClient<Channel>,
+}
+
+impl Clients {
+    /// Registers a new instance of `account` in `region` (registering the
+    /// account first if it is not there yet) and returns the instance id.
+    pub async fn register_instance(&mut self, account: &str, region: &str) -> String {
+        use slrgov_proto::slrgov::v1 as pb;
+        let created = self
+            .accounts
+            .create_account(pb::CreateAccountRequest {
+                account_id: account.to_owned(),
+                account: Some(pb::Account {
+                    display_name: format!("Account {account}"),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            })
+            .await;
+        if let Err(status) = created {
+            assert_eq!(
+                status.code(),
+                tonic::Code::AlreadyExists,
+                "create account: {status:?}"
+            );
+        }
+        let id = instance_id();
+        self.instances
+            .create_instance(pb::CreateInstanceRequest {
+                parent: format!("accounts/{account}"),
+                instance_id: id.clone(),
+                instance: Some(pb::Instance {
+                    region: region.to_owned(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .expect("create instance");
+        id
+    }
 }
 
 /// What a refused call carried.
