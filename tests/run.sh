@@ -18,7 +18,7 @@ export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres
 # What the tests need beyond Rust: grpcurl and moto, in a local venv.
 venv="$root/tests/.venv"
 stamp="$venv/.requirements.sha256"
-want="$(sha256sum tests/requirements.txt | cut -d' ' -f1)"
+want="$(cat tests/requirements.txt tests/deploy/requirements.txt | sha256sum | cut -d' ' -f1)"
 if [ ! -x "$venv/bin/grpcurl" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "==> installing test tools into tests/.venv"
   python3 -m venv "$venv"

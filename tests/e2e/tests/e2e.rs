@@ -9,6 +9,7 @@ mod e2e {
     pub mod auth_sweep;
     pub mod bad_input;
     pub mod crash;
+    pub mod deploy;
     pub mod grpc_web;
     pub mod grpcurl;
     pub mod linked_roles;
