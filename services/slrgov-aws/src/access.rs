@@ -13,7 +13,7 @@ use aws_config::sts::AssumeRoleProvider;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use slrgov_domain::model::ExternalId;
 use slrgov_domain::types::{AccountId, Partition};
-use tokio::sync::Mutex;
+use std::sync::Mutex;
 
 use crate::iam::{IamApi, SdkIam, classify};
 
@@ -83,10 +83,16 @@ pub fn partition_region(partition: Partition) -> &'static str {
 /// Wraps each IAM client handed out (the tests' fault injection).
 pub type IamWrapper = Arc<dyn Fn(Arc<dyn IamApi>, &AccountTarget) -> Arc<dyn IamApi> + Send + Sync>;
 
+/// One account's client, made once (concurrent first calls wait for the
+/// same verification; a failed one leaves the cell empty for the next).
+type ClientCell = Arc<tokio::sync::OnceCell<Arc<dyn IamApi>>>;
+
 /// Hands out verified IAM clients per account, cached.
 pub struct AwsAccess {
     base: SdkConfig,
-    clients: Mutex<HashMap<AccountTarget, Arc<dyn IamApi>>>,
+    /// The map is locked only to find an account's cell: a slow STS call
+    /// for one account never holds up another account's requests.
+    clients: Mutex<HashMap<AccountTarget, ClientCell>>,
     wrap: Option<IamWrapper>,
     limiter: Option<Arc<crate::limit::IamLimiter>>,
 }
@@ -138,10 +144,20 @@ impl AwsAccess {
     /// A verified IAM client for `target`: the same one until the target
     /// changes (a new role or external id makes a new one).
     pub async fn iam(&self, target: &AccountTarget) -> Result<Arc<dyn IamApi>, AccessError> {
-        let mut clients = self.clients.lock().await;
-        if let Some(client) = clients.get(target) {
-            return Ok(client.clone());
-        }
+        let cell = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(target.clone())
+            .or_default()
+            .clone();
+        cell.get_or_try_init(|| self.connect(target))
+            .await
+            .map(Arc::clone)
+    }
+
+    /// Makes and verifies the client of `target`.
+    async fn connect(&self, target: &AccountTarget) -> Result<Arc<dyn IamApi>, AccessError> {
         let region = aws_config::Region::new(partition_region(target.partition));
         let config = match &target.access_role_arn {
             None => self.base.to_builder().region(region).build(),
@@ -217,7 +233,134 @@ impl AwsAccess {
                 limiter.clone(),
             ));
         }
-        clients.insert(target.clone(), client.clone());
         Ok(client)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use slrgov_domain::types::{AccountId, Partition};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::{AccountTarget, AwsAccess};
+
+    const FAST_ACCOUNT: &str = "222222222222";
+
+    /// Reads one HTTP request (head and body) from `socket`.
+    async fn read_request(socket: &mut tokio::net::TcpStream) -> String {
+        let mut data = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = socket.read(&mut buffer).await {
+            if n == 0 {
+                break;
+            }
+            data.extend_from_slice(&buffer[..n]);
+            let text = String::from_utf8_lossy(&data).to_string();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length = text[..end]
+                    .lines()
+                    .find_map(|l| {
+                        let (name, value) = l.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-length")
+                            .then(|| value.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                if data.len() >= end + 4 + length {
+                    return text;
+                }
+            }
+        }
+        String::from_utf8_lossy(&data).to_string()
+    }
+
+    /// An STS stand-in: AssumeRole hands out the key `FASTKEY`, whose
+    /// GetCallerIdentity answers at once (account 222222222222); a
+    /// GetCallerIdentity signed with the base key `SLOWKEY` never answers.
+    async fn sts_stub() -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let request = read_request(&mut socket).await;
+                    let body = if request.contains("Action=AssumeRole") {
+                        format!(
+                            "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+                             <AssumeRoleResult><Credentials><AccessKeyId>FASTKEY</AccessKeyId>\
+                             <SecretAccessKey>secret</SecretAccessKey><SessionToken>token</SessionToken>\
+                             <Expiration>2099-01-01T00:00:00Z</Expiration></Credentials>\
+                             <AssumedRoleUser><AssumedRoleId>AROA:slr</AssumedRoleId>\
+                             <Arn>arn:aws:sts::{FAST_ACCOUNT}:assumed-role/access/slr-governor</Arn>\
+                             </AssumedRoleUser></AssumeRoleResult>\
+                             <ResponseMetadata><RequestId>r1</RequestId></ResponseMetadata>\
+                             </AssumeRoleResponse>"
+                        )
+                    } else if request.contains("Credential=FASTKEY") {
+                        format!(
+                            "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+                             <GetCallerIdentityResult>\
+                             <Arn>arn:aws:sts::{FAST_ACCOUNT}:assumed-role/access/slr-governor</Arn>\
+                             <UserId>AROA:slr</UserId><Account>{FAST_ACCOUNT}</Account>\
+                             </GetCallerIdentityResult>\
+                             <ResponseMetadata><RequestId>r2</RequestId></ResponseMetadata>\
+                             </GetCallerIdentityResponse>"
+                        )
+                    } else {
+                        // The slow account: hold the connection, answer nothing.
+                        tokio::time::sleep(Duration::from_secs(600)).await;
+                        return;
+                    };
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/xml\r\ncontent-length: {}\r\n\
+                         connection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        addr
+    }
+
+    /// One account whose STS verification hangs does not hold up another
+    /// account's client.
+    #[tokio::test]
+    async fn a_slow_account_does_not_hold_up_the_others() {
+        let addr = sts_stub().await;
+        let base = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(format!("http://{addr}"))
+            .credentials_provider(aws_credential_types::Credentials::new(
+                "SLOWKEY", "secret", None, None, "test",
+            ))
+            .load()
+            .await;
+        let access = std::sync::Arc::new(AwsAccess::new(base));
+        let account = |id: &str| AccountId::parse(id).expect("account id");
+        let slow = AccountTarget::new(account("111111111111"), Partition::Aws, None, None);
+        let fast = AccountTarget::new(
+            account(FAST_ACCOUNT),
+            Partition::Aws,
+            Some(format!("arn:aws:iam::{FAST_ACCOUNT}:role/access")),
+            None,
+        );
+        let stuck = {
+            let access = access.clone();
+            tokio::spawn(async move { access.iam(&slow).await.map(|_| ()) })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let client = tokio::time::timeout(Duration::from_secs(10), access.iam(&fast))
+            .await
+            .expect("the other account is not held up by the slow one");
+        assert!(client.is_ok(), "{:?}", client.err());
+        assert!(
+            !stuck.is_finished(),
+            "the slow account is still waiting on STS"
+        );
+        stuck.abort();
     }
 }
