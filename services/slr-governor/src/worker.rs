@@ -33,7 +33,7 @@ pub async fn run(lifecycle: Lifecycle, owner: String, mut stop: watch::Receiver<
         slrgov_domain::names::InstanceKey,
         tokio::time::Instant,
     > = std::collections::HashMap::new();
-    loop {
+    'work: loop {
         tokio::select! {
             _ = stop.changed() => break,
             () = tokio::time::sleep(TICK) => {}
@@ -50,11 +50,17 @@ pub async fn run(lifecycle: Lifecycle, owner: String, mut stop: watch::Receiver<
                     // One unit of work: its own audit trail, its AWS calls
                     // noted in it and written with the change they cause.
                     let unit = ctx.unit_of_work("resume");
-                    let result = slrgov_aws::audit::recording(
-                        unit.audit.clone(),
-                        lifecycle.resume(&unit, &key).instrument(unit.span.clone()),
+                    let Some(result) = unless_stopped(
+                        &mut stop,
+                        slrgov_aws::audit::recording(
+                            unit.audit.clone(),
+                            lifecycle.resume(&unit, &key).instrument(unit.span.clone()),
+                        ),
                     )
-                    .await;
+                    .await
+                    else {
+                        break 'work;
+                    };
                     // A resume that keeps failing before it reaches AWS is
                     // logged, not audited every few seconds; one whose AWS
                     // calls no change recorded is audited with them.
@@ -91,15 +97,22 @@ pub async fn run(lifecycle: Lifecycle, owner: String, mut stop: watch::Receiver<
         };
         for operation in due {
             let unit = ctx.unit_of_work("advance");
+            tracing::debug!(operation = %operation.operation_id, "advancing an operation");
             unit.audit
                 .set_target(&operation.account_id, &operation.key().linked_role_name());
-            let step = slrgov_aws::audit::recording(
-                unit.audit.clone(),
-                lifecycle
-                    .advance(&unit, &operation)
-                    .instrument(unit.span.clone()),
+            let Some(step) = unless_stopped(
+                &mut stop,
+                slrgov_aws::audit::recording(
+                    unit.audit.clone(),
+                    lifecycle
+                        .advance(&unit, &operation)
+                        .instrument(unit.span.clone()),
+                ),
             )
-            .await;
+            .await
+            else {
+                break 'work;
+            };
             tracing::debug!(operation = %operation.operation_id, ?step, "operation step");
             if let Err(error) = store
                 .operation_step(&unit, &operation.operation_id, &owner, step)
@@ -117,6 +130,27 @@ pub async fn run(lifecycle: Lifecycle, owner: String, mut stop: watch::Receiver<
         tracing::warn!(error = %error.message, "cannot release the leases at shutdown");
     }
     tracing::info!(owner, "background worker stopped; leases released");
+}
+
+/// Runs one unit of work unless the worker is told to stop first. A unit
+/// cut short at shutdown (an IAM call that hangs, say) ends as if the
+/// process had died there, which every step is built for: the next claim
+/// repeats it. The worker then gives up its leases at once, so another
+/// replica takes the operation over without waiting for the lease to run
+/// out. (An ensure's claim on a linked role is not a lease of the worker's:
+/// it runs out after `SLRGOV_WORKFLOW_LEASE`, as after a crash.)
+async fn unless_stopped<F: std::future::Future>(
+    stop: &mut watch::Receiver<bool>,
+    work: F,
+) -> Option<F::Output> {
+    tokio::select! {
+        biased;
+        _ = stop.changed() => {
+            tracing::info!("stopping: a unit of background work is cut short; the next claim repeats it");
+            None
+        }
+        output = work => Some(output),
+    }
 }
 
 /// Writes the event of a unit of background work that failed once its

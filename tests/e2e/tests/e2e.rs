@@ -12,6 +12,7 @@ mod e2e {
     pub mod deploy;
     pub mod grpc_web;
     pub mod grpcurl;
+    pub mod handover;
     pub mod linked_roles;
     pub mod registry;
     pub mod replicas;

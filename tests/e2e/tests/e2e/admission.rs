@@ -9,24 +9,9 @@ use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_types::StatusExt;
 
-use super::support::{Engine, TestDb, TestServer, instance_id, refused};
+use super::support::{Engine, TestDb, TestServer, black_hole, instance_id, refused};
 
 const HOME: &str = "123456789012";
-
-/// A TCP endpoint that accepts every connection and never answers.
-async fn black_hole() -> (String, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let task = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((stream, _)) = listener.accept().await {
-            held.push(stream);
-        }
-    });
-    (url, task)
-}
 
 /// A server whose AWS never answers, with `extra` settings, an account and
 /// one instance in us-east-1; returns the server, the black hole and the

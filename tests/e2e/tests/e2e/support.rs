@@ -390,6 +390,11 @@ impl TestServer {
         }
     }
 
+    /// The process id (the background worker names its leases after it).
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or_default()
+    }
+
     /// Waits for the process to exit (after [`TestServer::terminate`]).
     pub async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
         tokio::time::timeout(within, self.child.wait())
@@ -640,4 +645,19 @@ impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
     }
+}
+
+/// A TCP endpoint that accepts every connection and never answers.
+pub async fn black_hole() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    (url, task)
 }
