@@ -39,11 +39,12 @@ static INSTRUMENTS: LazyLock<Instruments> = LazyLock::new(|| {
     }
 });
 
-/// True for the error codes with which AWS says "slow down".
-pub fn is_throttling(outcome: &str) -> bool {
+/// True for the error codes with which AWS says "slow down" (the same
+/// codes the IAM error classifier calls throttling).
+fn is_throttling(outcome: &str) -> bool {
     matches!(
-        outcome,
-        "Throttling" | "ThrottlingException" | "RequestLimitExceeded" | "TooManyRequestsException"
+        crate::iam::classify_code(outcome, String::new()),
+        crate::iam::IamError::Throttled(_)
     )
 }
 
