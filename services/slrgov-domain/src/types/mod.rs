@@ -4,14 +4,40 @@
 //! secret).
 
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::FieldError;
 
-fn is_ascii_alnum(s: &str) -> bool {
-    s.bytes().all(|b| b.is_ascii_alphanumeric())
+mod arn;
+#[cfg(test)]
+mod tests;
+
+pub use arn::{Arn, parse_access_role_arn};
+
+/// True when `value` is `len` bytes long and every byte is an ASCII letter,
+/// an ASCII digit or one of `extra`.
+fn is_charset(value: &str, len: RangeInclusive<usize>, extra: &[u8]) -> bool {
+    len.contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
+}
+
+/// Checks [`is_charset`]; `message` says what is expected when it fails.
+fn check_charset(
+    value: &str,
+    len: RangeInclusive<usize>,
+    extra: &[u8],
+    message: &str,
+) -> Result<(), FieldError> {
+    if is_charset(value, len, extra) {
+        Ok(())
+    } else {
+        Err(FieldError::new(message))
+    }
 }
 
 macro_rules! string_newtype {
@@ -193,172 +219,6 @@ impl FromStr for Partition {
     }
 }
 
-/// A parsed Amazon Resource Name:
-/// `arn:partition:service:region:account-id:resource`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Arn {
-    text: String,
-    partition: Partition,
-    service: String,
-    region: String,
-    account: String,
-    resource: String,
-}
-
-impl Arn {
-    /// Parses an ARN. The partition must be known; the account, when
-    /// present, must be 12 digits (or `aws` for AWS-managed policies).
-    pub fn parse(value: &str) -> Result<Self, FieldError> {
-        if value.len() > 2048 {
-            return Err(FieldError::new("must be an ARN of at most 2048 characters"));
-        }
-        let mut parts = value.splitn(6, ':');
-        let (
-            Some("arn"),
-            Some(partition),
-            Some(service),
-            Some(region),
-            Some(account),
-            Some(resource),
-        ) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        )
-        else {
-            return Err(FieldError::new(
-                "must be an ARN: arn:partition:service:region:account-id:resource",
-            ));
-        };
-        let partition = Partition::parse(partition)
-            .map_err(|_| FieldError::new("has an unknown partition (aws, aws-us-gov, aws-cn)"))?;
-        if service.is_empty()
-            || !service
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
-            return Err(FieldError::new("has a malformed service"));
-        }
-        if !region.is_empty() && RegionCode::parse(region).is_err() {
-            return Err(FieldError::new("has a malformed region"));
-        }
-        if !account.is_empty() && account != "aws" && AccountId::parse(account).is_err() {
-            return Err(FieldError::new("has a malformed account id"));
-        }
-        if resource.is_empty()
-            || resource
-                .chars()
-                .any(|c| c.is_control() || c.is_whitespace())
-        {
-            return Err(FieldError::new("has an empty or malformed resource"));
-        }
-        Ok(Arn {
-            text: value.to_owned(),
-            partition,
-            service: service.to_owned(),
-            region: region.to_owned(),
-            account: account.to_owned(),
-            resource: resource.to_owned(),
-        })
-    }
-
-    /// Parses an ARN of `service` whose resource starts with one of
-    /// `prefixes`, in `partition`.
-    pub fn parse_of(
-        value: &str,
-        partition: Partition,
-        service: &str,
-        prefixes: &[&str],
-        what: &str,
-    ) -> Result<Self, FieldError> {
-        let arn = Self::parse(value)?;
-        if arn.service != service || !prefixes.iter().any(|p| arn.resource.starts_with(p)) {
-            return Err(FieldError::new(format!("must be the ARN of {what}")));
-        }
-        if arn.partition != partition {
-            return Err(FieldError::new(format!(
-                "is in partition {} but the account is in {partition}",
-                arn.partition
-            )));
-        }
-        Ok(arn)
-    }
-
-    /// The ARN text.
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-    /// The partition.
-    pub fn partition(&self) -> Partition {
-        self.partition
-    }
-    /// The service, e.g. `iam`.
-    pub fn service(&self) -> &str {
-        &self.service
-    }
-    /// The region (empty for global services).
-    pub fn region(&self) -> &str {
-        &self.region
-    }
-    /// The account id (empty for S3 buckets; `aws` for AWS-managed policies).
-    pub fn account(&self) -> &str {
-        &self.account
-    }
-    /// The resource part, e.g. `role/path/name`.
-    pub fn resource(&self) -> &str {
-        &self.resource
-    }
-}
-
-impl fmt::Display for Arn {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
-    }
-}
-
-impl From<Arn> for String {
-    fn from(value: Arn) -> String {
-        value.text
-    }
-}
-
-impl TryFrom<String> for Arn {
-    type Error = FieldError;
-    fn try_from(value: String) -> Result<Self, FieldError> {
-        Self::parse(&value)
-    }
-}
-
-/// The ARN of an IAM role the service may assume in an account.
-pub fn parse_access_role_arn(
-    value: &str,
-    partition: Partition,
-    account: &AccountId,
-) -> Result<Arn, FieldError> {
-    let arn = Arn::parse_of(value, partition, "iam", &["role/"], "an IAM role")?;
-    if arn.account() != account.as_str() {
-        return Err(FieldError::new(
-            "must be a role in the account itself, so that the service can only act there",
-        ));
-    }
-    let name = arn.resource().rsplit('/').next().unwrap_or_default();
-    if name.is_empty() || name.len() > 64 || !name.bytes().all(is_iam_name_byte) {
-        return Err(FieldError::new("has a malformed role name"));
-    }
-    if !arn.region().is_empty() {
-        return Err(FieldError::new("must not name a region (IAM is global)"));
-    }
-    Ok(arn)
-}
-
-fn is_iam_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b)
-}
-
 string_newtype!(
     /// An S3 bucket name (the general-purpose bucket naming rules).
     BucketName
@@ -408,10 +268,7 @@ impl InstanceAlias {
     /// ending with a letter or digit.
     pub fn parse(value: &str) -> Result<Self, FieldError> {
         let bytes = value.as_bytes();
-        let ok = (1..=62).contains(&value.len())
-            && bytes
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+        let ok = is_charset(value, 1..=62, b"-")
             && bytes[0].is_ascii_alphanumeric()
             && bytes[bytes.len() - 1].is_ascii_alphanumeric();
         if ok {
@@ -462,17 +319,12 @@ pub fn check_role_description(value: &str) -> Result<(), FieldError> {
 /// Checks an STS external id: 2 to 1224 characters of `[\w+=,.@:/-]`. The
 /// message never repeats the value (it is a secret).
 pub fn check_external_id(value: &str) -> Result<(), FieldError> {
-    let ok = (2..=1224).contains(&value.len())
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@:/-".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(FieldError::new(
-            "must be 2 to 1224 characters of letters, digits and _+=,.@:/-",
-        ))
-    }
+    check_charset(
+        value,
+        2..=1224,
+        b"_+=,.@:/-",
+        "must be 2 to 1224 characters of letters, digits and _+=,.@:/-",
+    )
 }
 
 string_newtype!(
@@ -484,17 +336,13 @@ impl RequestId {
     /// Parses a request id: 1 to 128 characters of `[A-Za-z0-9._~-]` (a
     /// UUID is the usual choice).
     pub fn parse(value: &str) -> Result<Self, FieldError> {
-        let ok = (1..=128).contains(&value.len())
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._~-".contains(&b));
-        if ok {
-            Ok(RequestId(value.to_owned()))
-        } else {
-            Err(FieldError::new(
-                "must be 1 to 128 characters of letters, digits and ._~- (a UUID is best)",
-            ))
-        }
+        check_charset(
+            value,
+            1..=128,
+            b"._~-",
+            "must be 1 to 128 characters of letters, digits and ._~- (a UUID is best)",
+        )?;
+        Ok(RequestId(value.to_owned()))
     }
 
     /// An optional request id: empty means none.
@@ -515,17 +363,13 @@ string_newtype!(
 impl LogGroupName {
     /// Parses a log group name: 1 to 512 characters of `[.\-_/#A-Za-z0-9]`.
     pub fn parse(value: &str) -> Result<Self, FieldError> {
-        let ok = (1..=512).contains(&value.len())
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-/#".contains(&b));
-        if ok {
-            Ok(LogGroupName(value.to_owned()))
-        } else {
-            Err(FieldError::new(
-                "must be a log group name: 1 to 512 characters of letters, digits and ._-/#",
-            ))
-        }
+        check_charset(
+            value,
+            1..=512,
+            b"._-/#",
+            "must be a log group name: 1 to 512 characters of letters, digits and ._-/#",
+        )?;
+        Ok(LogGroupName(value.to_owned()))
     }
 }
 
@@ -537,17 +381,13 @@ string_newtype!(
 impl ProfilesDomain {
     /// Parses a domain name: 1 to 64 characters of `[A-Za-z0-9_-]`.
     pub fn parse(value: &str) -> Result<Self, FieldError> {
-        let ok = (1..=64).contains(&value.len())
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if ok {
-            Ok(ProfilesDomain(value.to_owned()))
-        } else {
-            Err(FieldError::new(
-                "must be a Customer Profiles domain name: 1 to 64 letters, digits, _ and -",
-            ))
-        }
+        check_charset(
+            value,
+            1..=64,
+            b"_-",
+            "must be a Customer Profiles domain name: 1 to 64 letters, digits, _ and -",
+        )?;
+        Ok(ProfilesDomain(value.to_owned()))
     }
 }
 
@@ -559,13 +399,13 @@ string_newtype!(
 impl VoiceIdDomain {
     /// Parses a Voice ID domain id: 22 letters and digits.
     pub fn parse(value: &str) -> Result<Self, FieldError> {
-        if value.len() == 22 && is_ascii_alnum(value) {
-            Ok(VoiceIdDomain(value.to_owned()))
-        } else {
-            Err(FieldError::new(
-                "must be a Voice ID domain id: 22 letters and digits",
-            ))
-        }
+        check_charset(
+            value,
+            22..=22,
+            b"",
+            "must be a Voice ID domain id: 22 letters and digits",
+        )?;
+        Ok(VoiceIdDomain(value.to_owned()))
     }
 }
 
@@ -592,121 +432,5 @@ impl Revision {
             Ok(n) if n > 0 && inner.len() <= 19 => Ok(Some(Revision(n))),
             _ => Err(FieldError::new("is not an etag issued by this service")),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn account_ids() {
-        assert!(AccountId::parse("123456789012").is_ok());
-        for bad in [
-            "",
-            "12345678901",
-            "1234567890123",
-            "12345678901a",
-            "１２３４５６７８９０１２",
-        ] {
-            assert!(AccountId::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn instance_ids_are_canonical() {
-        let id = InstanceId::parse("4A3B2C1D-0000-4000-8000-123456789ABC").expect("uuid");
-        assert_eq!(id.as_str(), "4a3b2c1d-0000-4000-8000-123456789abc");
-        for bad in [
-            "",
-            "4a3b2c1d00004000800012345678abcd",
-            "{4a3b2c1d-0000-4000-8000-123456789abc}",
-            "4a3b2c1d-0000-4000-8000-123456789abg",
-        ] {
-            assert!(InstanceId::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn regions_and_partitions() {
-        let gov = RegionCode::parse("us-gov-west-1").expect("gov");
-        assert_eq!(gov.partition(), Partition::AwsUsGov);
-        assert_eq!(
-            RegionCode::parse("eu-west-2").expect("eu").partition(),
-            Partition::Aws
-        );
-        for bad in [
-            "",
-            "us-east",
-            "US-EAST-1",
-            "us-east-1a",
-            "us--1",
-            "us-east-123",
-        ] {
-            assert!(RegionCode::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn arns_are_partition_aware() {
-        let account = AccountId::parse("123456789012").expect("account");
-        let arn = parse_access_role_arn(
-            "arn:aws-us-gov:iam::123456789012:role/ops/Governor",
-            Partition::AwsUsGov,
-            &account,
-        )
-        .expect("gov role");
-        assert_eq!(arn.partition(), Partition::AwsUsGov);
-        assert_eq!(arn.resource(), "role/ops/Governor");
-        // wrong partition, other account, not a role, garbage
-        for bad in [
-            "arn:aws:iam::123456789012:role/Governor",
-            "arn:aws-us-gov:iam::210987654321:role/Governor",
-            "arn:aws-us-gov:iam::123456789012:user/Governor",
-            "arn:aws-us-gov:iam::123456789012",
-            "not-an-arn",
-            "arn:aws-moon:iam::123456789012:role/x",
-        ] {
-            assert!(
-                parse_access_role_arn(bad, Partition::AwsUsGov, &account).is_err(),
-                "{bad}"
-            );
-        }
-    }
-
-    #[test]
-    fn bucket_names() {
-        for good in ["amazon-connect-abc", "my.bucket.name", "a1b"] {
-            assert!(BucketName::parse(good).is_ok(), "{good}");
-        }
-        for bad in [
-            "ab",
-            "Upper",
-            "-start",
-            "end-",
-            "a..b",
-            "192.168.5.4",
-            "xn--bucket",
-            "bucket-s3alias",
-            "under_score",
-        ] {
-            assert!(BucketName::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn aliases_descriptions_and_etags() {
-        assert!(InstanceAlias::parse("my-contact-center").is_ok());
-        assert!(InstanceAlias::parse(&"a".repeat(62)).is_ok());
-        assert!(InstanceAlias::parse(&"a".repeat(63)).is_err());
-        assert!(InstanceAlias::parse("-x").is_err());
-        assert!(check_role_description(&"d".repeat(1000)).is_ok());
-        assert!(check_role_description(&"d".repeat(1001)).is_err());
-        assert!(check_role_description("emoji \u{1F600}").is_err());
-        assert_eq!(Revision::parse_etag("").expect("empty"), None);
-        assert_eq!(Revision::parse_etag("7").expect("7"), Some(Revision(7)));
-        assert_eq!(Revision::parse_etag("\"7\"").expect("7"), Some(Revision(7)));
-        assert!(Revision::parse_etag("abc").is_err());
-        assert!(Revision::parse_etag("-1").is_err());
     }
 }
