@@ -41,13 +41,17 @@ PY
   sleep 1
 done
 
-# The end-to-end suite starts the real binary: build it in the test profile.
+# The end-to-end suite starts the real binary: build it in the test
+# profile, with the IAM fault layer (SLRGOV_TEST_IAM_FAULTS) that only test
+# builds carry. The same features for the build and the run, so that the
+# run does not rebuild the binary without them.
+features=(--features slr-governor/test-faults)
 echo "==> building"
-cargo build --workspace --all-targets --locked
+cargo build --workspace --all-targets --locked "${features[@]}"
 
 echo "==> testing"
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --locked --no-fail-fast "$@"
+  cargo nextest run --workspace --locked --no-fail-fast "${features[@]}" "$@"
 else
-  cargo test --workspace --locked --no-fail-fast "$@"
+  cargo test --workspace --locked --no-fail-fast "${features[@]}" "$@"
 fi

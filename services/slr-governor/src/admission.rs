@@ -28,11 +28,8 @@ use tonic::codegen::http;
 use tonic_types::{ErrorDetails, StatusExt};
 use tower::{Layer, Service};
 
-use crate::caller::CorrelationId;
+use crate::request::{CorrelationId, Deadline, is_open_path};
 use crate::status::ERROR_DOMAIN;
-
-/// Paths that are never limited (probes and discovery).
-const UNCOUNTED_PREFIXES: &[&str] = &["/grpc.health.v1.Health/", "/grpc.reflection."];
 
 /// How long a refused caller is told to wait.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -124,9 +121,10 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let path = request.uri().path();
-        if UNCOUNTED_PREFIXES.iter().any(|p| path.starts_with(p)) {
+        // Probes and discovery are never limited.
+        if is_open_path(path) {
             return Box::pin(self.inner.call(request));
         }
         let correlation_id = request
@@ -163,6 +161,9 @@ where
                 .min(self.layer.timeout)
         });
         let path = path.to_owned();
+        request
+            .extensions_mut()
+            .insert(Deadline(std::time::Instant::now() + timeout));
         let work = self.inner.call(request);
         Box::pin(async move {
             let _permit = permit;

@@ -21,22 +21,7 @@ use tower::{Layer, Service};
 
 use crate::auth::Authenticator;
 use crate::auth::rate::RateLimiter;
-
-/// The header a caller may set to correlate its logs with ours.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
-
-/// The path prefixes that need no credentials: health checks and
-/// reflection.
-const OPEN_PREFIXES: &[&str] = &["/grpc.health.v1.Health/", "/grpc.reflection."];
-
-/// A request's correlation id.
-#[derive(Debug, Clone)]
-pub struct CorrelationId(pub String);
-
-/// The gRPC method of a request, from its HTTP path
-/// (`slrgov.v1.InstanceService/CreateInstance`), for the audit trail.
-#[derive(Debug, Clone)]
-pub struct RpcMethod(pub String);
+use crate::request::{CorrelationId, RpcMethod, correlation_id, is_open_path};
 
 /// Authenticates and rate-limits every request, and attaches its caller.
 #[derive(Debug, Clone)]
@@ -69,26 +54,6 @@ pub struct CallerService<S> {
     inner: S,
     auth: Authenticator,
     limiter: Option<Arc<RateLimiter>>,
-}
-
-/// A caller-supplied correlation id, if it is short and printable; else a
-/// new one.
-pub fn correlation_id(headers: &http::HeaderMap) -> String {
-    headers
-        .get(REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 128
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
-        })
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
-}
-
-/// True for the paths that need no credentials.
-fn is_open(path: &str) -> bool {
-    OPEN_PREFIXES.iter().any(|prefix| path.starts_with(prefix))
 }
 
 impl<S> CallerService<S> {
@@ -137,7 +102,7 @@ where
         // The RPC's server span (the telemetry layer's, current here) names
         // who called.
         let span = tracing::Span::current();
-        if !is_open(request.uri().path()) {
+        if !is_open_path(request.uri().path()) {
             match self.admit(&request) {
                 Ok(caller) => {
                     span.record("enduser.id", caller.principal.as_str());
@@ -189,5 +154,11 @@ pub fn context<T>(request: &tonic::Request<T>, method: &'static str) -> RequestC
         .extensions()
         .get::<RpcMethod>()
         .map_or_else(|| method.to_owned(), |m| m.0.clone());
-    RequestContext::new(caller, correlation_id, span).with_method(full_method)
+    let deadline = request
+        .extensions()
+        .get::<crate::request::Deadline>()
+        .map(|d| d.0);
+    RequestContext::new(caller, correlation_id, span)
+        .with_method(full_method)
+        .with_deadline(deadline)
 }

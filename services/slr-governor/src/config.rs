@@ -13,6 +13,7 @@ use clap::Args;
 use serde::Deserialize;
 
 use crate::env;
+use crate::units::parse_duration;
 
 /// The default listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
@@ -59,6 +60,10 @@ pub struct Overrides {
     /// resume it, e.g. `60s`.
     #[arg(long, env = env::WORKFLOW_LEASE, global = true)]
     pub workflow_lease: Option<String>,
+
+    /// How long a request id is remembered, e.g. `24h`.
+    #[arg(long, env = env::REQUEST_ID_TTL, global = true)]
+    pub request_id_ttl: Option<String>,
 
     /// A JWKS file of the public keys that sign callers' JWTs.
     #[arg(long, env = env::AUTH_JWKS_FILE, global = true)]
@@ -132,6 +137,7 @@ struct FileConfig {
     shutdown_grace: Option<String>,
     regions_file: Option<PathBuf>,
     workflow_lease: Option<String>,
+    request_id_ttl: Option<String>,
     auth_jwks_file: Option<PathBuf>,
     auth_issuer: Option<String>,
     auth_audience: Option<String>,
@@ -172,6 +178,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// How long a workflow holds its claim.
     pub workflow_lease: Duration,
+    /// How long request ids are remembered.
+    pub request_id_ttl: Duration,
     /// The regions table: built in, with the operator's file applied.
     pub regions: crate::regions::RegionTable,
     /// Who may call: the loaded JWKS and tokens file, or off.
@@ -319,24 +327,6 @@ fn tls_files(
     }
 }
 
-/// Parses durations such as `500ms`, `20s`, `2m`.
-pub fn parse_duration(value: &str) -> anyhow::Result<Duration> {
-    let value = value.trim();
-    let (number, unit) = value
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or((value, "s"), |at| value.split_at(at));
-    let number: u64 = number
-        .parse()
-        .with_context(|| format!("invalid duration {value:?}: expected e.g. 500ms, 20s, 2m"))?;
-    Ok(match unit {
-        "ms" => Duration::from_millis(number),
-        "s" => Duration::from_secs(number),
-        "m" => Duration::from_secs(number * 60),
-        "h" => Duration::from_secs(number * 3600),
-        _ => bail!("invalid duration {value:?}: expected e.g. 500ms, 20s, 2m, 1h"),
-    })
-}
-
 impl Config {
     /// Resolves the layers.
     pub fn resolve(overrides: &Overrides) -> anyhow::Result<Config> {
@@ -387,6 +377,10 @@ impl Config {
         let workflow_lease = match overrides.workflow_lease.clone().or(file.workflow_lease) {
             Some(value) => parse_duration(&value).context(env::WORKFLOW_LEASE)?,
             None => crate::lifecycle::DEFAULT_LEASE,
+        };
+        let request_id_ttl = match overrides.request_id_ttl.clone().or(file.request_id_ttl) {
+            Some(value) => parse_duration(&value).context(env::REQUEST_ID_TTL)?,
+            None => slrgov_store::DEFAULT_REQUEST_ID_TTL,
         };
         let tls = tls_files(
             overrides.tls_cert.clone().or(file.tls_cert),
@@ -467,6 +461,7 @@ impl Config {
             tls,
             rate_limit,
             workflow_lease,
+            request_id_ttl,
             regions,
             listen,
             database_url,

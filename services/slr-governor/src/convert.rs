@@ -98,77 +98,61 @@ pub fn linked_role(role: &slrgov_domain::model::LinkedRole) -> pb::LinkedRole {
     }
 }
 
-/// A stored operation as a google.longrunning.Operation.
+/// A workflow as a google.longrunning.Operation (for the kinds that are
+/// operations): its metadata is the row seen through the API, so a
+/// watcher, a poller and a restart all see the same thing.
 pub fn operation(
-    operation: &slrgov_domain::model::OperationRecord,
+    record: &slrgov_domain::workflow::WorkflowRecord,
 ) -> slrgov_proto::google::longrunning::Operation {
-    use slrgov_domain::model::OperationVerb;
+    use slrgov_domain::model::LinkedRole;
+    use slrgov_domain::workflow::{Phase, WorkflowKind};
     use slrgov_proto::google::longrunning::{Operation, operation::Result as OpResult};
-    use slrgov_proto::google::rpc;
-    let key = operation.key();
-    let target = match operation.verb {
-        OperationVerb::Retire => key.linked_role_name(),
-        OperationVerb::Delete => key.name(),
+    let key = record.key();
+    let target = match record.kind {
+        WorkflowKind::Delete => key.name(),
+        WorkflowKind::Retire | WorkflowKind::Ensure => key.linked_role_name(),
     };
     let metadata = pb::OperationMetadata {
-        create_time: Some(timestamp(operation.create_time)),
-        end_time: operation.end_time.map(timestamp),
+        create_time: Some(timestamp(record.create_time)),
+        end_time: record.end_time.map(timestamp),
         target: target.clone(),
-        verb: operation.verb.as_str().to_owned(),
-        status_message: operation.status_message.clone(),
-        principal: operation.principal.clone(),
-        request_id: operation.request_id.clone().unwrap_or_default(),
+        verb: record.kind.as_str().to_owned(),
+        status_message: record.status_message.clone(),
+        principal: record.principal.clone(),
+        request_id: record.request_id.clone().unwrap_or_default(),
+        step: record.step.clone(),
+        attempt: i32::try_from(record.attempt).unwrap_or(i32::MAX),
     };
-    let result = if !operation.done {
-        None
-    } else if let Some(error) = &operation.error {
-        let mut info_metadata = std::collections::HashMap::new();
-        info_metadata.insert("resource".to_owned(), target.clone());
-        let mut details = Vec::new();
-        let mut violations = Vec::new();
-        if let Some(failure) = &error.failure {
-            info_metadata.insert("deletion_failure_reason".to_owned(), failure.reason.clone());
-            for (region, resources) in &failure.role_usage {
-                info_metadata.insert(format!("role_usage.{region}"), resources.join(","));
-                for resource in resources {
-                    violations.push(rpc::precondition_failure::Violation {
-                        r#type: "ROLE_IN_USE".to_owned(),
-                        subject: resource.clone(),
-                        description: format!("uses the role in {region}"),
-                    });
-                }
-            }
-        }
-        details.push(slrgov_proto::to_any(&rpc::ErrorInfo {
-            reason: error.reason.clone(),
-            domain: crate::status::ERROR_DOMAIN.to_owned(),
-            metadata: info_metadata,
-        }));
-        if !violations.is_empty() {
-            details.push(slrgov_proto::to_any(&rpc::PreconditionFailure {
-                violations,
-            }));
-        }
-        Some(OpResult::Error(rpc::Status {
-            // Every way a retirement ends in error is a precondition of the
-            // role or the account (in use, credentials).
-            code: tonic::Code::FailedPrecondition as i32,
-            message: error.message.clone(),
-            details,
-        }))
-    } else {
-        Some(OpResult::Response(match &operation.response {
-            Some(role) => slrgov_proto::to_any(&linked_role(role)),
-            None => prost_types::Any {
-                type_url: "type.googleapis.com/google.protobuf.Empty".to_owned(),
-                value: Vec::new(),
+    let result = match (record.phase, &record.error) {
+        (Phase::Running | Phase::Unwinding, _) => None,
+        (Phase::Failed, Some(error)) => Some(OpResult::Error(crate::status::operation_error(
+            error, &target,
+        ))),
+        (Phase::Failed, None) => Some(OpResult::Error(crate::status::operation_error(
+            &slrgov_domain::workflow::WorkflowError::from(slrgov_domain::Error::internal(
+                "the operation failed",
+            )),
+            &target,
+        ))),
+        (Phase::Succeeded, _) => Some(OpResult::Response(
+            match record
+                .output::<Option<LinkedRole>>()
+                .ok()
+                .flatten()
+                .flatten()
+            {
+                Some(role) => slrgov_proto::to_any(&linked_role(&role)),
+                None => prost_types::Any {
+                    type_url: "type.googleapis.com/google.protobuf.Empty".to_owned(),
+                    value: Vec::new(),
+                },
             },
-        }))
+        )),
     };
     Operation {
-        name: format!("operations/{}", operation.operation_id),
+        name: format!("operations/{}", record.id),
         metadata: Some(slrgov_proto::to_any(&metadata)),
-        done: operation.done,
+        done: record.done(),
         result,
     }
 }
@@ -502,29 +486,64 @@ pub fn account_fields(
 // ---------------------------------------------------------------------------
 // Request ids
 
-/// Makes the idempotency key of a request: its request id and a digest of
-/// the method and every other parameter (the request id cleared first).
-pub fn idempotency<M: Message + Clone>(
+/// A request that carries an AIP-155 `request_id`.
+pub trait WithRequestId: Message + Clone {
+    /// Its request id (empty: none).
+    fn request_id(&self) -> &str;
+    /// The same request without its request id (what its fingerprint is
+    /// made of).
+    fn without_request_id(&self) -> Self;
+}
+
+macro_rules! with_request_id {
+    ($($request:ty),* $(,)?) => {$(
+        impl WithRequestId for $request {
+            fn request_id(&self) -> &str {
+                &self.request_id
+            }
+
+            fn without_request_id(&self) -> Self {
+                let mut copy = self.clone();
+                copy.request_id.clear();
+                copy
+            }
+        }
+    )*};
+}
+
+with_request_id!(
+    pb::CreateAccountRequest,
+    pb::CreateInstanceRequest,
+    pb::UpdateInstanceRequest,
+    pb::DeleteInstanceRequest,
+    pb::EnsureLinkedRoleRequest,
+    pb::UpdateLinkedRoleDescriptionRequest,
+    pb::UpdateLinkedRoleRequest,
+    pb::RetireLinkedRoleRequest,
+);
+
+/// Makes the idempotency key of a request: its request id (validated, a
+/// bad one recorded in `violations`) and a digest of the method and every
+/// other parameter.
+pub fn idempotency<M: WithRequestId>(
     violations: &mut Violations,
     method: &str,
     request: &M,
-    request_id: &str,
-    clear: impl FnOnce(&mut M),
 ) -> Option<Idempotency> {
     let request_id = violations
         .check(
             "request_id",
-            slrgov_domain::types::RequestId::parse_optional(request_id),
+            slrgov_domain::types::RequestId::parse_optional(request.request_id()),
         )
         .flatten()?;
-    let mut copy = request.clone();
-    clear(&mut copy);
+    let copy = request.without_request_id();
     let mut hasher = Sha256::new();
     hasher.update(method.as_bytes());
     hasher.update([0]);
     hasher.update(copy.encode_to_vec());
     Some(Idempotency {
         request_id,
+        method: method.to_owned(),
         fingerprint: hasher.finalize().to_vec(),
     })
 }

@@ -27,9 +27,12 @@ pub const REGIONS_FILE: &str = "SLRGOV_REGIONS_FILE";
 /// moto cannot show (throttling, eventual consistency, failing deletions).
 /// The server logs a warning when it is set.
 pub const TEST_IAM_FAULTS: &str = "SLRGOV_TEST_IAM_FAULTS";
-/// How long a workflow (ensure) holds its claim before another process may
-/// resume it, e.g. `60s` (the default).
+/// How long a workflow (ensure, retire) is held at a time before another
+/// process may take it over, e.g. `60s` (the default).
 pub const WORKFLOW_LEASE: &str = "SLRGOV_WORKFLOW_LEASE";
+/// How long a request id is remembered (AIP-155), e.g. `24h` (the
+/// default): a retry within the window gets the first answer.
+pub const REQUEST_ID_TTL: &str = "SLRGOV_REQUEST_ID_TTL";
 /// A JWKS file (RFC 7517) of the public keys that sign callers' JWTs
 /// (RS256, ES256, EdDSA). Needs `SLRGOV_AUTH_ISSUER` and
 /// `SLRGOV_AUTH_AUDIENCE`.

@@ -86,7 +86,30 @@ pub fn store_config(config: &Config) -> StoreConfig {
     let mut store = StoreConfig::new(config.database_url.clone());
     store.max_connections = config.database_max_connections;
     store.allow_rls_bypass = config.allow_rls_bypass;
+    store.request_id_ttl = config.request_id_ttl;
     store
+}
+
+/// Tests only (the `test-faults` feature): wraps every IAM client in the
+/// fault-injecting layer when `SLRGOV_TEST_IAM_FAULTS` holds a plan.
+#[cfg(feature = "test-faults")]
+fn with_test_faults(aws: slrgov_aws::AwsAccess) -> anyhow::Result<slrgov_aws::AwsAccess> {
+    let Ok(plan) = std::env::var(crate::env::TEST_IAM_FAULTS) else {
+        return Ok(aws);
+    };
+    let plan = slrgov_aws::faults::FaultPlan::from_json(&plan)
+        .with_context(|| format!("{}: invalid fault plan", crate::env::TEST_IAM_FAULTS))?;
+    tracing::warn!(?plan, "IAM fault injection is on: for tests only");
+    Ok(aws.with_wrapper(move |inner, target| {
+        Arc::new(
+            slrgov_aws::faults::FaultyIam::new(
+                inner,
+                plan.clone(),
+                slrgov_aws::faults::CallLog::default(),
+            )
+            .in_account(target.account_id.as_str()),
+        )
+    }))
 }
 
 /// Opens the store, retrying with backoff until the database answers; a
@@ -196,7 +219,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // the client down when AWS throttles it), 3 attempts. The lifecycle
     // retries transient failures on top of it, bounded; the per-account
     // limit keeps the service under IAM's limits in the first place.
-    let mut aws = slrgov_aws::AwsAccess::new(
+    let aws = slrgov_aws::AwsAccess::new(
         aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("us-east-1"))
             .retry_config(aws_config::retry::RetryConfig::adaptive().with_max_attempts(3))
@@ -206,22 +229,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     .with_iam_rate(slrgov_aws::limit::IamRate::per_second(
         config.iam_rate_per_account,
     ));
-    if let Ok(plan) = std::env::var(crate::env::TEST_IAM_FAULTS) {
-        let plan = slrgov_aws::faults::FaultPlan::from_json(&plan)
-            .with_context(|| format!("{}: invalid fault plan", crate::env::TEST_IAM_FAULTS))?;
-        tracing::warn!(?plan, "IAM fault injection is on: for tests only");
-        aws = aws.with_wrapper(move |inner, target| {
-            Arc::new(
-                slrgov_aws::faults::FaultyIam::new(
-                    inner,
-                    plan.clone(),
-                    slrgov_aws::faults::CallLog::default(),
-                )
-                .in_account(target.account_id.as_str()),
-            )
-        });
-    }
-    let aws = Arc::new(aws);
+    #[cfg(feature = "test-faults")]
+    let aws = with_test_faults(aws)?;
+    let aws: Arc<dyn slrgov_aws::IamProvider> = Arc::new(aws);
     let state = AppState::new(config.regions.clone(), aws, config.workflow_lease);
     let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel::<slrgov_store::OpenError>();
     let (worker_stop_tx, worker_stop_rx) = watch::channel(false);

@@ -1,111 +1,73 @@
-//! The background worker: resumes ensures whose process died, and drives
-//! running operations (retirements) to the end. Each replica runs one; they share the work through leases on the
-//! operation rows (`FOR UPDATE SKIP LOCKED` on Postgres), and a dead
-//! replica's operations are taken over when its leases run out. The
-//! worker acts for every account, with an explicit, logged scope.
+//! The background worker, one per replica. It does one job: claim the
+//! workflows that are due (any kind: an ensure whose process died, a
+//! retirement waiting on IAM) and run their next steps with the one engine
+//! ([`Lifecycle::resume`]). Replicas share the work through leases on the
+//! workflow rows (`FOR UPDATE SKIP LOCKED` on Postgres); a dead replica's
+//! workflows are taken over when its leases run out, and a stopping one
+//! hands them over at once. When a workflow runs again is its row's
+//! `not_before`, never memory. Now and then it also sweeps expired request
+//! ids. It acts for every account, with an explicit, logged scope.
 
 use std::time::Duration;
 
 use slrgov_domain::RequestContext;
+use slrgov_store::Store;
 use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::lifecycle::Lifecycle;
 
-/// How long a claimed operation is held before another replica may take it.
-const LEASE: Duration = Duration::from_secs(30);
-/// How long a resume that failed waits before it is tried again.
-const RESUME_BACKOFF: Duration = Duration::from_secs(5);
 /// How often the worker looks for due work.
 const TICK: Duration = Duration::from_millis(200);
+/// How many workflows one claim takes.
+const CLAIM: u32 = 8;
+/// How often expired request ids are swept, and how many at a time.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+const SWEEP_BATCH: u32 = 1000;
 
 /// Runs until `stop` changes, then gives up its leases so another replica
 /// takes the work over at once.
 pub async fn run(lifecycle: Lifecycle, owner: String, mut stop: watch::Receiver<bool>) {
-    let mut ctx = RequestContext::for_worker("operations");
+    let mut ctx = RequestContext::for_worker("workflows");
     // The owner (process and instance) in every correlation id of this
     // worker, so that its audit events and logs say which replica did the
     // work.
     ctx.correlation_id = format!("{}-{owner}", ctx.correlation_id);
     tracing::info!(owner, "background worker started: acting for every account");
     let store = lifecycle.store().clone();
-    let mut retry_at: std::collections::HashMap<
-        slrgov_domain::names::InstanceKey,
-        tokio::time::Instant,
-    > = std::collections::HashMap::new();
+    let mut next_sweep = tokio::time::Instant::now();
     'work: loop {
         tokio::select! {
             _ = stop.changed() => break,
             () = tokio::time::sleep(TICK) => {}
         }
-        // Ensures whose process died: resume them (the claim decides who).
-        match store.linked_role_list_stale(&ctx, 8).await {
-            Ok(stale) => {
-                let now = tokio::time::Instant::now();
-                retry_at.retain(|_, at| *at > now);
-                for key in stale {
-                    if retry_at.contains_key(&key) {
-                        continue;
-                    }
-                    // One unit of work: its own audit trail, its AWS calls
-                    // noted in it and written with the change they cause.
-                    let unit = ctx.unit_of_work("resume");
-                    let Some(result) = unless_stopped(
-                        &mut stop,
-                        slrgov_aws::audit::recording(
-                            unit.audit.clone(),
-                            lifecycle.resume(&unit, &key).instrument(unit.span.clone()),
-                        ),
-                    )
-                    .await
-                    else {
-                        break 'work;
-                    };
-                    // A resume that keeps failing before it reaches AWS is
-                    // logged, not audited every few seconds; one whose AWS
-                    // calls no change recorded is audited with them.
-                    if let Err(error) = &result
-                        && unit.audit.pending_calls() > 0
-                    {
-                        audit_failure(&*store, &unit, error)
-                            .instrument(unit.span.clone())
-                            .await;
-                    }
-                    if result.is_err() {
-                        // Failures before the claim (region, STS) leave the
-                        // row as it was: wait before trying it again.
-                        retry_at.insert(key.clone(), now + RESUME_BACKOFF);
-                    }
-                    match result {
-                        Ok(role) => {
-                            tracing::info!(instance = %key, state = %role.state, "resumed an ensure")
-                        }
-                        Err(error) => {
-                            tracing::warn!(instance = %key, error = %error.message, "could not resume an ensure")
-                        }
-                    }
-                }
-            }
-            Err(error) => tracing::warn!(error = %error.message, "cannot list stale workflows"),
+        if tokio::time::Instant::now() >= next_sweep {
+            next_sweep += SWEEP_EVERY;
+            sweep(&*store, &ctx).await;
         }
-        let due = match store.operation_claim_due(&ctx, &owner, LEASE, 8).await {
+        let due = match store
+            .workflow_claim_due(&ctx, &owner, lifecycle.lease(), CLAIM)
+            .await
+        {
             Ok(due) => due,
             Err(error) => {
                 tracing::warn!(error = %error.message, "cannot claim background work");
                 continue;
             }
         };
-        for operation in due {
-            let unit = ctx.unit_of_work("advance");
-            tracing::debug!(operation = %operation.operation_id, "advancing an operation");
-            unit.audit
-                .set_target(&operation.account_id, &operation.key().linked_role_name());
-            let Some(step) = unless_stopped(
+        for record in due {
+            // One unit of work: its own trace and audit trail, its AWS
+            // calls written with the steps that recorded what they found.
+            let unit = ctx.unit_of_work(record.kind.as_str());
+            unit.audit.set_target(&record.account_id, &record.target());
+            let id = record.id.clone();
+            tracing::debug!(workflow = %id, kind = %record.kind, step = %record.step, "running a workflow");
+            let Some(result) = unless_stopped(
                 &mut stop,
                 slrgov_aws::audit::recording(
                     unit.audit.clone(),
                     lifecycle
-                        .advance(&unit, &operation)
+                        .resume(&unit, record, &owner)
                         .instrument(unit.span.clone()),
                 ),
             )
@@ -113,32 +75,40 @@ pub async fn run(lifecycle: Lifecycle, owner: String, mut stop: watch::Receiver<
             else {
                 break 'work;
             };
-            tracing::debug!(operation = %operation.operation_id, ?step, "operation step");
-            if let Err(error) = store
-                .operation_step(&unit, &operation.operation_id, &owner, step)
-                .instrument(unit.span.clone())
-                .await
-            {
-                tracing::warn!(operation = %operation.operation_id, error = %error.message, "cannot record the step");
-                audit_failure(&*store, &unit, &error)
-                    .instrument(unit.span.clone())
-                    .await;
+            if let Err(error) = result {
+                tracing::warn!(workflow = %id, error = %error.message, "a workflow step could not be saved");
+                // A failure after AWS calls that no save recorded is still
+                // audited, with the calls.
+                if unit.audit.pending_calls() > 0 {
+                    audit_failure(&*store, &unit, &error)
+                        .instrument(unit.span.clone())
+                        .await;
+                }
             }
         }
     }
-    if let Err(error) = store.operation_release_all(&ctx, &owner).await {
+    if let Err(error) = store.workflow_release_all(&ctx, &owner).await {
         tracing::warn!(error = %error.message, "cannot release the leases at shutdown");
     }
     tracing::info!(owner, "background worker stopped; leases released");
 }
 
+/// Removes request ids older than their window.
+async fn sweep(store: &dyn Store, ctx: &RequestContext) {
+    match store.request_id_sweep(ctx, SWEEP_BATCH).await {
+        Ok(0) => {}
+        Ok(removed) => tracing::info!(removed, "expired request ids swept"),
+        Err(error) => tracing::warn!(error = %error.message, "cannot sweep request ids"),
+    }
+}
+
 /// Runs one unit of work unless the worker is told to stop first. A unit
 /// cut short at shutdown (an IAM call that hangs, say) ends as if the
-/// process had died there, which every step is built for: the next claim
-/// repeats it. The worker then gives up its leases at once, so another
-/// replica takes the operation over without waiting for the lease to run
-/// out. (An ensure's claim on a linked role is not a lease of the worker's:
-/// it runs out after `SLRGOV_WORKFLOW_LEASE`, as after a crash.)
+/// process had died there, which every step is built for: the next holder
+/// runs the step again. The worker then gives up its leases at once, so
+/// another replica takes the workflow over without waiting for the lease
+/// to run out. (A request's inline ensure is not the worker's: its lease
+/// runs out after `SLRGOV_WORKFLOW_LEASE`, as after a crash.)
 async fn unless_stopped<F: std::future::Future>(
     stop: &mut watch::Receiver<bool>,
     work: F,
@@ -146,7 +116,7 @@ async fn unless_stopped<F: std::future::Future>(
     tokio::select! {
         biased;
         _ = stop.changed() => {
-            tracing::info!("stopping: a unit of background work is cut short; the next claim repeats it");
+            tracing::info!("stopping: a unit of background work is cut short; the next holder repeats it");
             None
         }
         output = work => Some(output),
@@ -155,15 +125,11 @@ async fn unless_stopped<F: std::future::Future>(
 
 /// Writes the event of a unit of background work that failed once its
 /// target was known, with the AWS calls it made that no change recorded.
-async fn audit_failure(
-    store: &dyn slrgov_store::Store,
-    unit: &RequestContext,
-    error: &slrgov_domain::Error,
-) {
+async fn audit_failure(store: &dyn Store, unit: &RequestContext, error: &slrgov_domain::Error) {
     let Some((account, resource)) = unit.audit.target() else {
         return;
     };
-    let (outcome, detail) = crate::api::failure_outcome(error);
+    let (outcome, detail) = crate::status::failure_outcome(error);
     let event = slrgov_domain::audit::NewAuditEvent {
         account_id: account,
         resource,

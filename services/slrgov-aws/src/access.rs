@@ -80,6 +80,21 @@ pub fn partition_region(partition: Partition) -> &'static str {
     }
 }
 
+/// Hands out verified IAM clients per account: [`AwsAccess`] in the
+/// service; an in-memory IAM in the workflow tests.
+#[async_trait::async_trait]
+pub trait IamProvider: Send + Sync {
+    /// A verified IAM client for `target`.
+    async fn iam(&self, target: &AccountTarget) -> Result<Arc<dyn IamApi>, AccessError>;
+}
+
+#[async_trait::async_trait]
+impl IamProvider for AwsAccess {
+    async fn iam(&self, target: &AccountTarget) -> Result<Arc<dyn IamApi>, AccessError> {
+        AwsAccess::iam(self, target).await
+    }
+}
+
 /// Wraps each IAM client handed out (the tests' fault injection).
 pub type IamWrapper = Arc<dyn Fn(Arc<dyn IamApi>, &AccountTarget) -> Arc<dyn IamApi> + Send + Sync>;
 

@@ -57,6 +57,9 @@ pub struct FaultPlan {
     pub deletion_in_progress_polls: u32,
     /// How faulted deletions end.
     pub deletion_outcome: Option<DeletionOutcome>,
+    /// Hold calls of an operation (by trait method name) this long before
+    /// they reach IAM: a process killed meanwhile never made the call.
+    pub delay_ms: HashMap<String, u64>,
 }
 
 impl FaultPlan {
@@ -202,6 +205,13 @@ impl FaultyIam {
         Ok(())
     }
 
+    /// Holds a call for the plan's delay of `operation`, if any.
+    async fn pause(&self, operation: &str) {
+        if let Some(ms) = self.plan.delay_ms.get(operation) {
+            tokio::time::sleep(Duration::from_millis(*ms)).await;
+        }
+    }
+
     fn invisible(&self, name: &str) -> bool {
         let window = Duration::from_millis(self.plan.invisible_after_create_ms);
         self.state
@@ -228,6 +238,7 @@ impl IamApi for FaultyIam {
         description: Option<&str>,
     ) -> Result<RoleInfo, IamError> {
         self.enter("create_service_linked_role")?;
+        self.pause("create_service_linked_role").await;
         if self.plan.refuse_suffix && suffix.is_some() {
             return Err(classify_code(
                 "InvalidInput",
@@ -258,6 +269,7 @@ impl IamApi for FaultyIam {
 
     async fn get_role(&self, name: &str) -> Result<RoleInfo, IamError> {
         self.enter("get_role")?;
+        self.pause("get_role").await;
         let role = self.inner.get_role(name).await?;
         if self.invisible(name) {
             return Err(classify_code(
@@ -270,6 +282,7 @@ impl IamApi for FaultyIam {
 
     async fn list_roles(&self, path_prefix: &str) -> Result<Vec<RoleInfo>, IamError> {
         self.enter("list_roles")?;
+        self.pause("list_roles").await;
         let roles = self.inner.list_roles(path_prefix).await?;
         Ok(roles
             .into_iter()
@@ -283,11 +296,13 @@ impl IamApi for FaultyIam {
         description: &str,
     ) -> Result<RoleInfo, IamError> {
         self.enter("update_role_description")?;
+        self.pause("update_role_description").await;
         self.inner.update_role_description(name, description).await
     }
 
     async fn delete_service_linked_role(&self, name: &str) -> Result<String, IamError> {
         self.enter("delete_service_linked_role")?;
+        self.pause("delete_service_linked_role").await;
         if self.plan.deletion_outcome.is_none() && self.plan.deletion_in_progress_polls == 0 {
             return self.inner.delete_service_linked_role(name).await;
         }
@@ -318,6 +333,7 @@ impl IamApi for FaultyIam {
 
     async fn deletion_status(&self, task_id: &str) -> Result<DeletionStatus, IamError> {
         self.enter("deletion_status")?;
+        self.pause("deletion_status").await;
         let next = {
             let Ok(mut state) = self.state.lock() else {
                 return Err(IamError::Unavailable("fault layer poisoned".to_owned()));
@@ -353,6 +369,7 @@ impl IamApi for FaultyIam {
 
     async fn role_policies(&self, name: &str) -> Result<Vec<RolePolicy>, IamError> {
         self.enter("role_policies")?;
+        self.pause("role_policies").await;
         self.inner.role_policies(name).await
     }
 }

@@ -154,10 +154,7 @@ pub fn classify_code(code: &str, message: String) -> IamError {
         }
         "InvalidInput" => IamError::InvalidInput(message),
         "NoSuchEntity" => IamError::NoSuchEntity(message),
-        "Throttling"
-        | "ThrottlingException"
-        | "RequestLimitExceeded"
-        | "TooManyRequestsException" => IamError::Throttled(message),
+        code if crate::codes::is_throttling(code) => IamError::Throttled(message),
         "ServiceFailure" | "ServiceUnavailable" | "InternalFailure" | "InternalError" => {
             IamError::Unavailable(message)
         }

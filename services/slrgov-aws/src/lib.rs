@@ -6,10 +6,12 @@
 
 pub mod access;
 pub mod audit;
+pub mod codes;
+#[cfg(feature = "faults")]
 pub mod faults;
 pub mod iam;
 pub mod limit;
 pub mod telemetry;
 
-pub use access::{AccessError, AccountTarget, AwsAccess};
+pub use access::{AccessError, AccountTarget, AwsAccess, IamProvider};
 pub use iam::{DeletionStatus, IamApi, IamError, RoleInfo, RolePolicy, RoleUsage};

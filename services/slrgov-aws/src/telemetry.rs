@@ -39,15 +39,6 @@ static INSTRUMENTS: LazyLock<Instruments> = LazyLock::new(|| {
     }
 });
 
-/// True for the error codes with which AWS says "slow down" (the same
-/// codes the IAM error classifier calls throttling).
-fn is_throttling(outcome: &str) -> bool {
-    matches!(
-        crate::iam::classify_code(outcome, String::new()),
-        crate::iam::IamError::Throttled(_)
-    )
-}
-
 /// The service's name in span names (`IAM GetRole`).
 fn display_service(service: &str) -> &str {
     match service {
@@ -100,7 +91,7 @@ pub fn count_call(call: &AwsCall) {
             KeyValue::new("outcome", call.outcome.clone()),
         ],
     );
-    if is_throttling(&call.outcome) {
+    if crate::codes::is_throttling(&call.outcome) {
         instruments.throttles.add(1, &[service, operation]);
     }
 }

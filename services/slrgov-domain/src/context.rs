@@ -111,6 +111,10 @@ pub struct RequestContext {
     /// What the request changed and the AWS calls it made, for the audit
     /// trail.
     pub audit: AuditTrail,
+    /// When the caller stops waiting for the answer (the request timeout or
+    /// the client's `grpc-timeout`), if it is known: work that can go on in
+    /// the background answers before it.
+    pub deadline: Option<std::time::Instant>,
 }
 
 impl RequestContext {
@@ -122,6 +126,29 @@ impl RequestContext {
             span,
             method: String::new(),
             audit: AuditTrail::default(),
+            deadline: None,
+        }
+    }
+
+    /// The same context, answered by `deadline`.
+    pub fn with_deadline(mut self, deadline: Option<std::time::Instant>) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// How long work may take, at most `budget`, and no longer than the
+    /// time left before the deadline less `margin` (to answer and record).
+    pub fn budget(
+        &self,
+        budget: std::time::Duration,
+        margin: std::time::Duration,
+    ) -> std::time::Duration {
+        match self.deadline {
+            None => budget,
+            Some(deadline) => deadline
+                .saturating_duration_since(std::time::Instant::now())
+                .saturating_sub(margin)
+                .min(budget),
         }
     }
 
@@ -166,6 +193,7 @@ impl RequestContext {
             span,
             method,
             audit: AuditTrail::default(),
+            deadline: None,
         }
     }
 

@@ -85,6 +85,38 @@ impl Reason {
     }
 }
 
+impl Reason {
+    /// Every reason.
+    pub const ALL: [Reason; 21] = [
+        Reason::InvalidField,
+        Reason::RequestIdReused,
+        Reason::NotFound,
+        Reason::AlreadyExists,
+        Reason::RegionNotSupported,
+        Reason::SlrImmutable,
+        Reason::RoleInUse,
+        Reason::RoleOwnedElsewhere,
+        Reason::EtagMismatch,
+        Reason::OperationInProgress,
+        Reason::Unauthenticated,
+        Reason::PermissionDenied,
+        Reason::IamUnavailable,
+        Reason::RateLimited,
+        Reason::AwsCredentialsUnavailable,
+        Reason::FailedPrecondition,
+        Reason::AccountHasInstances,
+        Reason::LinkedRoleNotRetired,
+        Reason::NotImplemented,
+        Reason::Unavailable,
+        Reason::Internal,
+    ];
+
+    /// Parses a reason string (a stored workflow error's).
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == value)
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -136,6 +168,45 @@ pub enum Kind {
     Unimplemented,
     /// INTERNAL.
     Internal,
+}
+
+impl Kind {
+    /// Every kind.
+    pub const ALL: [Kind; 11] = [
+        Kind::InvalidArgument,
+        Kind::NotFound,
+        Kind::AlreadyExists,
+        Kind::FailedPrecondition,
+        Kind::Aborted,
+        Kind::Unauthenticated,
+        Kind::PermissionDenied,
+        Kind::ResourceExhausted,
+        Kind::Unavailable,
+        Kind::Unimplemented,
+        Kind::Internal,
+    ];
+
+    /// The kind's name, as its gRPC code is written (`NOT_FOUND`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::InvalidArgument => "INVALID_ARGUMENT",
+            Kind::NotFound => "NOT_FOUND",
+            Kind::AlreadyExists => "ALREADY_EXISTS",
+            Kind::FailedPrecondition => "FAILED_PRECONDITION",
+            Kind::Aborted => "ABORTED",
+            Kind::Unauthenticated => "UNAUTHENTICATED",
+            Kind::PermissionDenied => "PERMISSION_DENIED",
+            Kind::ResourceExhausted => "RESOURCE_EXHAUSTED",
+            Kind::Unavailable => "UNAVAILABLE",
+            Kind::Unimplemented => "UNIMPLEMENTED",
+            Kind::Internal => "INTERNAL",
+        }
+    }
+
+    /// Parses a kind's name.
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == value)
+    }
 }
 
 /// An error of any layer, as a caller should see it.

@@ -11,6 +11,7 @@ pub mod names;
 pub mod permissions;
 pub mod policy;
 pub mod types;
+pub mod workflow;
 
 pub use context::{AccountScope, Caller, RequestContext, Role};
 pub use error::{Error, FieldError, FieldViolation, Kind, Reason, Result, Violations};

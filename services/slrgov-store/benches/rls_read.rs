@@ -36,7 +36,7 @@ use slrgov_domain::model::{
 use slrgov_domain::names::InstanceKey;
 use slrgov_domain::types::{AccountId, InstanceId, Partition, RegionCode};
 use slrgov_domain::{AccountScope, Caller, RequestContext, Role};
-use slrgov_store::{PostgresStore, Store, StoreConfig};
+use slrgov_store::{AccountStore, InstanceStore, PostgresStore, StoreConfig};
 use sqlx::Connection;
 use sqlx::postgres::PgPoolOptions;
 

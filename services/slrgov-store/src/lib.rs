@@ -1,33 +1,36 @@
-//! The datastore of slr-governor: one interface ([`Store`]), two engines
-//! (Postgres for production with many replicas, SQLite as the embedded
-//! default) with the same behaviour, proven by one contract test suite.
+//! The datastore of slr-governor: one interface ([`Store`], made of one
+//! trait per resource), two engines (Postgres for production with many
+//! replicas, SQLite as the embedded default) with the same behaviour,
+//! proven by one contract test suite.
 //!
 //! Every method takes the [`RequestContext`] and checks, next to the query,
 //! that the caller may see the account (NOT_FOUND otherwise) and has the
 //! role for the action (PERMISSION_DENIED). Methods are named resource-first
-//! (`account_get`, `instance_list`), so grepping a resource's prefix shows
-//! every operation on it.
+//! (`account_get`, `instance_list`, `workflow_claim_due`), so grepping a
+//! resource's prefix shows every operation on it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use slrgov_domain::audit::{AuditEvent, AuditFilter, NewAuditEvent};
 use slrgov_domain::filter::InstanceFilter;
 use slrgov_domain::model::{
-    Account, AccountAccess, AccountPatch, EnsureClaim, Instance, InstancePatch, LinkedRole,
-    NewAccount, NewInstance, ObservedRole, OperationRecord, OperationStep, OperationVerb,
+    Account, AccountAccess, AccountPatch, DeletionFailure, Instance, InstancePatch, LinkedRole,
+    NewAccount, NewInstance, ObservedRole,
 };
 use slrgov_domain::names::{AccountSelector, InstanceKey};
 use slrgov_domain::types::{AccountId, RequestId, Revision};
+use slrgov_domain::workflow::{NewWorkflow, WorkflowKind, WorkflowLog, WorkflowRecord};
 use slrgov_domain::{FieldError, RequestContext, Result};
 
 mod engine;
 mod error;
+mod open;
 pub mod page_token;
 
 pub use engine::postgres::PostgresStore;
 pub use engine::sqlite::SqliteStore;
+pub use open::{DEFAULT_REQUEST_ID_TTL, OpenError, StoreConfig, open};
 
 /// Which engine a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,124 +81,123 @@ pub struct Page<T> {
     pub next_page_token: String,
 }
 
-/// An AIP-155 request id with the fingerprint of the request it came with:
-/// the same id with another fingerprint is REQUEST_ID_REUSED.
+/// An AIP-155 request id with the method and the fingerprint of the request
+/// it came with. One rule for every RPC that takes one: the id is kept per
+/// caller (principal) and account, in the same transaction as the change;
+/// a replay gets the first answer; the same id with another method or
+/// fingerprint is REQUEST_ID_REUSED.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Idempotency {
     /// The caller's request id.
     pub request_id: RequestId,
+    /// The short name of the RPC (`CreateInstance`).
+    pub method: String,
     /// A digest of the method and every parameter of the request.
     pub fingerprint: Vec<u8>,
 }
 
-/// One row of the telemetry gauges: how many linked roles (`kind`
-/// `linked_role`) are in a state, or how many operations (`kind`
-/// `operation`, state `RUNNING`) are running, and since when the oldest has
-/// been there.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GaugeRow {
-    /// `linked_role` or `operation`.
-    pub kind: String,
-    /// The linked role's state (`ACTIVE`, `CREATING`, …), or `RUNNING`.
-    pub state: String,
-    /// How many.
-    pub count: u64,
-    /// The oldest one's last change (a linked role) or start (an operation).
-    pub oldest: Option<chrono::DateTime<chrono::Utc>>,
+/// The first answer of a request id that was used before.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Replay {
+    /// The response the first request got (JSON of the domain value).
+    Response(serde_json::Value),
+    /// The workflow the first request started (an Operation's id, or an
+    /// ensure still running or finished): its current state is the answer.
+    Workflow(String),
 }
 
-/// How to reach the database.
-#[derive(Debug, Clone)]
-pub struct StoreConfig {
-    /// `postgres://...` or `sqlite://...`.
-    pub url: String,
-    /// The most connections the pool opens.
-    pub max_connections: u32,
-    /// How long to wait for a connection before answering UNAVAILABLE.
-    pub acquire_timeout: Duration,
-    /// Accept a Postgres role that bypasses row-level security (a superuser
-    /// or BYPASSRLS role); refused by default.
-    pub allow_rls_bypass: bool,
-}
+impl Replay {
+    /// The stored response, typed.
+    pub fn response<T: serde::de::DeserializeOwned>(self) -> Result<T> {
+        match self {
+            Replay::Response(value) => {
+                serde_json::from_value(value).map_err(|e| error::corrupt("request_ids.response", e))
+            }
+            Replay::Workflow(id) => Err(error::corrupt(
+                "request_ids.response",
+                format!("a response was expected, the request started workflow {id}"),
+            )),
+        }
+    }
 
-impl StoreConfig {
-    /// A configuration with the default pool settings.
-    pub fn new(url: impl Into<String>) -> Self {
-        StoreConfig {
-            url: url.into(),
-            max_connections: 16,
-            acquire_timeout: Duration::from_secs(5),
-            allow_rls_bypass: false,
+    /// The workflow the first request started.
+    pub fn workflow(self) -> Result<String> {
+        match self {
+            Replay::Workflow(id) => Ok(id),
+            Replay::Response(_) => Err(error::corrupt(
+                "request_ids.workflow_id",
+                "a workflow was expected, the request stored a response",
+            )),
         }
     }
 }
 
-/// Why a store could not be opened.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    /// The URL is neither postgres:// nor sqlite://.
-    #[error("unsupported database url scheme (expected postgres:// or sqlite://)")]
-    UnsupportedUrl,
-    /// The database could not be reached.
-    #[error("cannot connect to the database")]
-    Connect(#[source] sqlx::Error),
-    /// A migration failed.
-    #[error("cannot migrate the database")]
-    Migrate(#[source] sqlx::migrate::MigrateError),
-    /// The Postgres role skips row-level security.
-    #[error(
-        "the Postgres role {role} is a superuser or has BYPASSRLS, which skips row-level security \
-         between tenants: connect as an ordinary role (see the README), or set \
-         SLRGOV_ALLOW_RLS_BYPASS=true to accept it"
-    )]
-    RlsBypass {
-        /// The role.
-        role: String,
-    },
-    /// The service keys could not be loaded.
-    #[error("cannot load the service keys")]
-    Keys(#[source] sqlx::Error),
+/// A workflow step's proof that it still holds its workflow: writes a step
+/// makes to the records (a role recorded ACTIVE, DELETED, ...) check it in
+/// their own transaction, so a process that lost its lease cannot write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    /// The workflow.
+    pub workflow_id: String,
+    /// Its holder.
+    pub owner: String,
 }
 
-impl OpenError {
-    /// False for mistakes that waiting will not fix (a malformed or
-    /// unsupported URL); true for an unreachable or starting database.
-    pub fn is_retryable(&self) -> bool {
-        !matches!(
-            self,
-            OpenError::UnsupportedUrl
-                | OpenError::RlsBypass { .. }
-                | OpenError::Connect(sqlx::Error::Configuration(_))
-        )
-    }
+/// One row of the telemetry gauges: how many linked roles (`kind`
+/// `linked_role`) are in a state, or how many workflows of a kind (`kind`
+/// `workflow`, state = the workflow kind) are running, and since when the
+/// oldest has been there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GaugeRow {
+    /// `linked_role` or `workflow`.
+    pub kind: String,
+    /// The linked role's state (`ACTIVE`, `CREATING`, …), or the workflow
+    /// kind (`ensure`, `retire`, `delete`).
+    pub state: String,
+    /// How many.
+    pub count: u64,
+    /// The oldest one's last change (a linked role) or start (a workflow).
+    pub oldest: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// Connects to the database named by `config.url`, runs the migrations
-/// (on Postgres under sqlx's advisory lock, so replicas starting together do
-/// not race) and returns the store.
-pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, OpenError> {
-    if config.url.starts_with("postgres://") || config.url.starts_with("postgresql://") {
-        Ok(Arc::new(PostgresStore::open(config).await?))
-    } else if config.url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::open(config).await?))
-    } else {
-        Err(OpenError::UnsupportedUrl)
-    }
+/// What starting an ensure found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EnsureStart {
+    /// The role is recorded ACTIVE: nothing to start (confirm it in IAM).
+    Active(Box<LinkedRole>),
+    /// The caller holds the instance's ensure workflow now: a new one, or
+    /// one whose holder's lease ran out (it runs with its saved inputs).
+    Claimed(Box<WorkflowRecord>),
+    /// Another process holds the ensure workflow: wait for it.
+    Running(Box<WorkflowRecord>),
+    /// The request id was used before: its first answer.
+    Replayed(Replay),
 }
 
-/// The datastore. Both engines implement it with the same behaviour.
+/// What starting a retirement found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RetireStart {
+    /// The retirement started, or the one already running (retiring again
+    /// while IAM deletes returns the same operation).
+    Started(Box<WorkflowRecord>),
+    /// The request id was used before: its first answer.
+    Replayed(Replay),
+}
+
+/// How an undone retirement leaves the record: what IAM says now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoredRole {
+    /// The role is still there: ACTIVE again.
+    Active,
+    /// IAM refused to delete it: DELETION_FAILED, with why.
+    DeletionFailed(DeletionFailure),
+    /// The role is gone after all: DELETED.
+    Deleted,
+}
+
+/// Accounts: where the service acts (admin), and how it reaches them.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// The engine behind this store.
-    fn engine(&self) -> Engine;
-
-    /// Checks that the database answers.
-    async fn ping(&self) -> Result<()>;
-
-    /// The key that seals page tokens, shared by every replica (for lists
-    /// served from memory, such as regions).
-    fn page_tokens(&self) -> &page_token::PageTokenKey;
-
+pub trait AccountStore: Send + Sync {
     /// Registers an account (admin). ALREADY_EXISTS when it exists;
     /// replays the first response for a known request id.
     async fn account_create(
@@ -230,6 +232,18 @@ pub trait Store: Send + Sync + 'static {
         expected: Option<Revision>,
     ) -> Result<()>;
 
+    /// How the service reaches an account, with its external id (viewer:
+    /// the secret never leaves the service; it goes to STS only).
+    async fn account_access(
+        &self,
+        ctx: &RequestContext,
+        account: &AccountId,
+    ) -> Result<AccountAccess>;
+}
+
+/// Instances: the Connect instances of each account.
+#[async_trait]
+pub trait InstanceStore: Send + Sync {
     /// Registers an instance (operator).
     async fn instance_create(
         &self,
@@ -262,134 +276,188 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Instance>;
 
     /// Removes an instance record (operator) whose linked role is absent or
-    /// deleted, if `expected` still matches; returns the removed record.
+    /// deleted, if `expected` still matches, and records `done`, the
+    /// finished `delete` operation DeleteInstance answers with (and the
+    /// request id pointing at it), in the same transaction.
+    /// FAILED_PRECONDITION / LINKED_ROLE_NOT_RETIRED while it has a role;
+    /// a known request id replays its operation.
     async fn instance_delete(
         &self,
         ctx: &RequestContext,
         key: &InstanceKey,
         expected: Option<Revision>,
+        done: NewWorkflow,
         idempotency: Option<&Idempotency>,
-    ) -> Result<Instance>;
+    ) -> Result<WorkflowRecord>;
+}
 
-    /// How the service reaches an account, with its external id (viewer:
-    /// the secret never leaves the service; it goes to STS only).
-    async fn account_access(
-        &self,
-        ctx: &RequestContext,
-        account: &AccountId,
-    ) -> Result<AccountAccess>;
-
+/// Linked roles: the record of each instance's role, and the writes the
+/// ensure and retire workflows make to it.
+#[async_trait]
+pub trait LinkedRoleStore: Send + Sync {
     /// The recorded linked role of an instance (viewer); ABSENT when none
     /// was ever recorded.
     async fn linked_role_get(&self, ctx: &RequestContext, key: &InstanceKey) -> Result<LinkedRole>;
 
-    /// Claims the ensure workflow of an instance for `owner` until `lease`
-    /// runs out (operator): returns the ACTIVE record, a claim with the
-    /// suffix to create (the planned one of an earlier attempt, else
-    /// `suffix`), or Busy while another owner's lease runs. ABORTED /
-    /// OPERATION_IN_PROGRESS while the role is being deleted.
-    async fn linked_role_claim(
+    /// Starts (or joins) the ensure workflow of an instance (operator), in
+    /// one transaction: an ACTIVE role needs none; a retirement running is
+    /// ABORTED / OPERATION_IN_PROGRESS; a running ensure whose holder's
+    /// lease ran out is taken over by `owner` (with its saved inputs); one
+    /// held by another process is returned to wait for. A new workflow
+    /// makes the role CREATING, and the request id points at it.
+    async fn linked_role_begin_ensure(
         &self,
         ctx: &RequestContext,
-        key: &InstanceKey,
+        start: NewWorkflow,
         owner: &str,
         lease: Duration,
-        suffix: &str,
-    ) -> Result<EnsureClaim>;
+        idempotency: Option<&Idempotency>,
+    ) -> Result<EnsureStart>;
 
-    /// Records the role `owner` created or adopted as ACTIVE and releases
-    /// the claim. FAILED_PRECONDITION / ROLE_OWNED_ELSEWHERE when another
-    /// instance record holds the same role; ABORTED when the claim was lost.
+    /// Records the role an ensure created or adopted as ACTIVE (operator).
+    /// Run twice with the same role, it changes nothing. FAILED_PRECONDITION
+    /// / ROLE_OWNED_ELSEWHERE when another instance record holds the role.
     async fn linked_role_activate(
         &self,
         ctx: &RequestContext,
+        fence: &Fence,
         key: &InstanceKey,
-        owner: &str,
         observed: ObservedRole,
         adopted: bool,
     ) -> Result<LinkedRole>;
 
-    /// Gives up `owner`'s claim: back to ABSENT when nothing can have been
-    /// created, else left CREATING with the lease expired so that the next
-    /// attempt resumes with the same suffix.
-    async fn linked_role_release(
+    /// Undoes the start of an ensure (operator): a CREATING record goes
+    /// back to ABSENT (a record that has a role keeps it).
+    async fn linked_role_abandon(
         &self,
         ctx: &RequestContext,
+        fence: &Fence,
         key: &InstanceKey,
-        owner: &str,
-        nothing_created: bool,
-    ) -> Result<()>;
+    ) -> Result<LinkedRole>;
 
     /// Records a new description of an ACTIVE role (operator), if
-    /// `expected` still matches.
+    /// `expected` still matches; a known request id replays its answer.
     async fn linked_role_set_description(
         &self,
         ctx: &RequestContext,
         key: &InstanceKey,
         expected: Option<Revision>,
         description: &str,
+        idempotency: Option<&Idempotency>,
     ) -> Result<LinkedRole>;
 
-    /// Starts retiring an instance's role (operator): the linked role goes
-    /// DELETING and a running operation is recorded for the workers. A
-    /// retirement already running is returned as it is. FAILED_PRECONDITION
-    /// unless the role is ACTIVE or DELETION_FAILED.
-    async fn operation_begin_retire(
+    /// Starts retiring an instance's role (operator), in one transaction:
+    /// the linked role goes DELETING, a `retire` or `delete` workflow is
+    /// recorded for the workers, and the request id points at it. A
+    /// retirement of the same kind already running is returned as it is;
+    /// another workflow running is ABORTED / OPERATION_IN_PROGRESS.
+    /// FAILED_PRECONDITION unless the role is ACTIVE or DELETION_FAILED.
+    async fn linked_role_begin_retire(
         &self,
         ctx: &RequestContext,
-        key: &InstanceKey,
+        start: NewWorkflow,
         expected: Option<Revision>,
-        verb: OperationVerb,
-        request_id: Option<&str>,
-    ) -> Result<OperationRecord>;
+        idempotency: Option<&Idempotency>,
+    ) -> Result<RetireStart>;
 
-    /// Records an operation that finished at once (a DeleteInstance whose
-    /// record had no role to retire).
-    async fn operation_record_done(
+    /// Records the deletion task IAM started for the role (operator), shown
+    /// as the linked role's `deletion_task_id`. Safe to run twice.
+    async fn linked_role_deletion_started(
         &self,
         ctx: &RequestContext,
+        fence: &Fence,
         key: &InstanceKey,
-        verb: OperationVerb,
-        request_id: Option<&str>,
-    ) -> Result<OperationRecord>;
+        task_id: &str,
+    ) -> Result<()>;
 
-    /// One operation (viewer); NOT_FOUND outside the caller's accounts.
-    async fn operation_get(
+    /// Records that IAM deleted the role (operator): DELETED; for a
+    /// `delete` workflow the instance record goes too (with its linked
+    /// role row). Returns the record (`None` once removed). Safe to run
+    /// twice.
+    async fn linked_role_retired(
         &self,
         ctx: &RequestContext,
-        operation_id: &str,
-    ) -> Result<OperationRecord>;
+        fence: &Fence,
+        key: &InstanceKey,
+        kind: WorkflowKind,
+    ) -> Result<Option<LinkedRole>>;
 
-    /// The caller's operations, by id (viewer).
-    async fn operation_list(
+    /// Undoes the start of a retirement (operator): the record becomes what
+    /// IAM says now.
+    async fn linked_role_restore(
+        &self,
+        ctx: &RequestContext,
+        fence: &Fence,
+        key: &InstanceKey,
+        restored: RestoredRole,
+    ) -> Result<LinkedRole>;
+}
+
+/// Workflows: the stored step machines, shown as Operations for the kinds
+/// that are long-running operations. `workflow_save` (the engine's writes)
+/// is [`WorkflowLog`].
+#[async_trait]
+pub trait WorkflowStore: WorkflowLog {
+    /// One workflow (viewer); NOT_FOUND outside the caller's accounts.
+    async fn workflow_get(&self, ctx: &RequestContext, workflow_id: &str)
+    -> Result<WorkflowRecord>;
+
+    /// The caller's operations (the workflows that are operations), by id
+    /// (viewer).
+    async fn workflow_list_operations(
         &self,
         ctx: &RequestContext,
         page: &PageRequest,
-    ) -> Result<Page<OperationRecord>>;
+    ) -> Result<Page<WorkflowRecord>>;
 
-    /// Claims up to `limit` due operations for `owner` until `lease` runs
-    /// out (workers; SKIP LOCKED on Postgres so replicas share the work).
-    async fn operation_claim_due(
+    /// Claims up to `limit` due workflows (running or unwinding, not
+    /// before now, not held) for `owner` until `lease` runs out (workers;
+    /// SKIP LOCKED on Postgres so replicas share the work).
+    async fn workflow_claim_due(
         &self,
         ctx: &RequestContext,
         owner: &str,
         lease: Duration,
         limit: u32,
-    ) -> Result<Vec<OperationRecord>>;
+    ) -> Result<Vec<WorkflowRecord>>;
 
-    /// Records the next step of an operation `owner` holds, with the linked
-    /// role (and instance) changes it implies, in one transaction.
-    async fn operation_step(
+    /// Gives up the workflows `owner` holds (graceful shutdown), so another
+    /// replica takes them over at once.
+    async fn workflow_release_all(&self, ctx: &RequestContext, owner: &str) -> Result<()>;
+}
+
+/// Request ids (AIP-155), for the RPCs that must know of a replay before
+/// they call AWS, and for answers that changed nothing.
+#[async_trait]
+pub trait RequestIdStore: Send + Sync {
+    /// The first answer of a request id the caller used within the window,
+    /// or `None`; REQUEST_ID_REUSED when it came with another request.
+    async fn request_id_lookup(
         &self,
         ctx: &RequestContext,
-        operation_id: &str,
-        owner: &str,
-        step: OperationStep,
-    ) -> Result<OperationRecord>;
+        account: &AccountId,
+        idempotency: &Idempotency,
+    ) -> Result<Option<Replay>>;
 
-    /// Gives up the leases `owner` holds (graceful shutdown).
-    async fn operation_release_all(&self, ctx: &RequestContext, owner: &str) -> Result<()>;
+    /// Records `response` as the answer of a request that changed nothing
+    /// (an ensure of a role already ACTIVE), or returns the answer a
+    /// concurrent request with the same id recorded first.
+    async fn request_id_record(
+        &self,
+        ctx: &RequestContext,
+        account: &AccountId,
+        idempotency: &Idempotency,
+        response: serde_json::Value,
+    ) -> Result<Option<Replay>>;
 
+    /// Removes up to `limit` request ids older than the window (workers);
+    /// returns how many went.
+    async fn request_id_sweep(&self, ctx: &RequestContext, limit: u32) -> Result<u64>;
+}
+
+/// The audit trail.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
     /// Writes the audit event of a mutation that failed (or was refused)
     /// after its target was known, with the AWS calls not yet written. Any
     /// caller's failures are recorded: no role is needed.
@@ -405,17 +473,26 @@ pub trait Store: Send + Sync + 'static {
         filter: &AuditFilter,
         page: &PageRequest,
     ) -> Result<Page<AuditEvent>>;
+}
 
-    /// Ensure workflows that were in flight when their process died: rows
-    /// still CREATING whose lease ran out (workers; every account).
-    async fn linked_role_list_stale(
-        &self,
-        ctx: &RequestContext,
-        limit: u32,
-    ) -> Result<Vec<InstanceKey>>;
+/// The datastore: every resource's methods. Both engines implement it with
+/// the same behaviour.
+#[async_trait]
+pub trait Store:
+    AccountStore + InstanceStore + LinkedRoleStore + WorkflowStore + RequestIdStore + AuditStore
+{
+    /// The engine behind this store.
+    fn engine(&self) -> Engine;
 
-    /// The linked roles by state and the running operations, with the
-    /// oldest of each, for the telemetry gauges (workers; every account the
-    /// context sees). One statement.
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<()>;
+
+    /// The key that seals page tokens, shared by every replica (for lists
+    /// served from memory, such as regions).
+    fn page_tokens(&self) -> &page_token::PageTokenKey;
+
+    /// The linked roles by state and the running workflows by kind, with
+    /// the oldest of each, for the telemetry gauges (workers; every account
+    /// the context sees). One statement.
     async fn gauges(&self, ctx: &RequestContext) -> Result<Vec<GaugeRow>>;
 }

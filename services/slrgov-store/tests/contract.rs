@@ -6,29 +6,45 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`); each test creates and
 //! drops its own `slrgov_test_<hex>` database.
 
+#[path = "contract/flows.rs"]
+mod flows;
 #[path = "contract/support.rs"]
 mod support;
 
 #[path = "contract/accounts.rs"]
 mod accounts;
+#[path = "contract/activations.rs"]
+mod activations;
 #[path = "contract/audit.rs"]
 mod audit;
 #[path = "contract/concurrency.rs"]
 mod concurrency;
+#[path = "contract/ensures.rs"]
+mod ensures;
 #[path = "contract/idempotency.rs"]
 mod idempotency;
+#[path = "contract/instance_deletes.rs"]
+mod instance_deletes;
 #[path = "contract/instances.rs"]
 mod instances;
 #[path = "contract/linked_roles.rs"]
 mod linked_roles;
+#[path = "contract/operations.rs"]
+mod operations;
 #[path = "contract/pagination.rs"]
 mod pagination;
+#[path = "contract/request_ids.rs"]
+mod request_ids;
 #[path = "contract/restart.rs"]
 mod restart;
+#[path = "contract/retirements.rs"]
+mod retirements;
 #[path = "contract/rls.rs"]
 mod rls;
 #[path = "contract/scoping.rs"]
 mod scoping;
+#[path = "contract/workflows.rs"]
+mod workflows;
 
 /// Instantiates `async fn case(store: Arc<dyn Store>)` once per engine.
 macro_rules! contract {
@@ -69,34 +85,6 @@ contract! {
     accounts::case_account_round_trip => account_round_trip_postgres, account_round_trip_sqlite;
     accounts::case_etags => etags_postgres, etags_sqlite;
 
-    idempotency::case_request_id_replays_first_response
-        => request_id_replays_first_response_postgres, request_id_replays_first_response_sqlite;
-    idempotency::case_request_ids_are_per_account
-        => request_ids_are_per_account_postgres, request_ids_are_per_account_sqlite;
-    idempotency::case_failed_request_does_not_burn_id
-        => failed_request_does_not_burn_id_postgres, failed_request_does_not_burn_id_sqlite;
-    idempotency::case_concurrent_retries_create_once
-        => concurrent_retries_create_once_postgres, concurrent_retries_create_once_sqlite;
-
-    pagination::case_account_pages => account_pages_postgres, account_pages_sqlite;
-    pagination::case_default_page_size => default_page_size_postgres, default_page_size_sqlite;
-    pagination::case_instance_pages => instance_pages_postgres, instance_pages_sqlite;
-    pagination::case_pages_stable_under_inserts
-        => pages_stable_under_inserts_postgres, pages_stable_under_inserts_sqlite;
-
-    instances::case_instance_filters => instance_filters_postgres, instance_filters_sqlite;
-    instances::case_account_delete_refused_with_instances
-        => account_delete_refused_with_instances_postgres,
-           account_delete_refused_with_instances_sqlite;
-    instances::case_partition_checks => partition_checks_postgres, partition_checks_sqlite;
-    instances::case_instance_update_mask
-        => instance_update_mask_postgres, instance_update_mask_sqlite;
-    instances::case_instance_create_time_precision
-        => instance_create_time_precision_postgres, instance_create_time_precision_sqlite;
-    instances::case_instance_delete => instance_delete_postgres, instance_delete_sqlite;
-    instances::case_list_under_missing_account
-        => list_under_missing_account_postgres, list_under_missing_account_sqlite;
-
     scoping::case_scope_hides_other_accounts
         => scope_hides_other_accounts_postgres, scope_hides_other_accounts_sqlite;
     scoping::case_roles => roles_postgres, roles_sqlite;
@@ -106,26 +94,85 @@ contract! {
         => account_delete_races_instance_create_postgres,
            account_delete_races_instance_create_sqlite;
 
+    pagination::case_account_pages => account_pages_postgres, account_pages_sqlite;
+    pagination::case_default_page_size => default_page_size_postgres, default_page_size_sqlite;
+    pagination::case_instance_pages => instance_pages_postgres, instance_pages_sqlite;
+    pagination::case_pages_stable_under_inserts
+        => pages_stable_under_inserts_postgres, pages_stable_under_inserts_sqlite;
+
+    instances::case_instance_filters => instance_filters_postgres, instance_filters_sqlite;
+    instances::case_partition_checks => partition_checks_postgres, partition_checks_sqlite;
+    instances::case_instance_update_mask
+        => instance_update_mask_postgres, instance_update_mask_sqlite;
+    instances::case_instance_create_time_precision
+        => instance_create_time_precision_postgres, instance_create_time_precision_sqlite;
+    instances::case_list_under_missing_account
+        => list_under_missing_account_postgres, list_under_missing_account_sqlite;
+
+    instance_deletes::case_account_delete_refused_with_instances
+        => account_delete_refused_with_instances_postgres,
+           account_delete_refused_with_instances_sqlite;
+    instance_deletes::case_instance_delete => instance_delete_postgres, instance_delete_sqlite;
+
+    idempotency::case_request_id_replays_first_response
+        => request_id_replays_first_response_postgres, request_id_replays_first_response_sqlite;
+    idempotency::case_request_ids_are_per_account
+        => request_ids_are_per_account_postgres, request_ids_are_per_account_sqlite;
+    idempotency::case_failed_request_does_not_burn_id
+        => failed_request_does_not_burn_id_postgres, failed_request_does_not_burn_id_sqlite;
+    idempotency::case_concurrent_retries_create_once
+        => concurrent_retries_create_once_postgres, concurrent_retries_create_once_sqlite;
+    idempotency::case_request_ids_are_per_principal
+        => request_ids_are_per_principal_postgres, request_ids_are_per_principal_sqlite;
+    idempotency::case_request_id_other_method
+        => request_id_other_method_postgres, request_id_other_method_sqlite;
+
+    request_ids::case_request_id_lookup_record
+        => request_id_lookup_record_postgres, request_id_lookup_record_sqlite;
+    request_ids::case_ensure_id_after_failed_workflow
+        => ensure_id_after_failed_workflow_postgres, ensure_id_after_failed_workflow_sqlite;
+
     linked_roles::case_linked_role_get_absent
         => linked_role_get_absent_postgres, linked_role_get_absent_sqlite;
-    linked_roles::case_linked_role_claim_creates
-        => linked_role_claim_creates_postgres, linked_role_claim_creates_sqlite;
-    linked_roles::case_linked_role_claim_lease
-        => linked_role_claim_lease_postgres, linked_role_claim_lease_sqlite;
-    linked_roles::case_linked_role_activate
-        => linked_role_activate_postgres, linked_role_activate_sqlite;
-    linked_roles::case_linked_role_activate_needs_claim
-        => linked_role_activate_needs_claim_postgres, linked_role_activate_needs_claim_sqlite;
-    linked_roles::case_linked_role_owned_elsewhere
-        => linked_role_owned_elsewhere_postgres, linked_role_owned_elsewhere_sqlite;
-    linked_roles::case_linked_role_release
-        => linked_role_release_postgres, linked_role_release_sqlite;
     linked_roles::case_linked_role_set_description
         => linked_role_set_description_postgres, linked_role_set_description_sqlite;
     linked_roles::case_account_access
         => linked_role_account_access_postgres, linked_role_account_access_sqlite;
     linked_roles::case_linked_role_roles => linked_role_roles_postgres, linked_role_roles_sqlite;
-    linked_roles::case_linked_role_races => linked_role_races_postgres, linked_role_races_sqlite;
+
+    ensures::case_begin_ensure_new => begin_ensure_new_postgres, begin_ensure_new_sqlite;
+    ensures::case_begin_ensure_states
+        => begin_ensure_states_postgres, begin_ensure_states_sqlite;
+    ensures::case_linked_role_races => linked_role_races_postgres, linked_role_races_sqlite;
+
+    activations::case_linked_role_activate
+        => linked_role_activate_postgres, linked_role_activate_sqlite;
+    activations::case_linked_role_activate_needs_fence
+        => linked_role_activate_needs_fence_postgres, linked_role_activate_needs_fence_sqlite;
+    activations::case_linked_role_owned_elsewhere
+        => linked_role_owned_elsewhere_postgres, linked_role_owned_elsewhere_sqlite;
+    activations::case_linked_role_abandon
+        => linked_role_abandon_postgres, linked_role_abandon_sqlite;
+
+    retirements::case_begin_retire => begin_retire_postgres, begin_retire_sqlite;
+    retirements::case_deletion_started => deletion_started_postgres, deletion_started_sqlite;
+    retirements::case_retired => retired_postgres, retired_sqlite;
+    retirements::case_restore => restore_postgres, restore_sqlite;
+    retirements::case_retirement_roles
+        => retirement_roles_postgres, retirement_roles_sqlite;
+
+    workflows::case_workflow_save => workflow_save_postgres, workflow_save_sqlite;
+    workflows::case_workflow_claim_due => workflow_claim_due_postgres, workflow_claim_due_sqlite;
+    workflows::case_workflow_claims_disjoint
+        => workflow_claims_disjoint_postgres, workflow_claims_disjoint_sqlite;
+    workflows::case_workflow_release_all
+        => workflow_release_all_postgres, workflow_release_all_sqlite;
+
+    operations::case_workflow_operations
+        => workflow_operations_postgres, workflow_operations_sqlite;
+    operations::case_instance_delete_records_workflow
+        => instance_delete_records_workflow_postgres, instance_delete_records_workflow_sqlite;
+    operations::case_gauges => gauges_postgres, gauges_sqlite;
 
     audit::case_audit_event_per_mutation
         => audit_event_per_mutation_postgres, audit_event_per_mutation_sqlite;
@@ -136,9 +183,13 @@ contract_db! {
     audit::case_audit_is_append_only => audit_is_append_only_postgres, audit_is_append_only_sqlite;
     accounts::case_external_id_is_stored
         => external_id_is_stored_postgres, external_id_is_stored_sqlite;
-    instances::case_linked_role_states => linked_role_states_postgres, linked_role_states_sqlite;
-    linked_roles::case_linked_role_instance_delete
+    instance_deletes::case_linked_role_states
+        => linked_role_states_postgres, linked_role_states_sqlite;
+    instance_deletes::case_linked_role_instance_delete
         => linked_role_instance_delete_postgres, linked_role_instance_delete_sqlite;
+    retirements::case_retire_owned_elsewhere
+        => retire_owned_elsewhere_postgres, retire_owned_elsewhere_sqlite;
+    request_ids::case_request_id_expiry => request_id_expiry_postgres, request_id_expiry_sqlite;
     restart::case_restart_keeps_data => restart_keeps_data_postgres, restart_keeps_data_sqlite;
 }
 

@@ -42,13 +42,7 @@ impl AccountService for Accounts {
         let request = request.into_inner();
         handle(&self.state, &ctx, async {
             let mut v = Violations::new();
-            let idempotency = convert::idempotency(
-                &mut v,
-                "CreateAccount",
-                &request,
-                &request.request_id,
-                |r| r.request_id.clear(),
-            );
+            let idempotency = convert::idempotency(&mut v, "CreateAccount", &request);
             let pb::CreateAccountRequest {
                 account_id,
                 account,

@@ -3,11 +3,10 @@
 use std::sync::Arc;
 
 use slrgov_domain::filter::InstanceFilter;
-use slrgov_domain::model::{
-    FeatureField, InstanceFields, InstancePatch, NewInstance, OperationVerb,
-};
+use slrgov_domain::model::{FeatureField, InstanceFields, InstancePatch, NewInstance};
 use slrgov_domain::names::{AccountSelector, InstanceKey, parse_account_name};
 use slrgov_domain::types::{InstanceId, RegionCode};
+use slrgov_domain::workflow::WorkflowKind;
 use slrgov_domain::{Error, Kind, Reason, Violations};
 use slrgov_proto::google::longrunning::Operation;
 use slrgov_proto::slrgov::v1 as pb;
@@ -18,7 +17,7 @@ use tonic::{Request, Response, Status};
 use super::{AppState, accepted, handle, refused};
 use crate::caller::context;
 use crate::convert;
-use crate::lifecycle::Retirement;
+use crate::lifecycle::{Lifecycle, Retirement};
 use crate::mask;
 
 /// The InstanceService implementation.
@@ -77,13 +76,7 @@ impl InstanceService for Instances {
         let request = request.into_inner();
         handle(&self.state, &ctx, async {
             let mut v = Violations::new();
-            let idempotency = convert::idempotency(
-                &mut v,
-                "CreateInstance",
-                &request,
-                &request.request_id,
-                |r| r.request_id.clear(),
-            );
+            let idempotency = convert::idempotency(&mut v, "CreateInstance", &request);
             let pb::CreateInstanceRequest {
                 parent,
                 instance_id,
@@ -225,13 +218,7 @@ impl InstanceService for Instances {
         let request = request.into_inner();
         handle(&self.state, &ctx, async {
             let mut v = Violations::new();
-            let idempotency = convert::idempotency(
-                &mut v,
-                "UpdateInstance",
-                &request,
-                &request.request_id,
-                |r| r.request_id.clear(),
-            );
+            let idempotency = convert::idempotency(&mut v, "UpdateInstance", &request);
             let pb::UpdateInstanceRequest {
                 instance,
                 update_mask,
@@ -317,34 +304,25 @@ impl InstanceService for Instances {
         let request = request.into_inner();
         handle(&self.state, &ctx, async {
             let mut v = Violations::new();
-            let idempotency = convert::idempotency(
-                &mut v,
-                "DeleteInstance",
-                &request,
-                &request.request_id,
-                |r| r.request_id.clear(),
-            );
+            let idempotency = convert::idempotency(&mut v, "DeleteInstance", &request);
             let pb::DeleteInstanceRequest {
                 name,
                 etag,
-                request_id,
+                request_id: _,
             } = request;
             let key = v.check("name", InstanceKey::parse(&name));
             let expected = convert::parse_etag(&mut v, "etag", &etag);
             v.finish()?;
             let key = accepted(key)?;
-            let store = self.state.store()?;
-            let deleted = store
-                .instance_delete(&ctx, &key, expected, idempotency.as_ref())
+            let request_id = idempotency.as_ref().map(|i| i.request_id.to_string());
+            let done = Lifecycle::deleted_at_once(&key, request_id)?;
+            let deleted = self
+                .state
+                .store()?
+                .instance_delete(&ctx, &key, expected, done, idempotency.as_ref())
                 .await;
-            let request_id = (!request_id.is_empty()).then_some(request_id.as_str());
             match deleted {
-                Ok(_) => {
-                    let operation = store
-                        .operation_record_done(&ctx, &key, OperationVerb::Delete, request_id)
-                        .await?;
-                    Ok(convert::operation(&operation))
-                }
+                Ok(operation) => Ok(convert::operation(&operation)),
                 // The linked role goes first, as deleting a Connect instance
                 // deletes its role: one operation retires it, then removes
                 // the record.
@@ -355,7 +333,14 @@ impl InstanceService for Instances {
                     match self
                         .state
                         .lifecycle()?
-                        .retire(&ctx, &key, None, OperationVerb::Delete, false, request_id)
+                        .retire(
+                            &ctx,
+                            &key,
+                            None,
+                            WorkflowKind::Delete,
+                            false,
+                            idempotency.as_ref(),
+                        )
                         .await?
                     {
                         Retirement::Started(operation) => Ok(convert::operation(&operation)),

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use slrgov_domain::names::InstanceKey;
-use slrgov_domain::types::{RequestId, check_role_description};
+use slrgov_domain::types::check_role_description;
 use slrgov_domain::{Error, Violations};
 use slrgov_proto::google::longrunning::Operation;
 use slrgov_proto::slrgov::v1 as pb;
@@ -18,7 +18,7 @@ use super::{AppState, handle};
 use crate::caller::context;
 use crate::convert;
 use crate::lifecycle::Retirement;
-use slrgov_domain::model::OperationVerb;
+use slrgov_domain::workflow::WorkflowKind;
 
 /// The LinkedRoleService implementation.
 #[derive(Debug, Clone)]
@@ -40,26 +40,25 @@ impl LinkedRoleService for LinkedRoles {
         request: Request<pb::EnsureLinkedRoleRequest>,
     ) -> Result<Response<pb::LinkedRole>, Status> {
         let ctx = context(&request, "EnsureLinkedRole");
-        let pb::EnsureLinkedRoleRequest {
-            name,
-            description,
-            validate_only,
-            request_id,
-        } = request.into_inner();
+        let request = request.into_inner();
         handle(&self.state, &ctx, async {
             let mut v = Violations::new();
+            let idempotency = convert::idempotency(&mut v, "EnsureLinkedRole", &request);
+            let pb::EnsureLinkedRoleRequest {
+                name,
+                description,
+                validate_only,
+                request_id: _,
+            } = request;
             let key = v.check("name", InstanceKey::parse_linked_role_name(&name));
             v.check("description", check_role_description(&description));
-            // Ensure is idempotent by nature: a retried request id gets the
-            // same role (the id is validated, not stored).
-            v.check("request_id", RequestId::parse_optional(&request_id));
             v.finish()?;
             let key = super::accepted(key)?;
             let description = (!description.is_empty()).then_some(description);
             let role = self
                 .state
                 .lifecycle()?
-                .ensure(&ctx, &key, description, validate_only)
+                .ensure(&ctx, &key, description, validate_only, idempotency.as_ref())
                 .await?;
             Ok(convert::linked_role(&role))
         })
@@ -99,23 +98,30 @@ impl LinkedRoleService for LinkedRoles {
         request: Request<pb::UpdateLinkedRoleDescriptionRequest>,
     ) -> Result<Response<pb::LinkedRole>, Status> {
         let ctx = context(&request, "UpdateLinkedRoleDescription");
-        let pb::UpdateLinkedRoleDescriptionRequest {
-            name,
-            description,
-            etag,
-            request_id,
-        } = request.into_inner();
+        let request = request.into_inner();
         handle(&self.state, &ctx, async {
             let mut v = Violations::new();
+            let idempotency = convert::idempotency(&mut v, "UpdateLinkedRoleDescription", &request);
+            let pb::UpdateLinkedRoleDescriptionRequest {
+                name,
+                description,
+                etag,
+                request_id: _,
+            } = request;
             let key = v.check("name", InstanceKey::parse_linked_role_name(&name));
             v.check("description", check_role_description(&description));
             let expected = convert::parse_etag(&mut v, "etag", &etag);
-            v.check("request_id", RequestId::parse_optional(&request_id));
             v.finish()?;
             let role = self
                 .state
                 .lifecycle()?
-                .set_description(&ctx, &super::accepted(key)?, expected, &description)
+                .set_description(
+                    &ctx,
+                    &super::accepted(key)?,
+                    expected,
+                    &description,
+                    idempotency.as_ref(),
+                )
                 .await?;
             Ok(convert::linked_role(&role))
         })
@@ -127,20 +133,21 @@ impl LinkedRoleService for LinkedRoles {
         request: Request<pb::UpdateLinkedRoleRequest>,
     ) -> Result<Response<pb::LinkedRole>, Status> {
         let ctx = context(&request, "UpdateLinkedRole");
-        let pb::UpdateLinkedRoleRequest {
-            linked_role,
-            update_mask,
-            request_id,
-        } = request.into_inner();
+        let request = request.into_inner();
         handle(&self.state, &ctx, async {
             let mut v = Violations::new();
+            let idempotency = convert::idempotency(&mut v, "UpdateLinkedRole", &request);
+            let pb::UpdateLinkedRoleRequest {
+                linked_role,
+                update_mask,
+                request_id: _,
+            } = request;
             let role = linked_role.unwrap_or_default();
             let key = v.check(
                 "linked_role.name",
                 InstanceKey::parse_linked_role_name(&role.name),
             );
             let expected = convert::parse_etag(&mut v, "linked_role.etag", &role.etag);
-            v.check("request_id", RequestId::parse_optional(&request_id));
             let paths = update_mask.map(|m| m.paths).unwrap_or_default();
             if paths.is_empty() {
                 v.add(
@@ -162,7 +169,13 @@ impl LinkedRoleService for LinkedRoles {
             let updated = self
                 .state
                 .lifecycle()?
-                .set_description(&ctx, &super::accepted(key)?, expected, &role.description)
+                .set_description(
+                    &ctx,
+                    &super::accepted(key)?,
+                    expected,
+                    &role.description,
+                    idempotency.as_ref(),
+                )
                 .await?;
             Ok(convert::linked_role(&updated))
         })
@@ -174,20 +187,20 @@ impl LinkedRoleService for LinkedRoles {
         request: Request<pb::RetireLinkedRoleRequest>,
     ) -> Result<Response<Operation>, Status> {
         let ctx = context(&request, "RetireLinkedRole");
-        let pb::RetireLinkedRoleRequest {
-            name,
-            etag,
-            validate_only,
-            request_id,
-        } = request.into_inner();
+        let request = request.into_inner();
         handle(&self.state, &ctx, async {
             let mut v = Violations::new();
+            let idempotency = convert::idempotency(&mut v, "RetireLinkedRole", &request);
+            let pb::RetireLinkedRoleRequest {
+                name,
+                etag,
+                validate_only,
+                request_id: _,
+            } = request;
             let key = v.check("name", InstanceKey::parse_linked_role_name(&name));
             let expected = convert::parse_etag(&mut v, "etag", &etag);
-            v.check("request_id", RequestId::parse_optional(&request_id));
             v.finish()?;
             let key = super::accepted(key)?;
-            let request_id = (!request_id.is_empty()).then_some(request_id.as_str());
             match self
                 .state
                 .lifecycle()?
@@ -195,9 +208,9 @@ impl LinkedRoleService for LinkedRoles {
                     &ctx,
                     &key,
                     expected,
-                    OperationVerb::Retire,
+                    WorkflowKind::Retire,
                     validate_only,
-                    request_id,
+                    idempotency.as_ref(),
                 )
                 .await?
             {

@@ -13,7 +13,7 @@ use tracing::Instrument;
 use crate::lifecycle::Lifecycle;
 use crate::regions::RegionTable;
 use crate::status::to_status;
-use slrgov_aws::AwsAccess;
+use slrgov_aws::IamProvider;
 
 pub mod accounts;
 pub mod audit;
@@ -27,7 +27,7 @@ pub struct AppState {
     store: OnceLock<Arc<dyn Store>>,
     /// The regions where Amazon Connect is available.
     pub regions: Arc<RegionTable>,
-    aws: Arc<AwsAccess>,
+    aws: Arc<dyn IamProvider>,
     lease: std::time::Duration,
 }
 
@@ -43,7 +43,11 @@ impl std::fmt::Debug for AppState {
 impl AppState {
     /// State whose store arrives later (when the database is reachable and
     /// migrated); until then RPCs answer UNAVAILABLE.
-    pub fn new(regions: RegionTable, aws: Arc<AwsAccess>, lease: std::time::Duration) -> Arc<Self> {
+    pub fn new(
+        regions: RegionTable,
+        aws: Arc<dyn IamProvider>,
+        lease: std::time::Duration,
+    ) -> Arc<Self> {
         Arc::new(AppState {
             store: OnceLock::new(),
             regions: Arc::new(regions),
@@ -117,7 +121,7 @@ where
         }),
         // A failure is always recorded, even after an earlier change of the
         // request was (an ensure whose claim was written, then refused).
-        Err(error) => Some(failure_outcome(error)),
+        Err(error) => Some(crate::status::failure_outcome(error)),
     };
     if let (true, Some((outcome, detail)), Some((account, resource)), Ok(store)) = (
         ctx.is_mutation(),
@@ -148,39 +152,6 @@ where
             });
             Err(to_status(error, &ctx.correlation_id))
         }
-    }
-}
-
-/// The outcome (the gRPC code name) and detail of a failure's audit event,
-/// for requests and background work alike.
-pub fn failure_outcome(error: &Error) -> (String, String) {
-    (
-        code_name(crate::status::code(error.kind)).to_owned(),
-        format!("{}: {}", error.reason, error.message),
-    )
-}
-
-/// The name of a gRPC code as the audit trail writes it (`NOT_FOUND`).
-pub fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code;
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }
 

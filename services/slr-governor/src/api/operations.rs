@@ -38,6 +38,21 @@ fn parse_name(name: &str) -> Result<String, Error> {
         .ok_or_else(|| Error::invalid_field("name", "must be operations/{operation_id}"))
 }
 
+/// The workflow behind `operations/{id}`, if it is one of the kinds that
+/// are operations (an ensure answers its caller directly: NOT_FOUND here,
+/// as in ListOperations).
+async fn operation_get(
+    store: &std::sync::Arc<dyn slrgov_store::Store>,
+    ctx: &slrgov_domain::RequestContext,
+    id: &str,
+) -> Result<slrgov_domain::workflow::WorkflowRecord, Error> {
+    let record = store.workflow_get(ctx, id).await?;
+    if !record.kind.is_operation() {
+        return Err(Error::not_found(format!("operations/{id}")));
+    }
+    Ok(record)
+}
+
 /// Deleting or cancelling an operation: a deletion IAM has accepted cannot
 /// be called back.
 async fn not_offered<T>() -> Result<T, Error> {
@@ -76,7 +91,7 @@ impl OperationsService for Operations {
             let page = self
                 .state
                 .store()?
-                .operation_list(&ctx, &super::accepted(page)?)
+                .workflow_list_operations(&ctx, &super::accepted(page)?)
                 .await?;
             Ok(lro::ListOperationsResponse {
                 operations: page.items.iter().map(convert::operation).collect(),
@@ -95,7 +110,7 @@ impl OperationsService for Operations {
         let lro::GetOperationRequest { name } = request.into_inner();
         handle(&self.state, &ctx, async {
             let id = parse_name(&name)?;
-            let operation = self.state.store()?.operation_get(&ctx, &id).await?;
+            let operation = operation_get(self.state.store()?, &ctx, &id).await?;
             Ok(convert::operation(&operation))
         })
         .await
@@ -135,8 +150,8 @@ impl OperationsService for Operations {
             let store = self.state.store()?;
             let deadline = tokio::time::Instant::now() + timeout;
             loop {
-                let operation = store.operation_get(&ctx, &id).await?;
-                if operation.done || tokio::time::Instant::now() >= deadline {
+                let operation = operation_get(store, &ctx, &id).await?;
+                if operation.done() || tokio::time::Instant::now() >= deadline {
                     return Ok(convert::operation(&operation));
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;

@@ -213,7 +213,7 @@ pub fn run(args: &TokenArgs) -> anyhow::Result<()> {
         })?
         .as_str();
     super::parse_accounts(&args.accounts).map_err(|why| anyhow::anyhow!("--accounts: {why}"))?;
-    let ttl = crate::config::parse_duration(&args.ttl).context("--ttl")?;
+    let ttl = crate::units::parse_duration(&args.ttl).context("--ttl")?;
     let key = if args.key.exists() {
         let text = std::fs::read_to_string(&args.key)
             .with_context(|| format!("cannot read the key file {}", args.key.display()))?;

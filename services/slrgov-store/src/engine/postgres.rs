@@ -5,18 +5,18 @@ use sqlx::{Pool, QueryBuilder, Transaction};
 
 use crate::{Engine, OpenError, StoreConfig};
 
-type Db = sqlx::Postgres;
+pub(crate) type Db = sqlx::Postgres;
 
 /// The engine as OpenTelemetry names it (`db.system.name` of the spans).
-const DB_SYSTEM: &str = "postgresql";
+pub(crate) const DB_SYSTEM: &str = "postgresql";
 
-const ENGINE: Engine = Engine::Postgres;
+pub(crate) const ENGINE: Engine = Engine::Postgres;
 
 /// Locks the rows a read-modify-write transaction reads.
-const FOR_UPDATE: &str = " FOR UPDATE";
+pub(crate) const FOR_UPDATE: &str = " FOR UPDATE";
 
 /// Claims work rows without waiting for rows another replica holds.
-const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
+pub(crate) const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
@@ -25,7 +25,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/post
 /// statement: `BEGIN; SELECT set_config(...)` goes as one simple query, so
 /// the scope costs no round trip. `scope` is `*` or a comma-separated list
 /// of 12-digit account ids ([`scope_setting`] makes it), safe to inline.
-async fn begin(pool: &Pool<Db>, scope: &str) -> sqlx::Result<Transaction<'static, Db>> {
+pub(crate) async fn begin(pool: &Pool<Db>, scope: &str) -> sqlx::Result<Transaction<'static, Db>> {
     debug_assert!(
         scope
             .chars()
@@ -43,7 +43,7 @@ async fn begin(pool: &Pool<Db>, scope: &str) -> sqlx::Result<Transaction<'static
 /// so the planner evaluates `set_config` first, as a one-time filter, before
 /// any scan of a tenant table). Outside a transaction block `is_local`
 /// confines the setting to this statement. One round trip, no BEGIN.
-fn scoped_sql(inner: &str, n: usize) -> String {
+pub(crate) fn scoped_sql(inner: &str, n: usize) -> String {
     format!(
         "SELECT q.* FROM (SELECT set_config('slrgov.scope', ${n}, true) AS v) AS slrgov_scope \
          CROSS JOIN LATERAL (SELECT * FROM ({inner}) AS o WHERE slrgov_scope.v IS NOT NULL OFFSET 0) AS q"
@@ -52,25 +52,25 @@ fn scoped_sql(inner: &str, n: usize) -> String {
 
 /// The start of a scoped read built with a `QueryBuilder` (see
 /// [`scoped_sql`]); [`push_scoped_end`] closes it.
-fn push_scoped_start(query: &mut QueryBuilder<Db>, scope: String) {
+pub(crate) fn push_scoped_start(query: &mut QueryBuilder<Db>, scope: String) {
     query.push("SELECT q.* FROM (SELECT set_config('slrgov.scope', ");
     query.push_bind(scope);
     query.push(", true) AS v) AS slrgov_scope CROSS JOIN LATERAL (SELECT * FROM (");
 }
 
 /// The end of a scoped read started by [`push_scoped_start`].
-fn push_scoped_end(query: &mut QueryBuilder<Db>) {
+pub(crate) fn push_scoped_end(query: &mut QueryBuilder<Db>) {
     query.push(") AS o WHERE slrgov_scope.v IS NOT NULL OFFSET 0) AS q");
 }
 
 /// `account_id IN (<the JSON array of scope accounts>)`.
-fn push_scope(query: &mut QueryBuilder<Db>, accounts_json: String) {
+pub(crate) fn push_scope(query: &mut QueryBuilder<Db>, accounts_json: String) {
     query.push("account_id IN (SELECT jsonb_array_elements_text(");
     query.push_bind(accounts_json);
     query.push("::jsonb))");
 }
 
-async fn connect(config: &StoreConfig) -> Result<Pool<Db>, OpenError> {
+pub(crate) async fn connect(config: &StoreConfig) -> Result<Pool<Db>, OpenError> {
     let options: PgConnectOptions = config.url.parse().map_err(OpenError::Connect)?;
     let options = options.application_name("slr-governor");
     let pool = PgPoolOptions::new()
@@ -103,7 +103,11 @@ async fn connect(config: &StoreConfig) -> Result<Pool<Db>, OpenError> {
     Ok(pool)
 }
 
-include!("shared.rs");
+// The store itself: one source for both engines, compiled once here and
+// once in the other engine's module (see `engine/mod.rs`).
+#[allow(clippy::duplicate_mod)]
+#[path = "shared/mod.rs"]
+mod shared;
 
 /// The Postgres store.
-pub type PostgresStore = EngineStore;
+pub type PostgresStore = shared::EngineStore;

@@ -7,18 +7,18 @@ use sqlx::{Pool, QueryBuilder, Transaction};
 
 use crate::{Engine, OpenError, StoreConfig};
 
-type Db = sqlx::Sqlite;
+pub(crate) type Db = sqlx::Sqlite;
 
 /// The engine as OpenTelemetry names it (`db.system.name` of the spans).
-const DB_SYSTEM: &str = "sqlite";
+pub(crate) const DB_SYSTEM: &str = "sqlite";
 
-const ENGINE: Engine = Engine::Sqlite;
+pub(crate) const ENGINE: Engine = Engine::Sqlite;
 
 /// SQLite has no row locks: `BEGIN IMMEDIATE` takes the write lock up front.
-const FOR_UPDATE: &str = "";
+pub(crate) const FOR_UPDATE: &str = "";
 
 /// Claims work rows without waiting for rows another replica holds.
-const SKIP_LOCKED: &str = "";
+pub(crate) const SKIP_LOCKED: &str = "";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
@@ -28,37 +28,37 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqli
 ///
 /// SQLite has no row-level security: the scope is the service's own checks
 /// (and the scope clause of every list).
-async fn begin(pool: &Pool<Db>, _scope: &str) -> sqlx::Result<Transaction<'static, Db>> {
+pub(crate) async fn begin(pool: &Pool<Db>, _scope: &str) -> sqlx::Result<Transaction<'static, Db>> {
     pool.begin_with("BEGIN IMMEDIATE").await
 }
 
 /// The single-statement read `inner`, taking the scope as `$n` like the
 /// Postgres engine's (which sets it for row-level security); here it only
 /// keeps the parameter positions the same.
-fn scoped_sql(inner: &str, n: usize) -> String {
+pub(crate) fn scoped_sql(inner: &str, n: usize) -> String {
     format!("SELECT * FROM ({inner}) WHERE ${n} IS NOT NULL")
 }
 
 /// The start of a scoped read built with a `QueryBuilder`.
-fn push_scoped_start(query: &mut QueryBuilder<Db>, scope: String) {
+pub(crate) fn push_scoped_start(query: &mut QueryBuilder<Db>, scope: String) {
     query.push("SELECT * FROM (SELECT ");
     query.push_bind(scope);
     query.push(" AS slrgov_scope_v) AS slrgov_scope CROSS JOIN (");
 }
 
 /// The end of a scoped read started by [`push_scoped_start`].
-fn push_scoped_end(query: &mut QueryBuilder<Db>) {
+pub(crate) fn push_scoped_end(query: &mut QueryBuilder<Db>) {
     query.push(") AS q");
 }
 
 /// `account_id IN (<the JSON array of scope accounts>)`.
-fn push_scope(query: &mut QueryBuilder<Db>, accounts_json: String) {
+pub(crate) fn push_scope(query: &mut QueryBuilder<Db>, accounts_json: String) {
     query.push("account_id IN (SELECT value FROM json_each(");
     query.push_bind(accounts_json);
     query.push("))");
 }
 
-async fn connect(config: &StoreConfig) -> Result<Pool<Db>, OpenError> {
+pub(crate) async fn connect(config: &StoreConfig) -> Result<Pool<Db>, OpenError> {
     let options = SqliteConnectOptions::from_str(&config.url)
         .map_err(OpenError::Connect)?
         .create_if_missing(true)
@@ -85,7 +85,11 @@ async fn connect(config: &StoreConfig) -> Result<Pool<Db>, OpenError> {
     Ok(pool)
 }
 
-include!("shared.rs");
+// The store itself: one source for both engines, compiled once here and
+// once in the other engine's module (see `engine/mod.rs`).
+#[allow(clippy::duplicate_mod)]
+#[path = "shared/mod.rs"]
+mod shared;
 
 /// The SQLite store.
-pub type SqliteStore = EngineStore;
+pub type SqliteStore = shared::EngineStore;

@@ -269,20 +269,20 @@ pub async fn case_etags(store: Arc<dyn Store>) {
     assert_eq!(i3.revision, Revision(3));
     expect_err(
         store
-            .instance_delete(&ctx, &k, Some(Revision(2)), None)
+            .instance_delete(&ctx, &k, Some(Revision(2)), delete_done(&k), None)
             .await,
         Kind::Aborted,
         Reason::EtagMismatch,
     );
     assert_eq!(store.instance_get(&ctx, &k).await.expect("still there"), i3);
     let removed = store
-        .instance_delete(&ctx, &k, Some(Revision(3)), None)
+        .instance_delete(&ctx, &k, Some(Revision(3)), delete_done(&k), None)
         .await
         .expect("matching etag");
-    assert_eq!(removed, i3);
+    assert_eq!(removed.key(), i3.key());
     let other = create_instance(&store, &b, &instance_id(2), "us-east-1").await;
     store
-        .instance_delete(&ctx, &other.key(), None, None)
+        .instance_delete(&ctx, &other.key(), None, delete_done(&other.key()), None)
         .await
         .expect("unconditional delete");
     let left = list_instances_all(&store, &ctx, &AccountSelector::One(b), &filter(""), 10).await;

@@ -6,13 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use slrgov_domain::audit::{AuditEvent, AuditFilter, AwsCall, NewAuditEvent};
-use slrgov_domain::model::{
-    AccountPatch, EnsureClaim, ExternalIdChange, InstancePatch, ObservedRole, OperationVerb,
-};
+use slrgov_domain::model::{AccountPatch, ExternalIdChange, InstancePatch, ObservedRole};
 use slrgov_domain::names::account_name;
 use slrgov_domain::types::{AccountId, InstanceAlias};
 use slrgov_domain::{Error, Kind, Reason, RequestContext, Role};
-use slrgov_store::Store;
 
 use crate::support::*;
 
@@ -167,11 +164,19 @@ pub async fn case_audit_event_per_mutation(store: Arc<dyn Store>) {
         .await
         .expect("update instance");
     let ctx = admin_calling("LinkedRoleService/EnsureLinkedRole");
-    let claim = store
-        .linked_role_claim(&ctx, &k, "owner-1", Duration::from_secs(60), "abc")
+    let started = store
+        .linked_role_begin_ensure(
+            &ctx,
+            ensure_start(&k, "abc"),
+            "owner-1",
+            Duration::from_secs(60),
+            None,
+        )
         .await
-        .expect("claim");
-    assert!(matches!(claim, EnsureClaim::Claimed { .. }), "{claim:?}");
+        .expect("begin the ensure");
+    let EnsureStart::Claimed(ensure) = started else {
+        panic!("expected a new workflow, got {started:?}");
+    };
     ctx.audit
         .push_call(call("CreateServiceLinkedRole", "OK", "req-create"));
     ctx.audit.push_call(call("GetRole", "OK", "req-get"));
@@ -181,8 +186,8 @@ pub async fn case_audit_event_per_mutation(store: Arc<dyn Store>) {
     store
         .linked_role_activate(
             &ctx,
+            &held(&ensure),
             &k,
-            "owner-1",
             ObservedRole {
                 role_name: "AWSServiceRoleForAmazonConnect_abc".to_owned(),
                 role_arn: arn.clone(),
@@ -197,16 +202,39 @@ pub async fn case_audit_event_per_mutation(store: Arc<dyn Store>) {
         )
         .await
         .expect("activate");
+    assert_eq!(
+        ctx.audit.pending_calls(),
+        0,
+        "the calls went with the activation"
+    );
+    // The workflow ends: an event of its own, without the calls again.
+    store
+        .workflow_save(
+            &ctx,
+            &ensure.id,
+            "owner-1",
+            update_of(&ensure, Phase::Succeeded),
+        )
+        .await
+        .expect("finish the ensure");
     let ctx = admin_calling("LinkedRoleService/UpdateLinkedRoleDescription");
     store
-        .linked_role_set_description(&ctx, &k, None, "new words")
+        .linked_role_set_description(&ctx, &k, None, "new words", None)
         .await
         .expect("describe");
     let ctx = admin_calling("LinkedRoleService/RetireLinkedRole");
-    let operation = store
-        .operation_begin_retire(&ctx, &k, None, OperationVerb::Retire, None)
+    let start = retire_start(
+        WorkflowKind::Retire,
+        &k,
+        "AWSServiceRoleForAmazonConnect_abc",
+    );
+    let started = store
+        .linked_role_begin_retire(&ctx, start, None, None)
         .await
         .expect("retire");
+    let RetireStart::Started(operation) = started else {
+        panic!("expected a retirement, got {started:?}");
+    };
 
     let events = trail(&store, &admin(), &a, &AuditFilter::default(), 3).await;
     assert_eq!(
@@ -214,6 +242,7 @@ pub async fn case_audit_event_per_mutation(store: Arc<dyn Store>) {
         [
             "RetireLinkedRole",
             "UpdateLinkedRoleDescription",
+            "EnsureLinkedRole",
             "EnsureLinkedRole",
             "EnsureLinkedRole",
             "UpdateInstance",
@@ -228,8 +257,14 @@ pub async fn case_audit_event_per_mutation(store: Arc<dyn Store>) {
         events.windows(2).all(|w| w[0].time >= w[1].time),
         "not newest first"
     );
-    assert!(events[0].detail.contains(&operation.operation_id));
-    let activation = &events[2];
+    assert!(events[0].detail.contains(&operation.id));
+    assert!(events[2].detail.contains(&ensure.id), "{:?}", events[2]);
+    assert!(
+        events[2].aws_calls.is_empty(),
+        "the calls were written once"
+    );
+    assert!(events[4].detail.contains(&ensure.id), "{:?}", events[4]);
+    let activation = &events[3];
     assert!(activation.detail.contains(&arn), "{activation:?}");
     assert_eq!(
         activation
@@ -240,17 +275,17 @@ pub async fn case_audit_event_per_mutation(store: Arc<dyn Store>) {
         ["req-create", "req-get"],
         "the IAM calls go with the change they caused"
     );
-    let failure = &events[6];
+    let failure = &events[7];
     assert_eq!(failure.outcome, "ALREADY_EXISTS");
     assert_eq!(
         failure.aws_calls,
         [call("GetRole", "NoSuchEntity", "req-2")]
     );
     assert_eq!(
-        events[7].aws_calls,
+        events[8].aws_calls,
         [call("GetCallerIdentity", "OK", "req-sts-1")]
     );
-    let update = &events[5];
+    let update = &events[6];
     assert!(update.detail.contains("external_id replaced"), "{update:?}");
     assert!(
         !format!("{events:?}").contains("ext-secret"),
@@ -264,8 +299,8 @@ pub async fn case_audit_event_per_mutation(store: Arc<dyn Store>) {
         ("method = \"Instance\"", 0),
         ("method = \"ServiceCreateInstance\"", 0),
         ("outcome = ALREADY_EXISTS", 1),
-        ("outcome = OK", 8),
-        ("principal = \"local-operator\" AND outcome = OK", 8),
+        ("outcome = OK", 9),
+        ("principal = \"local-operator\" AND outcome = OK", 9),
         ("principal = \"someone-else\"", 0),
         (&format!("resource = \"{}\"", account_name(&a)), 2),
     ] {
@@ -290,20 +325,32 @@ pub async fn case_audit_event_per_mutation(store: Arc<dyn Store>) {
             .await,
     );
 
-    // Deleting the instance and the account: the trail outlives them.
-    store
-        .operation_step(
-            &admin_calling("worker/operations/advance"),
-            &operation.operation_id,
-            "nobody",
-            slrgov_domain::model::OperationStep::Deleted,
-        )
-        .await
-        .expect_err("a step needs the lease");
-    let events_before = trail(&store, &admin(), &a, &AuditFilter::default(), 50)
+    // A step of a workflow the caller does not hold writes nothing.
+    let worker = admin_calling("worker/operations/advance");
+    worker
+        .audit
+        .push_call(call("DeleteServiceLinkedRole", "OK", "req-del"));
+    expect_err(
+        store
+            .workflow_save(
+                &worker,
+                &operation.id,
+                "nobody",
+                update_of(&operation, Phase::Running),
+            )
+            .await,
+        Kind::Aborted,
+        Reason::OperationInProgress,
+    );
+    assert_eq!(
+        worker.audit.pending_calls(),
+        1,
+        "a refused step's call stays pending"
+    );
+    let events_after = trail(&store, &admin(), &a, &AuditFilter::default(), 50)
         .await
         .len();
-    assert_eq!(events_before, 9, "a refused step wrote nothing");
+    assert_eq!(events_after, 10, "a refused step wrote nothing");
 }
 
 pub async fn case_audit_scope(store: Arc<dyn Store>) {

@@ -1,13 +1,15 @@
-//! AIP-155 request ids: replays, reuse with other parameters, per-account
-//! ids, failures that do not burn the id, and concurrent retries.
+//! AIP-155 request ids, one rule for every RPC that takes one: replays of
+//! the first answer, reuse with other parameters or another method, ids per
+//! account and per principal, failures that do not burn the id, and
+//! concurrent retries. Look-ups, expiry and ensures are in `request_ids.rs`.
 
 use std::sync::Arc;
 
-use slrgov_domain::model::{AccountPatch, ExternalIdChange, InstancePatch};
+use serde_json::json;
+use slrgov_domain::model::{AccountPatch, ExternalIdChange, Instance, InstancePatch};
 use slrgov_domain::names::AccountSelector;
 use slrgov_domain::types::{InstanceAlias, Partition, Revision};
-use slrgov_domain::{Kind, Reason};
-use slrgov_store::Store;
+use slrgov_domain::{Kind, Reason, Role};
 
 use crate::support::*;
 
@@ -144,14 +146,30 @@ pub async fn case_request_id_replays_first_response(store: Arc<dyn Store>) {
         Reason::RequestIdReused,
     );
 
-    // DeleteInstance: the retry replays the removed record.
+    // DeleteInstance: the retry replays its (finished) operation.
+    let del = idem("del", "fp-d");
     let removed = store
-        .instance_delete(&ctx, &k, None, Some(&idem("del", "fp-d")))
+        .instance_delete(
+            &ctx,
+            &k,
+            None,
+            with_request_id(delete_done(&k), &del),
+            Some(&del),
+        )
         .await
         .expect("delete");
-    assert_eq!(removed, once);
+    assert_eq!(
+        (removed.kind, removed.key()),
+        (WorkflowKind::Delete, k.clone())
+    );
     let again = store
-        .instance_delete(&ctx, &k, None, Some(&idem("del", "fp-d")))
+        .instance_delete(
+            &ctx,
+            &k,
+            None,
+            with_request_id(delete_done(&k), &del),
+            Some(&del),
+        )
         .await
         .expect("a retry of a delete replays it");
     assert_eq!(again, removed);
@@ -444,4 +462,121 @@ pub async fn case_concurrent_retries_create_once(store: Arc<dyn Store>) {
         keys(&listed),
         vec![key(&account_id(1), &i), key(&account_id(1), &j)]
     );
+}
+
+pub async fn case_request_ids_are_per_principal(store: Arc<dyn Store>) {
+    let a = create_account(&store, 1).await.account_id;
+    let alice = caller("alice", Role::Operator, only(&[&a]));
+    let bob = caller("bob", Role::Operator, only(&[&a]));
+    let create = |ctx: &slrgov_domain::RequestContext, n: u32, fingerprint: &'static str| {
+        let (store, ctx, a) = (store.clone(), ctx.clone(), a.clone());
+        async move {
+            let new = new_instance(&a, &instance_id(n), "us-east-1");
+            store
+                .instance_create(
+                    &ctx,
+                    new,
+                    Some(&idem_for("CreateInstance", "same-id", fingerprint)),
+                )
+                .await
+        }
+    };
+    // Two callers, one id, one account: two requests.
+    let by_alice = create(&alice, 1, "fp-1").await.expect("alice creates");
+    let by_bob = create(&bob, 2, "fp-2").await.expect("bob's id is his own");
+    assert_eq!(by_bob.instance_id, instance_id(2));
+    // Each replays their own answer, and only theirs.
+    assert_eq!(create(&alice, 1, "fp-1").await.expect("replay"), by_alice);
+    assert_eq!(create(&bob, 2, "fp-2").await.expect("replay"), by_bob);
+    expect_err(
+        create(&bob, 1, "fp-1").await,
+        Kind::InvalidArgument,
+        Reason::RequestIdReused,
+    );
+    let carol = caller("carol", Role::Operator, only(&[&a]));
+    let id = idem_for("CreateInstance", "same-id", "fp-1");
+    let seen = store
+        .request_id_lookup(&carol, &a, &id)
+        .await
+        .expect("lookup");
+    assert_eq!(seen, None, "carol never used it");
+    let seen = store
+        .request_id_lookup(&alice, &a, &id)
+        .await
+        .expect("lookup");
+    let first: Instance = seen.expect("alice's").response().expect("typed");
+    assert_eq!(first, by_alice);
+}
+
+pub async fn case_request_id_other_method(store: Arc<dyn Store>) {
+    let a = create_account(&store, 1).await.account_id;
+    let ctx = admin();
+    let created = store
+        .instance_create(
+            &ctx,
+            new_instance(&a, &instance_id(1), "us-east-1"),
+            Some(&idem_for("CreateInstance", "x", "fp")),
+        )
+        .await
+        .expect("create");
+    let k = created.key();
+    let reused = (Kind::InvalidArgument, Reason::RequestIdReused);
+    // The same id and fingerprint with another method: never the other
+    // method's answer.
+    expect_err(
+        store
+            .instance_update(
+                &ctx,
+                &k,
+                None,
+                alias("y"),
+                Some(&idem_for("UpdateInstance", "x", "fp")),
+            )
+            .await,
+        reused.0,
+        reused.1,
+    );
+    let del = idem_for("DeleteInstance", "x", "fp");
+    expect_err(
+        store
+            .instance_delete(
+                &ctx,
+                &k,
+                None,
+                with_request_id(delete_done(&k), &del),
+                Some(&del),
+            )
+            .await,
+        reused.0,
+        reused.1,
+    );
+    let ens = idem_for("EnsureLinkedRole", "x", "fp");
+    expect_err(
+        store
+            .linked_role_begin_ensure(
+                &ctx,
+                with_request_id(ensure_start(&k, "S"), &ens),
+                "w",
+                LONG,
+                Some(&ens),
+            )
+            .await,
+        reused.0,
+        reused.1,
+    );
+    expect_err(
+        store.request_id_lookup(&ctx, &a, &ens).await,
+        reused.0,
+        reused.1,
+    );
+    expect_err(
+        store.request_id_record(&ctx, &a, &ens, json!({})).await,
+        reused.0,
+        reused.1,
+    );
+    assert_eq!(
+        store.instance_get(&ctx, &k).await.expect("untouched"),
+        created
+    );
+    assert_eq!(get_role(&store, &k).await.revision, Revision(0));
 }

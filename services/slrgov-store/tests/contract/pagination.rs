@@ -370,12 +370,18 @@ pub async fn case_pages_stable_under_inserts(store: Arc<dyn Store>) {
         .expect("first");
     let last_of_first = first.items.last().expect("a full page").key();
     store
-        .instance_delete(&ctx, &last_of_first, None, None)
+        .instance_delete(
+            &ctx,
+            &last_of_first,
+            None,
+            delete_done(&last_of_first),
+            None,
+        )
         .await
         .expect("delete the cursor row");
     let next = everything[4].key();
     store
-        .instance_delete(&ctx, &next, None, None)
+        .instance_delete(&ctx, &next, None, delete_done(&next), None)
         .await
         .expect("delete the next row");
     let mut rest = Vec::new();

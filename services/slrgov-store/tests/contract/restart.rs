@@ -26,6 +26,10 @@ pub async fn case_restart_keeps_data(db: &TestDb) {
         .expect("create instance");
     let first_page = store.account_list(&ctx, &page(2, "")).await.expect("page");
     assert!(!first_page.next_page_token.is_empty());
+    // The key lists served from memory seal their tokens with.
+    let sealed = store
+        .page_tokens()
+        .seal("ListRegions", vec!["us-east-1".to_owned()]);
     drop(store);
 
     // Reopen: migrations run again (no-op), everything is there.
@@ -54,6 +58,9 @@ pub async fn case_restart_keeps_data(db: &TestDb) {
         .await
         .expect("a token from before the restart");
     assert_eq!(second_page.items, accounts[2..4]);
+    let opened = store.page_tokens().open(&sealed, "ListRegions", 1);
+    assert_eq!(opened.expect("the same key"), ["us-east-1"]);
+    assert!(store.page_tokens().open(&sealed, "ListOther", 1).is_err());
 
     // A third open next to a live one.
     let other = db.open().await;

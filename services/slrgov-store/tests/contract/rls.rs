@@ -5,9 +5,6 @@
 //! `account_id` column is under FORCE ROW LEVEL SECURITY, so a new tenant
 //! table cannot be forgotten.
 
-use std::time::Duration;
-
-use slrgov_domain::model::{EnsureClaim, ObservedRole, OperationVerb};
 use slrgov_domain::types::AccountId;
 use sqlx::Connection;
 
@@ -18,8 +15,8 @@ const TENANT_TABLES: &[&str] = &[
     "audit_events",
     "instances",
     "linked_roles",
-    "operations",
     "request_ids",
+    "workflows",
 ];
 
 /// Fills every tenant table with rows of `account`.
@@ -34,36 +31,9 @@ async fn populate(store: &std::sync::Arc<dyn slrgov_store::Store>, n: u32) -> Ac
         )
         .await
         .expect("create instance");
-    let claim = store
-        .linked_role_claim(&admin(), &k, "owner", Duration::from_secs(60), "sfx")
-        .await
-        .expect("claim");
-    assert!(matches!(claim, EnsureClaim::Claimed { .. }));
-    store
-        .linked_role_activate(
-            &admin(),
-            &k,
-            "owner",
-            ObservedRole {
-                role_name: "AWSServiceRoleForAmazonConnect_sfx".to_owned(),
-                role_arn: format!(
-                    "arn:aws:iam::{account}:role/aws-service-role/connect.amazonaws.com/AWSServiceRoleForAmazonConnect_sfx"
-                ),
-                role_id: format!("AROA{n}"),
-                path: "/aws-service-role/connect.amazonaws.com/".to_owned(),
-                description: None,
-                iam_create_time: None,
-                last_used_time: None,
-                last_used_region: None,
-            },
-            false,
-        )
-        .await
-        .expect("activate");
-    store
-        .operation_begin_retire(&admin(), &k, None, OperationVerb::Retire, None)
-        .await
-        .expect("retire");
+    // An ensure (finished) and a retirement (running): workflows rows.
+    make_active(store, &k, "sfx").await;
+    retire(store, &k, WorkflowKind::Retire).await;
     account
 }
 
@@ -167,6 +137,13 @@ async fn row_level_security_postgres() {
     .await;
     let error = insert.expect_err("a row of another account was written");
     assert!(error.to_string().contains("row-level security"), "{error}");
+    let taken = sqlx::query("UPDATE workflows SET lease_owner = 'thief' WHERE account_id = $1")
+        .bind(b.as_str())
+        .execute(&mut app)
+        .await
+        .expect("update")
+        .rows_affected();
+    assert_eq!(taken, 0, "another account's workflow was taken");
     let changed = sqlx::query("UPDATE accounts SET display_name = 'taken' WHERE account_id = $1")
         .bind(b.as_str())
         .execute(&mut app)
@@ -196,11 +173,11 @@ async fn row_level_security_postgres() {
         .await
         .expect("open a one-connection store");
     let alice = caller("alice", slrgov_domain::Role::Admin, only(&[&a]));
-    let got = slrgov_store::Store::account_get(&single, &alice, &a)
+    let got = slrgov_store::AccountStore::account_get(&single, &alice, &a)
         .await
         .expect("A is visible to alice");
     assert_eq!(got.account_id, a);
-    slrgov_store::Store::account_update(
+    slrgov_store::AccountStore::account_update(
         &single,
         &alice,
         &a,

@@ -104,7 +104,9 @@ pub async fn case_scope_hides_other_accounts(store: Arc<dyn Store>) {
             &target.name(),
         );
         assert_hidden(
-            store.instance_delete(&alice, &k, None, None).await,
+            store
+                .instance_delete(&alice, &k, None, delete_done(&k), None)
+                .await,
             &target.name(),
         );
     }
@@ -116,7 +118,13 @@ pub async fn case_scope_hides_other_accounts(store: Arc<dyn Store>) {
     );
     assert_hidden(
         store
-            .instance_delete(&alice, &b1.key(), Some(Revision(1)), Some(&idem("r", "f")))
+            .instance_delete(
+                &alice,
+                &b1.key(),
+                Some(Revision(1)),
+                delete_done(&b1.key()),
+                Some(&idem("r", "f")),
+            )
             .await,
         &b1.key().name(),
     );
@@ -298,7 +306,7 @@ pub async fn case_roles(store: Arc<dyn Store>) {
         );
         denied(
             store
-                .instance_delete(&viewer, &k, None, None)
+                .instance_delete(&viewer, &k, None, delete_done(&k), None)
                 .await
                 .map(drop),
         );
@@ -375,10 +383,17 @@ pub async fn case_roles(store: Arc<dyn Store>) {
         .expect("an operator updates instances");
     assert_eq!(updated.revision, Revision(2));
     let removed = store
-        .instance_delete(&operator, &created.key(), None, None)
+        .instance_delete(
+            &operator,
+            &created.key(),
+            None,
+            delete_done(&created.key()),
+            None,
+        )
         .await
         .expect("an operator removes instances");
-    assert_eq!(removed, updated);
+    assert_eq!(removed.key(), updated.key());
+    assert_eq!(removed.principal, "olga");
 
     // An admin (scoped) manages accounts in its scope.
     let scoped_admin = caller("ada", Role::Admin, only(&[&a, &account_id(2)]));

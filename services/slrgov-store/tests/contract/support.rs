@@ -17,252 +17,25 @@ use slrgov_domain::types::{
     RegionCode, RequestId, VoiceIdDomain,
 };
 use slrgov_domain::{AccountScope, Caller, Error, Kind, Reason, RequestContext, Result, Role};
-use slrgov_store::{Engine, Idempotency, PageRequest, Store, StoreConfig};
-use sqlx::Connection;
-use tempfile::TempDir;
+use slrgov_store::{Idempotency, PageRequest};
+
+// The store's traits and the workflow types, for every file of the suite.
+pub use slrgov_domain::workflow::{
+    Phase, WorkflowError, WorkflowKind, WorkflowLog, WorkflowRecord, WorkflowUpdate,
+};
+pub use slrgov_store::{
+    AccountStore, AuditStore, EnsureStart, InstanceStore, LinkedRoleStore, Replay, RequestIdStore,
+    RestoredRole, RetireStart, Store, WorkflowStore,
+};
 
 // ---------------------------------------------------------------------------
-// Fresh databases
+// Fresh databases: the one TestDb of the test support crate (a new Postgres
+// database owned by the ordinary role slrgov_app, or an SQLite file).
 
-/// The Postgres server's admin URL.
-pub fn admin_url() -> String {
-    std::env::var("DATABASE_URL")
-        .ok()
-        .filter(|url| !url.is_empty())
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-/// The role the service connects as in the tests: an ordinary role (no
-/// superuser, no BYPASSRLS), so row-level security applies to it as it does
-/// in production. The password only matters where Postgres asks for one.
-pub const APP_ROLE: &str = "slrgov_app";
-
-/// Creates [`APP_ROLE`] if it does not exist (concurrent tests race here:
-/// the loser's duplicate is ignored).
-pub async fn ensure_app_role(conn: &mut sqlx::PgConnection) {
-    sqlx::raw_sql(
-        "DO $$ BEGIN \
-           CREATE ROLE slrgov_app LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB PASSWORD 'slrgov_app'; \
-         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$",
-    )
-    .execute(conn)
-    .await
-    .expect("create the service's database role");
-}
-
-/// `url` with its user replaced by [`APP_ROLE`].
-pub fn as_app_role(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").expect("a URL with a scheme");
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-    format!("{scheme}://{APP_ROLE}:{APP_ROLE}@{rest}")
-}
-
-/// `url` with its database replaced by `database` (query string kept).
-fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let (scheme, rest) = base.split_once("://").expect("a URL with a scheme");
-    let authority = rest
-        .split_once('/')
-        .map_or(rest, |(authority, _)| authority);
-    let mut out = format!("{scheme}://{authority}/{database}");
-    if let Some(query) = query {
-        out.push('?');
-        out.push_str(query);
-    }
-    out
-}
-
-/// A database made for one test: a fresh Postgres database (dropped when
-/// this is dropped, even when the test panics) or a fresh SQLite file in a
-/// temporary directory.
-pub struct TestDb {
-    /// The URL to open the store with (on Postgres: as [`APP_ROLE`], the
-    /// owner of the database, under row-level security).
-    pub url: String,
-    /// The same database as the admin user (a superuser, which row-level
-    /// security does not apply to), for direct statements of the tests.
-    pub admin_url: String,
-    /// The engine behind `url`.
-    pub engine: Engine,
-    /// The Postgres database to drop at the end.
-    pg_database: Option<String>,
-    /// The SQLite file's directory, removed at the end.
-    _dir: Option<TempDir>,
-}
-
-impl TestDb {
-    /// A new, empty Postgres database.
-    pub async fn postgres() -> Self {
-        let admin = admin_url();
-        let database = format!("slrgov_test_{:016x}", rand::random::<u64>());
-        let mut conn = sqlx::PgConnection::connect(&admin)
-            .await
-            .unwrap_or_else(|e| panic!("cannot connect to Postgres at {admin}: {e}"));
-        ensure_app_role(&mut conn).await;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "CREATE DATABASE {database} OWNER {APP_ROLE}"
-        )))
-        .execute(&mut conn)
-        .await
-        .expect("CREATE DATABASE");
-        let _ = conn.close().await;
-        TestDb {
-            url: as_app_role(&with_database(&admin, &database)),
-            admin_url: with_database(&admin, &database),
-            engine: Engine::Postgres,
-            pg_database: Some(database),
-            _dir: None,
-        }
-    }
-
-    /// A new SQLite file in a temporary directory.
-    pub fn sqlite() -> Self {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let url = format!("sqlite://{}/store.db", dir.path().display());
-        TestDb {
-            admin_url: url.clone(),
-            url,
-            engine: Engine::Sqlite,
-            pg_database: None,
-            _dir: Some(dir),
-        }
-    }
-
-    /// Opens a store on this database (migrating it).
-    pub async fn open(&self) -> Arc<dyn Store> {
-        let store = slrgov_store::open(&StoreConfig::new(self.url.clone()))
-            .await
-            .unwrap_or_else(|e| panic!("cannot open the store at {}: {e:?}", self.url));
-        assert_eq!(store.engine(), self.engine, "open chose the wrong engine");
-        store
-    }
-}
-
-impl TestDb {
-    /// Runs one statement directly on the database (text binds), for state
-    /// that no store method writes yet (e.g. a linked role's state); returns
-    /// the rows affected.
-    pub async fn execute(&self, sql: &'static str, binds: &[&str]) -> u64 {
-        match self.engine {
-            Engine::Postgres => {
-                let mut conn = sqlx::PgConnection::connect(&self.admin_url)
-                    .await
-                    .expect("connect");
-                let mut query = sqlx::query(sql);
-                for bind in binds {
-                    query = query.bind(bind.to_string());
-                }
-                let done = query.execute(&mut conn).await.expect("execute");
-                let _ = conn.close().await;
-                done.rows_affected()
-            }
-            Engine::Sqlite => {
-                let mut conn = sqlx::SqliteConnection::connect(&self.url)
-                    .await
-                    .expect("connect");
-                let mut query = sqlx::query(sql);
-                for bind in binds {
-                    query = query.bind(bind.to_string());
-                }
-                let done = query.execute(&mut conn).await.expect("execute");
-                let _ = conn.close().await;
-                done.rows_affected()
-            }
-        }
-    }
-
-    /// Runs one statement directly on the database as the admin user;
-    /// returns the database's error message if it refuses.
-    pub async fn try_execute(&self, sql: &'static str) -> std::result::Result<u64, String> {
-        let done = match self.engine {
-            Engine::Postgres => {
-                let mut conn = sqlx::PgConnection::connect(&self.admin_url)
-                    .await
-                    .expect("connect");
-                sqlx::query(sql)
-                    .execute(&mut conn)
-                    .await
-                    .map(|d| d.rows_affected())
-            }
-            Engine::Sqlite => {
-                let mut conn = sqlx::SqliteConnection::connect(&self.url)
-                    .await
-                    .expect("connect");
-                sqlx::query(sql)
-                    .execute(&mut conn)
-                    .await
-                    .map(|d| d.rows_affected())
-            }
-        };
-        done.map_err(|e| e.to_string())
-    }
-
-    /// Reads one nullable text column of one row directly from the database.
-    pub async fn fetch_text(&self, sql: &'static str, binds: &[&str]) -> Option<String> {
-        match self.engine {
-            Engine::Postgres => {
-                let mut conn = sqlx::PgConnection::connect(&self.admin_url)
-                    .await
-                    .expect("connect");
-                let mut query = sqlx::query_scalar::<_, Option<String>>(sql);
-                for bind in binds {
-                    query = query.bind(bind.to_string());
-                }
-                let value = query.fetch_one(&mut conn).await.expect("fetch");
-                let _ = conn.close().await;
-                value
-            }
-            Engine::Sqlite => {
-                let mut conn = sqlx::SqliteConnection::connect(&self.url)
-                    .await
-                    .expect("connect");
-                let mut query = sqlx::query_scalar::<_, Option<String>>(sql);
-                for bind in binds {
-                    query = query.bind(bind.to_string());
-                }
-                let value = query.fetch_one(&mut conn).await.expect("fetch");
-                let _ = conn.close().await;
-                value
-            }
-        }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let Some(database) = self.pg_database.take() else {
-            return;
-        };
-        // Drop may run inside the test's runtime: do the async cleanup on a
-        // thread of its own. Best effort: a leftover database is harmless.
-        let admin = admin_url();
-        let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            runtime.block_on(async move {
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
-                    )))
-                    .execute(&mut conn)
-                    .await;
-                    let _ = conn.close().await;
-                }
-            });
-        })
-        .join();
-    }
-}
+pub use slrgov_testkit::db::TestDb;
 
 // ---------------------------------------------------------------------------
-// Request contexts
+// Contexts, fixtures, assertions
 
 /// A context for `caller`.
 pub fn ctx_of(caller: Caller) -> RequestContext {
@@ -292,9 +65,6 @@ pub fn only(accounts: &[&AccountId]) -> AccountScope {
             .collect::<BTreeSet<_>>(),
     )
 }
-
-// ---------------------------------------------------------------------------
-// Fixtures
 
 /// The account id number `n` (`1111` followed by `n` on 8 digits).
 pub fn account_id(n: u32) -> AccountId {
@@ -427,10 +197,16 @@ pub fn full_features(
     }
 }
 
-/// An AIP-155 request id with a fingerprint.
+/// An AIP-155 request id of the method `Test` with a fingerprint.
 pub fn idem(request_id: &str, fingerprint: &str) -> Idempotency {
+    idem_for("Test", request_id, fingerprint)
+}
+
+/// An AIP-155 request id of `method` with a fingerprint.
+pub fn idem_for(method: &str, request_id: &str, fingerprint: &str) -> Idempotency {
     Idempotency {
         request_id: RequestId::parse(request_id).expect("request id"),
+        method: method.to_owned(),
         fingerprint: fingerprint.as_bytes().to_vec(),
     }
 }
@@ -456,9 +232,6 @@ pub fn time(rfc3339: &str) -> DateTime<Utc> {
 pub async fn tick() {
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
 }
-
-// ---------------------------------------------------------------------------
-// Assertions
 
 /// Unwraps the error of `result`, checking its kind and reason.
 #[track_caller]
@@ -568,3 +341,6 @@ pub fn assert_unique<T: Ord + Debug + Clone>(keys: &[T]) {
     let set: BTreeSet<T> = keys.iter().cloned().collect();
     assert_eq!(set.len(), keys.len(), "duplicates in {keys:?}");
 }
+
+// The fixtures of the linked-role and workflow cases, for every file.
+pub use crate::flows::*;

@@ -9,9 +9,9 @@ use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_types::StatusExt;
 
-use super::support::{Engine, TestDb, TestServer, black_hole, instance_id, refused};
-
-const HOME: &str = "123456789012";
+use super::support::{
+    Engine, HOME, TestDb, TestServer, aws_env, black_hole, env_refs, linked_role_name, refused,
+};
 
 /// A server whose AWS never answers, with `extra` settings, an account and
 /// one instance in us-east-1; returns the server, the black hole and the
@@ -21,37 +21,13 @@ async fn silent_aws_server(
 ) -> (TestServer, tokio::task::JoinHandle<()>, TestDb, String) {
     let (aws, hole) = black_hole().await;
     let db = TestDb::new(Engine::Sqlite).await;
-    let mut env = vec![
-        ("AWS_ENDPOINT_URL", aws.as_str()),
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("AWS_REGION", "us-east-1"),
-    ];
+    let aws_env = aws_env(&aws);
+    let mut env = env_refs(&aws_env);
     env.extend_from_slice(extra);
     let server = TestServer::start_with(&db, &env).await;
     let mut c = server.clients().await;
-    c.accounts
-        .create_account(pb::CreateAccountRequest {
-            account_id: HOME.into(),
-            account: Some(pb::Account::default()),
-            request_id: String::new(),
-        })
-        .await
-        .expect("account");
-    let id = instance_id();
-    c.instances
-        .create_instance(pb::CreateInstanceRequest {
-            parent: format!("accounts/{HOME}"),
-            instance_id: id.clone(),
-            instance: Some(pb::Instance {
-                region: "us-east-1".into(),
-                ..Default::default()
-            }),
-            request_id: String::new(),
-        })
-        .await
-        .expect("instance");
+    c.add_account(HOME).await;
+    let id = c.add_instance(HOME, "us-east-1").await;
     (server, hole, db, id)
 }
 
@@ -154,8 +130,16 @@ async fn slow_rpcs_time_out_and_excess_rpcs_are_shed() {
             || role.state == pb::linked_role::State::Absent as i32,
         "{role:?}"
     );
-    assert!(server.log().contains("overloaded: request shed"));
-    assert!(server.log().contains("request timed out"));
+    let shed = server.event("overloaded: request shed");
+    assert_eq!(shed["level"], "WARN");
+    assert!(shed["limit"].as_u64().is_some(), "{shed}");
+    let timed_out = server.event("request timed out");
+    assert!(timed_out["timeout_ms"].as_u64().is_some(), "{timed_out}");
+    assert!(
+        timed_out["path"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("/slrgov.v1."))
+    );
 
     let bad = refused(
         c.instances
@@ -181,7 +165,7 @@ async fn sigterm_drains_in_flight_rpcs_and_refuses_new_work() {
 
     // An ensure in flight (hanging on AWS until the request timeout).
     let mut client = c.linked_roles.clone();
-    let name = format!("accounts/{HOME}/instances/{id}/linkedRole");
+    let name = linked_role_name(HOME, &id);
     let in_flight = tokio::spawn(async move {
         client
             .ensure_linked_role(pb::EnsureLinkedRoleRequest {
@@ -227,12 +211,17 @@ async fn sigterm_drains_in_flight_rpcs_and_refuses_new_work() {
     assert!(status.success(), "a clean exit: {status:?}");
     // Give the log reader a moment to take the last lines.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let log = server.log();
-    for line in [
-        "health is NOT_SERVING",
+    for message in [
+        "shutting down: health is NOT_SERVING",
         "background worker stopped; leases released",
         "stopped",
     ] {
-        assert!(log.contains(line), "{line:?} missing from the log:\n{log}");
+        server.event(message);
     }
+    assert!(
+        server.event("background worker stopped; leases released")["owner"]
+            .as_str()
+            .is_some(),
+        "the worker names its owner"
+    );
 }

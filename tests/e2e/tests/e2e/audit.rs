@@ -1,17 +1,15 @@
 //! The audit trail through the public API, against moto: an event for every
 //! mutation of the lifecycle (with the caller's request id and the IAM calls
-//! each caused, AWS request ids included), the background worker's steps,
-//! and a mutation that fails after its IAM call, whose event still carries
-//! that call.
+//! each caused, AWS request ids included), every workflow step that called
+//! AWS, the background worker's steps, and a mutation that fails after its
+//! IAM call, whose events still carry that call.
 
 use std::collections::BTreeMap;
 
 use slrgov_proto::slrgov::v1 as pb;
 use tonic::Code;
 
-use super::support::{Clients, Engine, Moto, TestDb, TestServer, instance_id, refused};
-
-const HOME: &str = "123456789012";
+use super::support::{Clients, Engine, HOME, Moto, TestDb, TestServer, instance_id, refused};
 
 /// A request carrying `x-request-id: id`.
 fn tagged<T>(message: T, id: &str) -> tonic::Request<T> {
@@ -69,15 +67,18 @@ async fn audit_trail_of_the_lifecycle(engine: Engine) {
     use slrgov_proto::google::longrunning::operation::Result as OpResult;
     let moto = Moto::start().await;
     let db = TestDb::new(engine).await;
-    // GetRole is throttled six times: the first ensure creates the role in
-    // IAM, then gives up confirming it (IAM_UNAVAILABLE).
-    let mut env = moto.env();
-    env.push((
-        "SLRGOV_TEST_IAM_FAULTS",
-        serde_json::json!({"throttle": {"get_role": 6}}).to_string(),
-    ));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let server = TestServer::start_with(&db, &env).await;
+    // GetRole is throttled six times: the first ensure (which the caller
+    // waits 3 s for) creates the role in IAM, then runs out of time while
+    // the confirmation is retried (UNAVAILABLE; the workflow goes on).
+    let server = TestServer::start_with_moto(
+        &db,
+        &moto,
+        &[(
+            "SLRGOV_TEST_IAM_FAULTS",
+            &serde_json::json!({"throttle": {"get_role": 6}}).to_string(),
+        )],
+    )
+    .await;
     let mut c = server.clients().await;
 
     c.accounts
@@ -133,18 +134,17 @@ async fn audit_trail_of_the_lifecycle(engine: Engine) {
         .into_inner();
     assert_eq!(instance.instance_alias, "renamed");
 
-    // The failed ensure: the role was made in IAM, the confirmation failed.
-    let failed = refused(
-        c.linked_roles
-            .ensure_linked_role(tagged(
-                pb::EnsureLinkedRoleRequest {
-                    name: name.clone(),
-                    ..Default::default()
-                },
-                "req-ensure-failed",
-            ))
-            .await,
+    // The failed ensure: the role was made in IAM, the confirmation did not
+    // come within the caller's deadline.
+    let mut waited = tagged(
+        pb::EnsureLinkedRoleRequest {
+            name: name.clone(),
+            ..Default::default()
+        },
+        "req-ensure-failed",
     );
+    waited.set_timeout(std::time::Duration::from_secs(3));
+    let failed = refused(c.linked_roles.ensure_linked_role(waited).await);
     assert_eq!(
         (failed.code, failed.reason.as_str()),
         (Code::Unavailable, "IAM_UNAVAILABLE")
@@ -202,17 +202,8 @@ async fn audit_trail_of_the_lifecycle(engine: Engine) {
         .expect("delete instance")
         .into_inner();
     let done = c
-        .operations
-        .wait_operation(slrgov_proto::google::longrunning::WaitOperationRequest {
-            name: deleting.name.clone(),
-            timeout: Some(prost_types::Duration {
-                seconds: 30,
-                nanos: 0,
-            }),
-        })
-        .await
-        .expect("wait")
-        .into_inner();
+        .wait_operation(&deleting.name, std::time::Duration::from_secs(30))
+        .await;
     assert!(
         matches!(done.result, Some(OpResult::Response(_))),
         "{done:?}"
@@ -246,8 +237,9 @@ async fn audit_trail_of_the_lifecycle(engine: Engine) {
         assert!(!event.principal.is_empty() && !event.method.is_empty());
     }
 
-    // One event (or one per transaction) per mutation, named by the full
-    // method, with the caller's request id.
+    // One event per change (the ensures: the start, each workflow step that
+    // called AWS, the end), named by the full method, with the caller's
+    // request id.
     let expect = [
         (
             "req-create-account",
@@ -263,18 +255,6 @@ async fn audit_trail_of_the_lifecycle(engine: Engine) {
             "req-update-instance",
             "slrgov.v1.InstanceService/UpdateInstance",
             1,
-        ),
-        // the claim, giving it up, then the failure
-        (
-            "req-ensure-failed",
-            "slrgov.v1.LinkedRoleService/EnsureLinkedRole",
-            3,
-        ),
-        // claim, then the activation
-        (
-            "req-ensure",
-            "slrgov.v1.LinkedRoleService/EnsureLinkedRole",
-            2,
         ),
         (
             "req-ensure-again",
@@ -305,17 +285,36 @@ async fn audit_trail_of_the_lifecycle(engine: Engine) {
             assert_eq!(event.principal, "local-operator");
         }
     }
+    for request_id in ["req-ensure-failed", "req-ensure"] {
+        let mine = by_request(&events, request_id);
+        assert!(mine.len() >= 2, "{request_id}: {mine:#?}");
+        for event in &mine {
+            assert_eq!(event.method, "slrgov.v1.LinkedRoleService/EnsureLinkedRole");
+            assert_eq!(event.principal, "local-operator");
+            assert_eq!(event.resource, name);
+        }
+    }
 
-    // The failed ensure: its failure event carries the create (with IAM's
-    // request id, as moto answered it) and the throttled confirmations.
+    // The failed ensure: its events carry the create (with IAM's request
+    // id, as moto answered it) and the throttled confirmations, and one of
+    // them is the failure the caller got.
     let failed_events = by_request(&events, "req-ensure-failed");
+    assert!(
+        failed_events
+            .iter()
+            .any(|e| e.detail.contains("started the ensure workflow")),
+        "{failed_events:#?}"
+    );
     let failure = failed_events
         .iter()
         .find(|e| e.outcome == "UNAVAILABLE")
         .unwrap_or_else(|| panic!("no failure event: {failed_events:#?}"));
-    assert_eq!(failure.resource, name);
     assert!(failure.detail.contains("IAM_UNAVAILABLE"), "{failure:?}");
-    let calls = operations(failure);
+    assert!(
+        failure.detail.contains("continues in the background"),
+        "{failure:?}"
+    );
+    let calls: Vec<(String, String)> = failed_events.iter().flat_map(|e| operations(e)).collect();
     assert!(
         calls.contains(&("CreateServiceLinkedRole".into(), "OK".into())),
         "{calls:?}"
@@ -324,27 +323,53 @@ async fn audit_trail_of_the_lifecycle(engine: Engine) {
         calls.contains(&("GetRole".into(), "Throttling".into())),
         "{calls:?}"
     );
-    let create = failure
-        .aws_calls
+    let (with_create, create) = failed_events
         .iter()
-        .find(|c| c.operation == "CreateServiceLinkedRole")
+        .find_map(|e| {
+            e.aws_calls
+                .iter()
+                .find(|c| c.operation == "CreateServiceLinkedRole")
+                .map(|c| (e, c))
+        })
         .expect("the create");
     assert!(
         !create.aws_request_id.is_empty(),
         "the IAM request id is kept: {create:?}"
     );
-    assert!(failure.aws_request_ids.contains(&create.aws_request_id));
+    assert!(with_create.aws_request_ids.contains(&create.aws_request_id));
+    // Each call is written once: no call of the failed request appears in
+    // two events.
+    let mut ids: Vec<&String> = failed_events
+        .iter()
+        .flat_map(|e| e.aws_calls.iter().map(|c| &c.aws_request_id))
+        .filter(|id| !id.is_empty())
+        .collect();
+    let all = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), all, "{failed_events:#?}");
 
-    // The successful ensure: the activation carries the confirmation.
-    let activation = by_request(&events, "req-ensure")
-        .into_iter()
+    // The successful ensure took the workflow over and finished it: its
+    // confirmation (GetRole OK) and the role recorded ACTIVE.
+    let succeeded = by_request(&events, "req-ensure");
+    assert!(
+        succeeded
+            .iter()
+            .any(|e| e.detail.contains("took over the ensure workflow")),
+        "{succeeded:#?}"
+    );
+    let activation = succeeded
+        .iter()
         .find(|e| e.detail.contains("ACTIVE"))
         .expect("the activation");
     assert_eq!(activation.outcome, "OK");
     assert!(activation.detail.contains(&role.role_arn), "{activation:?}");
     assert!(
-        operations(activation).contains(&("GetRole".into(), "OK".into())),
-        "{activation:?}"
+        succeeded
+            .iter()
+            .flat_map(|e| operations(e))
+            .any(|call| call == ("GetRole".into(), "OK".into())),
+        "{succeeded:#?}"
     );
     // The ensure that changed nothing still says what it asked IAM.
     let again = by_request(&events, "req-ensure-again")[0];
@@ -364,13 +389,13 @@ async fn audit_trail_of_the_lifecycle(engine: Engine) {
     // deletion calls.
     let worker: Vec<_> = events
         .iter()
-        .filter(|e| e.principal == "service:operations")
+        .filter(|e| e.principal == "service:workflows")
         .collect();
     assert!(!worker.is_empty(), "no worker events: {events:#?}");
     assert!(
         worker
             .iter()
-            .all(|e| e.method.starts_with("worker/operations"))
+            .all(|e| e.method.starts_with("worker/workflows"))
     );
     let worker_calls: Vec<String> = worker
         .iter()
@@ -389,10 +414,17 @@ async fn audit_trail_of_the_lifecycle(engine: Engine) {
 
     // Filters.
     let ensures = trail(&mut c, HOME, "method = \"EnsureLinkedRole\"").await;
-    assert_eq!(ensures.len(), 6);
+    assert_eq!(
+        ensures.len(),
+        events
+            .iter()
+            .filter(|e| e.method.ends_with("/EnsureLinkedRole"))
+            .count()
+    );
+    assert!(ensures.len() >= 5, "{ensures:#?}");
     let failures = trail(&mut c, HOME, "outcome = UNAVAILABLE").await;
     assert_eq!(failures.len(), 1);
-    let by_worker = trail(&mut c, HOME, "principal = \"service:operations\"").await;
+    let by_worker = trail(&mut c, HOME, "principal = \"service:workflows\"").await;
     assert_eq!(by_worker.len(), worker.len());
 
     // Bad requests name their field.
@@ -440,19 +472,28 @@ async fn audit_trail_of_the_lifecycle(engine: Engine) {
         .list_regions(pb::ListRegionsRequest::default())
         .await
         .expect("regions");
-    let _ = c
-        .accounts
-        .get_account(pb::GetAccountRequest {
-            name: format!("accounts/{HOME}"),
-        })
-        .await;
+    // (The account is gone: a read of it is NOT_FOUND, and writes nothing.)
+    let gone = refused(
+        c.accounts
+            .get_account(pb::GetAccountRequest {
+                name: format!("accounts/{HOME}"),
+            })
+            .await,
+    );
+    assert_eq!(gone.code, Code::NotFound);
     assert_eq!(trail(&mut c, HOME, "").await.len(), before);
 
+    // Every event is OK but the one failure the caller saw.
     let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
     for event in &events {
         *outcomes.entry(event.outcome.clone()).or_default() += 1;
     }
-    eprintln!("audit events by outcome: {outcomes:?}");
+    assert_eq!(
+        outcomes.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["OK", "UNAVAILABLE"],
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes["UNAVAILABLE"], 1, "{outcomes:?}");
 }
 
 #[tokio::test]

@@ -1,201 +1,20 @@
 //! Authentication against the real binary: JWTs signed with RS256, ES256
-//! and EdDSA (keys made by `slr-governor token`), static tokens, TLS, mTLS
-//! with SPIFFE ids, the per-caller rate limit, listen addresses, message
-//! size limits, and secrets kept out of the log.
+//! and EdDSA (keys made by `slr-governor token`), static tokens, the
+//! per-caller rate limit, listen addresses, message size limits, and
+//! secrets kept out of the log. TLS and mTLS are in `auth_tls`.
 
-use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::path::Path;
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use sha2::{Digest, Sha256};
 use slrgov_proto::slrgov::v1 as pb;
-use slrgov_proto::slrgov::v1::account_service_client::AccountServiceClient;
 use tonic::Code;
-use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 use tonic_types::StatusExt;
 
-use super::support::{Engine, TestDb, TestServer, account_id, refusal, server_bin};
-
-/// The issuer the test servers expect.
-pub const ISSUER: &str = "https://issuer.e2e.test";
-/// The audience the test servers expect.
-pub const AUDIENCE: &str = "slr-governor-e2e";
-
-/// Seconds since the epoch.
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-}
-
-/// A signing key made by `slr-governor token`, its JWKS, and a way to sign
-/// any claims with it.
-pub struct Jwt {
-    _dir: tempfile::TempDir,
-    /// The private key file.
-    pub key: PathBuf,
-    /// The JWKS file.
-    pub jwks: PathBuf,
-    /// The token `slr-governor token` printed (viewer, every account).
-    pub minted: String,
-    kid: String,
-    algorithm: Algorithm,
-    encoding: EncodingKey,
-}
-
-impl Jwt {
-    /// A new key of `alg` (`eddsa`, `es256`, `rs256`).
-    pub fn new(alg: &str) -> Jwt {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let key = dir.path().join("key.pem");
-        let jwks = dir.path().join("jwks.json");
-        let output = std::process::Command::new(server_bin())
-            .arg("token")
-            .arg("--key")
-            .arg(&key)
-            .args(["--alg", alg, "--sub", "minted", "--role", "viewer"])
-            .args([
-                "--accounts",
-                "*",
-                "--issuer",
-                ISSUER,
-                "--audience",
-                AUDIENCE,
-            ])
-            .args(["--ttl", "10m"])
-            .arg("--jwks-out")
-            .arg(&jwks)
-            .env_remove("SLRGOV_AUTH_ISSUER")
-            .env_remove("SLRGOV_AUTH_AUDIENCE")
-            .output()
-            .expect("run slr-governor token");
-        assert!(
-            output.status.success(),
-            "slr-governor token failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let minted = String::from_utf8(output.stdout)
-            .expect("utf-8")
-            .trim()
-            .to_owned();
-        let set: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&jwks).expect("read jwks")).expect("jwks json");
-        let jwk = &set["keys"][0];
-        let kid = jwk["kid"].as_str().expect("kid").to_owned();
-        let pem = std::fs::read(&key).expect("read key");
-        let (algorithm, encoding) = match jwk["alg"].as_str().expect("alg") {
-            "EdDSA" => (Algorithm::EdDSA, EncodingKey::from_ed_pem(&pem)),
-            "ES256" => (Algorithm::ES256, EncodingKey::from_ec_pem(&pem)),
-            "RS256" => (Algorithm::RS256, EncodingKey::from_rsa_pem(&pem)),
-            other => panic!("unexpected alg {other}"),
-        };
-        Jwt {
-            _dir: dir,
-            key,
-            jwks,
-            minted,
-            kid,
-            algorithm,
-            encoding: encoding.expect("encoding key"),
-        }
-    }
-
-    /// The server environment that trusts this key.
-    pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("SLRGOV_AUTH_JWKS_FILE", self.jwks.display().to_string()),
-            ("SLRGOV_AUTH_ISSUER", ISSUER.to_owned()),
-            ("SLRGOV_AUTH_AUDIENCE", AUDIENCE.to_owned()),
-        ]
-    }
-
-    /// Signs `claims` with this key; `kid` overrides the key id.
-    pub fn sign_with_kid(&self, claims: &serde_json::Value, kid: Option<&str>) -> String {
-        let mut header = Header::new(self.algorithm);
-        header.kid = kid.map(str::to_owned);
-        jsonwebtoken::encode(&header, claims, &self.encoding).expect("sign")
-    }
-
-    /// Signs `claims` with this key and its key id.
-    pub fn sign(&self, claims: &serde_json::Value) -> String {
-        self.sign_with_kid(claims, Some(&self.kid))
-    }
-
-    /// The key id.
-    pub fn kid(&self) -> &str {
-        &self.kid
-    }
-
-    /// Valid claims for 10 minutes.
-    pub fn claims(sub: &str, role: &str, accounts: &[&str]) -> serde_json::Value {
-        serde_json::json!({
-            "iss": ISSUER, "aud": AUDIENCE, "sub": sub,
-            "iat": now(), "nbf": now(), "exp": now() + 600,
-            "slrgov_role": role, "slrgov_accounts": accounts,
-        })
-    }
-
-    /// A valid token.
-    pub fn token(&self, sub: &str, role: &str, accounts: &[&str]) -> String {
-        self.sign(&Self::claims(sub, role, accounts))
-    }
-}
-
-/// Owned environment pairs as the `(&str, &str)` pairs TestServer takes.
-pub fn env_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'a str, &'a str)> {
-    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
-}
-
-/// `message` with `authorization: Bearer <token>`.
-pub fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("header value"),
-    );
-    request
-}
-
-/// Asserts an UNAUTHENTICATED refusal with the API's ErrorInfo, whose
-/// message does not repeat `secret`.
-#[track_caller]
-pub fn assert_unauthenticated(status: &tonic::Status, secret: &str) {
-    let r = refusal(status);
-    assert_eq!(r.code, Code::Unauthenticated, "{r:?}");
-    assert_eq!(r.reason, "UNAUTHENTICATED", "{r:?}");
-    assert_eq!(r.domain, "slrgov.v1", "{r:?}");
-    if !secret.is_empty() {
-        assert!(!r.message.contains(secret), "the message echoes the token");
-        for part in secret.split('.').filter(|p| p.len() > 8) {
-            assert!(!r.message.contains(part), "the message echoes the token");
-        }
-    }
-}
-
-/// Asserts the log does not contain `secret` or any long part of it.
-#[track_caller]
-pub fn assert_not_logged(server: &TestServer, secret: &str) {
-    let log = server.log();
-    assert!(!log.is_empty(), "the log was captured");
-    assert!(!log.contains(secret), "the server logged a token");
-    for part in secret.split('.').filter(|p| p.len() > 8) {
-        assert!(!log.contains(part), "the server logged part of a token");
-    }
-}
-
-fn account(id: &str) -> pb::CreateAccountRequest {
-    pb::CreateAccountRequest {
-        account_id: id.to_owned(),
-        account: Some(pb::Account {
-            display_name: "tenant".into(),
-            access_role_arn: format!("arn:aws:iam::{id}:role/SlrGovernor"),
-            external_id: "ext".into(),
-            ..Default::default()
-        }),
-        request_id: String::new(),
-    }
-}
+use super::auth_support::{
+    AUDIENCE, ISSUER, Jwt, account, assert_not_logged, assert_unauthenticated, hex, now,
+    tokens_file, with_token,
+};
+use super::support::{Engine, TestDb, TestServer, account_id, env_refs, refusal, server_bin};
 
 async fn jwt_mode(alg: &str) {
     let jwt = Jwt::new(alg);
@@ -270,7 +89,14 @@ async fn jwt_mode(alg: &str) {
         .expect("a token from the reused key");
 
     // The principal is the token's sub.
-    assert!(server.log().contains("principal=alice") || server.log().contains("alice"));
+    assert!(
+        server
+            .events()
+            .iter()
+            .any(|e| e["span"]["enduser.id"] == "alice"),
+        "the caller's spans name the principal: {}",
+        server.log()
+    );
     assert_not_logged(&server, &admin_a);
     assert_not_logged(&server, &jwt.minted);
 }
@@ -413,18 +239,9 @@ async fn auth_jwt_refusals() {
     for (_, token) in &cases {
         assert_not_logged(&server, token);
     }
-    assert!(server.log().contains("unauthenticated request refused"));
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A tokens file in `dir` with the entries given.
-fn tokens_file(dir: &Path, entries: &serde_json::Value) -> PathBuf {
-    let path = dir.join("tokens.json");
-    std::fs::write(&path, entries.to_string()).expect("write tokens file");
-    path
+    let refusal = server.event("unauthenticated request refused");
+    assert!(refusal["path"].as_str().is_some(), "{refusal}");
+    assert!(refusal["why"].as_str().is_some(), "{refusal}");
 }
 
 #[tokio::test]
@@ -609,11 +426,7 @@ async fn auth_listen_addresses() {
     drop(c);
     server.stop().await;
     let open = TestServer::start(&db).await;
-    assert!(
-        open.log().contains("authentication is off"),
-        "{}",
-        open.log()
-    );
+    assert_eq!(open.event("authentication is off")["level"], "WARN");
 }
 
 #[tokio::test]
@@ -665,221 +478,15 @@ async fn auth_bad_files_fail_at_start() {
         ),
     ];
     for (env, expected) in cases {
-        let mut command = tokio::process::Command::new(server_bin());
-        command
-            .env("SLRGOV_LISTEN", "127.0.0.1:0")
-            .env("SLRGOV_DATABASE_URL", &db.url);
-        for (k, v) in &env {
-            command.env(k, v);
-        }
-        let output = tokio::time::timeout(std::time::Duration::from_secs(30), command.output())
-            .await
-            .expect("exits at once")
-            .expect("run");
+        let output = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            TestServer::run_to_exit(&db, &env_refs(&env)),
+        )
+        .await
+        .expect("exits at once");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{expected}: {stderr}");
         assert!(stderr.contains(&expected), "{expected}: {stderr}");
-    }
-}
-
-/// A CA, and certificates it signs.
-struct Pki {
-    ca: rcgen::Certificate,
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "slrgov e2e CA");
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::DigitalSignature,
-        ];
-        let key = rcgen::KeyPair::generate().expect("key");
-        let ca = params.self_signed(&key).expect("self-signed CA");
-        let issuer = rcgen::Issuer::new(params, key);
-        Pki { ca, issuer }
-    }
-
-    /// A certificate and its key, PEM.
-    fn issue(&self, sans: Vec<rcgen::SanType>, server: bool) -> (String, String) {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.subject_alt_names = sans;
-        params.extended_key_usages = vec![if server {
-            rcgen::ExtendedKeyUsagePurpose::ServerAuth
-        } else {
-            rcgen::ExtendedKeyUsagePurpose::ClientAuth
-        }];
-        let key = rcgen::KeyPair::generate().expect("key");
-        let cert = params.signed_by(&key, &self.issuer).expect("sign");
-        (cert.pem(), key.serialize_pem())
-    }
-
-    fn server(&self) -> (String, String) {
-        self.issue(
-            vec![
-                rcgen::SanType::DnsName("localhost".try_into().expect("dns")),
-                rcgen::SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])),
-            ],
-            true,
-        )
-    }
-
-    fn client(&self, spiffe_id: &str) -> (String, String) {
-        self.issue(
-            vec![rcgen::SanType::URI(spiffe_id.try_into().expect("uri"))],
-            false,
-        )
-    }
-
-    fn ca_pem(&self) -> String {
-        self.ca.pem()
-    }
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, text).expect("write");
-    path.display().to_string()
-}
-
-#[tokio::test]
-async fn auth_tls_with_a_static_token() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pki = Pki::new();
-    let (cert, key) = pki.server();
-    let secret = format!("tls-{}", uuid::Uuid::new_v4().simple());
-    let tokens = tokens_file(
-        dir.path(),
-        &serde_json::json!([{"name": "ci", "sha256": hex(&Sha256::digest(secret.as_bytes())), "role": "viewer", "accounts": ["*"]}]),
-    );
-    let env = vec![
-        ("SLRGOV_TLS_CERT", write(dir.path(), "server.pem", &cert)),
-        ("SLRGOV_TLS_KEY", write(dir.path(), "server-key.pem", &key)),
-        ("SLRGOV_AUTH_TOKENS_FILE", tokens.display().to_string()),
-    ];
-    let db = TestDb::new(Engine::Sqlite).await;
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(pki.ca_pem()))
-        .domain_name("localhost");
-    let server = TestServer::start_tls(&db, &env_refs(&env), tls).await;
-    assert!(server.log().contains("tls=true"), "{}", server.log());
-    let mut c = server.clients().await;
-    c.accounts
-        .list_accounts(with_token(pb::ListAccountsRequest::default(), &secret))
-        .await
-        .expect("over TLS with a token");
-    assert_unauthenticated(
-        &c.accounts
-            .list_accounts(pb::ListAccountsRequest::default())
-            .await
-            .expect_err("no token"),
-        "",
-    );
-    // Plaintext does not get through.
-    let plain = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
-        .expect("endpoint")
-        .timeout(std::time::Duration::from_secs(5))
-        .connect()
-        .await;
-    if let Ok(channel) = plain {
-        let result = AccountServiceClient::new(channel)
-            .list_accounts(with_token(pb::ListAccountsRequest::default(), &secret))
-            .await;
-        assert!(result.is_err(), "plaintext reached a TLS server");
-    }
-    assert_not_logged(&server, &secret);
-}
-
-#[tokio::test]
-async fn auth_mtls_spiffe_ids() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pki = Pki::new();
-    let (cert, key) = pki.server();
-    let a = account_id(1);
-    let tokens = tokens_file(
-        dir.path(),
-        &serde_json::json!([
-            {"name": "ops", "spiffe_id": "spiffe://e2e.test/ns/ops/sa/governor-client", "role": "admin", "accounts": [a]},
-        ]),
-    );
-    let env = vec![
-        ("SLRGOV_TLS_CERT", write(dir.path(), "server.pem", &cert)),
-        ("SLRGOV_TLS_KEY", write(dir.path(), "server-key.pem", &key)),
-        (
-            "SLRGOV_TLS_CLIENT_CA",
-            write(dir.path(), "ca.pem", &pki.ca_pem()),
-        ),
-        ("SLRGOV_AUTH_TOKENS_FILE", tokens.display().to_string()),
-    ];
-    let client_tls = |spiffe: &str| {
-        let (cert, key) = pki.client(spiffe);
-        ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(pki.ca_pem()))
-            .domain_name("localhost")
-            .identity(Identity::from_pem(cert, key))
-    };
-    let db = TestDb::new(Engine::Sqlite).await;
-    let server = TestServer::start_tls(
-        &db,
-        &env_refs(&env),
-        client_tls("spiffe://e2e.test/ns/ops/sa/governor-client"),
-    )
-    .await;
-    assert!(server.log().contains("mtls=true"), "{}", server.log());
-    let mut c = server.clients().await;
-    c.accounts
-        .create_account(account(&a))
-        .await
-        .expect("the SPIFFE id is an admin of A");
-    let r = refusal(
-        &c.accounts
-            .create_account(account(&account_id(2)))
-            .await
-            .expect_err("outside its accounts"),
-    );
-    assert_eq!(r.code, Code::NotFound, "{r:?}");
-
-    // A certificate from the same CA with an unlisted SPIFFE id: the TLS
-    // handshake succeeds, health answers, the API refuses.
-    let stranger = tonic::transport::Channel::from_shared(format!("https://{}", server.addr))
-        .expect("endpoint")
-        .tls_config(client_tls("spiffe://e2e.test/ns/other/sa/stranger"))
-        .expect("tls")
-        .connect()
-        .await
-        .expect("handshake with a CA-signed certificate");
-    let status = AccountServiceClient::new(stranger)
-        .list_accounts(pb::ListAccountsRequest::default())
-        .await
-        .expect_err("unknown SPIFFE id");
-    assert_unauthenticated(&status, "");
-    assert!(status.message().contains("SPIFFE"), "{}", status.message());
-
-    // Without a client certificate there is no connection at all.
-    let anonymous = tonic::transport::Channel::from_shared(format!("https://{}", server.addr))
-        .expect("endpoint")
-        .tls_config(
-            ClientTlsConfig::new()
-                .ca_certificate(Certificate::from_pem(pki.ca_pem()))
-                .domain_name("localhost"),
-        )
-        .expect("tls")
-        .timeout(std::time::Duration::from_secs(5))
-        .connect()
-        .await;
-    if let Ok(channel) = anonymous {
-        assert!(
-            AccountServiceClient::new(channel)
-                .list_accounts(pb::ListAccountsRequest::default())
-                .await
-                .is_err(),
-            "a client without a certificate got through"
-        );
     }
 }
 

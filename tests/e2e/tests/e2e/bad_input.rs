@@ -33,14 +33,7 @@ async fn malformed_requests_are_refused_naming_the_field() {
     let mut c = server.clients().await;
     let account = account_id(7);
     let parent = format!("accounts/{account}");
-    c.accounts
-        .create_account(pb::CreateAccountRequest {
-            account_id: account.clone(),
-            account: Some(pb::Account::default()),
-            request_id: String::new(),
-        })
-        .await
-        .expect("account");
+    c.add_account(&account).await;
     let id = instance_id();
     let instance_name = format!("{parent}/instances/{id}");
     let existing = c

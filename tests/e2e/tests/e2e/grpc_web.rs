@@ -238,13 +238,8 @@ async fn grpc_web_over_http1_with_cors() {
 #[tokio::test]
 async fn a_malformed_cors_origin_stops_the_server_at_start() {
     let db = TestDb::new(Engine::Sqlite).await;
-    let output = tokio::process::Command::new(super::support::server_bin())
-        .env("SLRGOV_LISTEN", "127.0.0.1:0")
-        .env("SLRGOV_DATABASE_URL", &db.url)
-        .env("SLRGOV_CORS_ORIGINS", "portal.example.com/path")
-        .output()
-        .await
-        .expect("run");
+    let output =
+        TestServer::run_to_exit(&db, &[("SLRGOV_CORS_ORIGINS", "portal.example.com/path")]).await;
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("SLRGOV_CORS_ORIGINS"), "{stderr}");

@@ -4,13 +4,19 @@ use std::process::Command;
 
 use super::support::{Engine, TestDb, TestServer, account_id, grpcurl, instance_id};
 
-fn run(server: &TestServer, args: &[&str]) -> (bool, String) {
-    let output = Command::new(grpcurl())
-        .arg("-plaintext")
-        .args(args)
+/// Runs `grpcurl -plaintext <data> <server's address> <call...>`: what an
+/// operator types, with the body (if any) as `-d`.
+fn run(server: &TestServer, data: Option<&str>, call: &[&str]) -> (bool, String) {
+    let mut command = Command::new(grpcurl());
+    command.arg("-plaintext");
+    if let Some(data) = data {
+        command.args(["-d", data]);
+    }
+    let output = command
+        .arg(server.addr.to_string())
+        .args(call)
         .output()
         .unwrap_or_else(|e| panic!("cannot run grpcurl ({}): {e}", grpcurl().display()));
-    let _ = server;
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -23,9 +29,8 @@ fn run(server: &TestServer, args: &[&str]) -> (bool, String) {
 async fn grpcurl_lists_describes_and_creates() {
     let db = TestDb::new(Engine::Sqlite).await;
     let server = TestServer::start(&db).await;
-    let addr = server.addr.to_string();
 
-    let (ok, listed) = run(&server, &[&addr, "list"]);
+    let (ok, listed) = run(&server, None, &["list"]);
     assert!(ok, "{listed}");
     for service in [
         "slrgov.v1.AccountService",
@@ -41,7 +46,7 @@ async fn grpcurl_lists_describes_and_creates() {
         );
     }
 
-    let (ok, described) = run(&server, &[&addr, "describe", "slrgov.v1.InstanceFeatures"]);
+    let (ok, described) = run(&server, None, &["describe", "slrgov.v1.InstanceFeatures"]);
     assert!(ok, "{described}");
     assert!(
         described.contains("repeated string lex_bots"),
@@ -57,7 +62,8 @@ async fn grpcurl_lists_describes_and_creates() {
         format!(r#"{{"account_id":"{account}","account":{{"display_name":"from grpcurl"}}}}"#);
     let (ok, created) = run(
         &server,
-        &["-d", &body, &addr, "slrgov.v1.AccountService/CreateAccount"],
+        Some(&body),
+        &["slrgov.v1.AccountService/CreateAccount"],
     );
     assert!(ok, "{created}");
     let created: serde_json::Value = serde_json::from_str(&created).expect("json");
@@ -70,18 +76,15 @@ async fn grpcurl_lists_describes_and_creates() {
     );
     let (ok, instance) = run(
         &server,
-        &[
-            "-d",
-            &body,
-            &addr,
-            "slrgov.v1.InstanceService/CreateInstance",
-        ],
+        Some(&body),
+        &["slrgov.v1.InstanceService/CreateInstance"],
     );
     assert!(ok, "{instance}");
     let body = r#"{"parent":"accounts/-","filter":"region = \"eu-central-1\""}"#;
     let (ok, listed) = run(
         &server,
-        &["-d", body, &addr, "slrgov.v1.InstanceService/ListInstances"],
+        Some(body),
+        &["slrgov.v1.InstanceService/ListInstances"],
     );
     assert!(ok, "{listed}");
     let listed: serde_json::Value = serde_json::from_str(&listed).expect("json");
@@ -91,12 +94,8 @@ async fn grpcurl_lists_describes_and_creates() {
     // A refusal shows its details to the operator.
     let (ok, refused) = run(
         &server,
-        &[
-            "-d",
-            r#"{"name":"accounts/nope"}"#,
-            &addr,
-            "slrgov.v1.AccountService/GetAccount",
-        ],
+        Some(r#"{"name":"accounts/nope"}"#),
+        &["slrgov.v1.AccountService/GetAccount"],
     );
     assert!(!ok);
     assert!(refused.contains("InvalidArgument"), "{refused}");
@@ -105,6 +104,6 @@ async fn grpcurl_lists_describes_and_creates() {
         "{refused}"
     );
 
-    let (ok, health) = run(&server, &[&addr, "grpc.health.v1.Health/Check"]);
+    let (ok, health) = run(&server, None, &["grpc.health.v1.Health/Check"]);
     assert!(ok && health.contains("SERVING"), "{health}");
 }

@@ -6,18 +6,18 @@
 use std::time::{Duration, Instant};
 
 use slrgov_proto::google::longrunning as lro;
-use slrgov_proto::slrgov::v1 as pb;
 use sqlx::Connection;
 
-use super::support::{Engine, Moto, TestDb, TestServer, black_hole};
-
-const HOME: &str = "123456789012";
+use super::support::{
+    Engine, HOME, Moto, TestDb, TestServer, black_hole, env_refs, linked_role_name,
+};
 
 /// The lease owner of the instance's running operation, read as the
 /// database owner (the service's own role sees nothing without a scope).
 async fn lease_owner(admin: &mut sqlx::PgConnection) -> Option<String> {
     sqlx::query_scalar::<_, Option<String>>(
-        "SELECT lease_owner FROM operations WHERE NOT done LIMIT 1",
+        "SELECT lease_owner FROM workflows WHERE kind = 'retire' \
+         AND phase IN ('RUNNING', 'UNWINDING') LIMIT 1",
     )
     .fetch_optional(admin)
     .await
@@ -33,22 +33,14 @@ async fn a_stopped_replica_hands_its_running_retirement_over_at_once() {
         .await
         .expect("admin connection");
     let env = moto.env();
-    let moto_env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let moto_env = env_refs(&env);
 
     // The role, made through a replica that reaches IAM, which then stops.
     let setup = TestServer::start_with(&db, &moto_env).await;
     let mut c = setup.clients().await;
     let id = c.register_instance(HOME, "us-east-1").await;
-    let name = format!("accounts/{HOME}/instances/{id}/linkedRole");
-    let role = c
-        .linked_roles
-        .ensure_linked_role(pb::EnsureLinkedRoleRequest {
-            name: name.clone(),
-            ..Default::default()
-        })
-        .await
-        .expect("ensure")
-        .into_inner();
+    let name = linked_role_name(HOME, &id);
+    let role = c.ensure_role(&name).await;
     assert!(setup.stop().await.success());
 
     // Replica A reaches STS but its IAM never answers: its worker claims the
@@ -57,17 +49,7 @@ async fn a_stopped_replica_hands_its_running_retirement_over_at_once() {
     let mut a_env = moto_env.clone();
     a_env.push(("AWS_ENDPOINT_URL_IAM", hole.as_str()));
     let mut a = TestServer::start_with(&db, &a_env).await;
-    let operation = a
-        .clients()
-        .await
-        .linked_roles
-        .retire_linked_role(pb::RetireLinkedRoleRequest {
-            name: name.clone(),
-            ..Default::default()
-        })
-        .await
-        .expect("retire")
-        .into_inner();
+    let operation = a.clients().await.retire_role(&name).await;
     let a_pid = a.pid().to_string();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -109,7 +91,7 @@ async fn a_stopped_replica_hands_its_running_retirement_over_at_once() {
         "A took {exit_took:?} to exit: its worker waited on IAM\n{}",
         a.log()
     );
-    assert!(a.log().contains("leases released"), "{}", a.log());
+    a.event("background worker stopped; leases released");
     let done = loop {
         let op = b_ops
             .get_operation(get.clone())

@@ -275,14 +275,7 @@ async fn request_ids_replay_the_first_response(engine: Engine) {
     let server = TestServer::start(&db).await;
     let mut c = server.clients().await;
     let account = account_id(2);
-    c.accounts
-        .create_account(pb::CreateAccountRequest {
-            account_id: account.clone(),
-            account: Some(pb::Account::default()),
-            request_id: String::new(),
-        })
-        .await
-        .expect("account");
+    c.add_account(&account).await;
     let id = instance_id();
     let request = pb::CreateInstanceRequest {
         parent: format!("accounts/{account}"),
@@ -351,28 +344,9 @@ async fn pages_cover_every_instance_once() {
     let mut expected = Vec::new();
     for n in 0..3 {
         let account = account_id(10 + n);
-        c.accounts
-            .create_account(pb::CreateAccountRequest {
-                account_id: account.clone(),
-                account: Some(pb::Account::default()),
-                request_id: String::new(),
-            })
-            .await
-            .expect("account");
+        c.add_account(&account).await;
         for _ in 0..4 {
-            let id = instance_id();
-            c.instances
-                .create_instance(pb::CreateInstanceRequest {
-                    parent: format!("accounts/{account}"),
-                    instance_id: id.clone(),
-                    instance: Some(pb::Instance {
-                        region: "us-west-2".into(),
-                        ..Default::default()
-                    }),
-                    request_id: String::new(),
-                })
-                .await
-                .expect("instance");
+            let id = c.add_instance(&account, "us-west-2").await;
             expected.push(format!("accounts/{account}/instances/{id}"));
         }
     }

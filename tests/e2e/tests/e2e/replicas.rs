@@ -11,52 +11,28 @@ use slrgov_proto::google::longrunning as lro;
 use slrgov_proto::slrgov::v1 as pb;
 use tonic::Code;
 
-use super::support::{Engine, Moto, TestDb, TestServer, instance_id};
+use super::support::{Engine, HOME, Moto, TestDb, TestServer, linked_role_name};
 
-const HOME: &str = "123456789012";
 const INSTANCES: usize = 12;
 
 #[tokio::test]
 async fn three_replicas_share_ensures_retires_and_background_work() {
     let moto = Moto::start().await;
     let db = TestDb::new(Engine::Postgres).await;
-    let env = moto.env();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let replicas = [
-        TestServer::start_with(&db, &env).await,
-        TestServer::start_with(&db, &env).await,
-        TestServer::start_with(&db, &env).await,
+        TestServer::start_with_moto(&db, &moto, &[]).await,
+        TestServer::start_with_moto(&db, &moto, &[]).await,
+        TestServer::start_with_moto(&db, &moto, &[]).await,
     ];
     let mut clients = Vec::new();
     for replica in &replicas {
         clients.push(replica.clients().await);
     }
-    clients[0]
-        .accounts
-        .create_account(pb::CreateAccountRequest {
-            account_id: HOME.into(),
-            account: Some(pb::Account::default()),
-            request_id: String::new(),
-        })
-        .await
-        .expect("account");
+    clients[0].add_account(HOME).await;
     let mut names = Vec::new();
     for n in 0..INSTANCES {
-        let id = instance_id();
-        clients[n % 3]
-            .instances
-            .create_instance(pb::CreateInstanceRequest {
-                parent: format!("accounts/{HOME}"),
-                instance_id: id.clone(),
-                instance: Some(pb::Instance {
-                    region: "us-east-1".into(),
-                    ..Default::default()
-                }),
-                request_id: String::new(),
-            })
-            .await
-            .expect("instance");
-        names.push(format!("accounts/{HOME}/instances/{id}/linkedRole"));
+        let id = clients[n % 3].add_instance(HOME, "us-east-1").await;
+        names.push(linked_role_name(HOME, &id));
     }
 
     // Every instance ensured at all three replicas at once.
@@ -142,17 +118,8 @@ async fn three_replicas_share_ensures_retires_and_background_work() {
     for ops in operations.values() {
         let op_name = ops.iter().next().expect("one operation").clone();
         let done = clients[0]
-            .operations
-            .wait_operation(lro::WaitOperationRequest {
-                name: op_name.clone(),
-                timeout: Some(prost_types::Duration {
-                    seconds: 60,
-                    nanos: 0,
-                }),
-            })
-            .await
-            .expect("wait")
-            .into_inner();
+            .wait_operation(&op_name, Duration::from_secs(60))
+            .await;
         assert!(done.done, "{op_name} finished");
         assert!(
             matches!(done.result, Some(lro::operation::Result::Response(_))),
@@ -175,7 +142,7 @@ async fn three_replicas_share_ensures_retires_and_background_work() {
                 parent: format!("accounts/{HOME}"),
                 page_size: 1000,
                 page_token,
-                filter: "principal = \"service:operations\"".into(),
+                filter: "principal = \"service:workflows\"".into(),
             })
             .await
             .expect("audit")
@@ -194,12 +161,12 @@ async fn three_replicas_share_ensures_retires_and_background_work() {
             .count();
         assert_eq!(finished, 1, "{op_name} finished {finished} times");
     }
-    // `worker-operations-{pid}-{instance}-{unit}`: the replica is the part
+    // `worker-workflows-{pid}-{instance}-{unit}`: the replica is the part
     // before the unit's id.
     let owners: BTreeSet<String> = events
         .iter()
         .filter_map(|e| {
-            let rest = e.request_id.strip_prefix("worker-operations-")?;
+            let rest = e.request_id.strip_prefix("worker-workflows-")?;
             rest.rsplit_once('-').map(|(owner, _)| owner.to_owned())
         })
         .collect();

@@ -14,15 +14,16 @@ async fn data_survives_a_restart(engine: Engine) {
     let server = TestServer::start(&db).await;
     let mut c = server.clients().await;
     let account = account_id(3);
+    let create = pb::CreateAccountRequest {
+        account_id: account.clone(),
+        account: Some(pb::Account {
+            display_name: "before restart".into(),
+            ..Default::default()
+        }),
+        request_id: "restart-1".into(),
+    };
     c.accounts
-        .create_account(pb::CreateAccountRequest {
-            account_id: account.clone(),
-            account: Some(pb::Account {
-                display_name: "before restart".into(),
-                ..Default::default()
-            }),
-            request_id: "restart-1".into(),
-        })
+        .create_account(create.clone())
         .await
         .expect("account");
     let id = instance_id();
@@ -62,14 +63,7 @@ async fn data_survives_a_restart(engine: Engine) {
     // The request id is remembered across the restart too.
     let replay = c
         .accounts
-        .create_account(pb::CreateAccountRequest {
-            account_id: account.clone(),
-            account: Some(pb::Account {
-                display_name: "before restart".into(),
-                ..Default::default()
-            }),
-            request_id: "restart-1".into(),
-        })
+        .create_account(create)
         .await
         .expect("replay")
         .into_inner();
@@ -121,12 +115,7 @@ async fn not_serving_until_the_database_is_ready() {
 #[tokio::test]
 async fn refuses_a_public_address_without_authentication() {
     let db = TestDb::new(Engine::Sqlite).await;
-    let output = tokio::process::Command::new(server_bin())
-        .env("SLRGOV_LISTEN", "0.0.0.0:0")
-        .env("SLRGOV_DATABASE_URL", &db.url)
-        .output()
-        .await
-        .expect("run");
+    let output = TestServer::run_to_exit(&db, &[("SLRGOV_LISTEN", "0.0.0.0:0")]).await;
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("refusing to listen"), "{stderr}");

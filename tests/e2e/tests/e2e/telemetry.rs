@@ -13,9 +13,9 @@ use slrgov_proto::slrgov::v1 as pb;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-use super::support::{Engine, Moto, TestDb, TestServer, instance_id, refusal, workspace};
-
-const HOME: &str = "123456789012";
+use super::support::{
+    Engine, HOME, Moto, TestDb, TestServer, env_refs, instance_id, refusal, workspace,
+};
 
 /// The collector: a child process serving OTLP on a free port.
 struct Receiver {
@@ -217,8 +217,7 @@ async fn spans_metrics_and_logs_reach_an_otlp_collector() {
             serde_json::json!({"throttle": {"get_role": 1}}).to_string(),
         ),
     ]);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut server = TestServer::start_with(&db, &env).await;
+    let mut server = TestServer::start_with(&db, &env_refs(&env)).await;
     let mut c = server.clients().await;
 
     let id = c.register_instance(HOME, "us-east-1").await;
@@ -356,7 +355,9 @@ async fn spans_metrics_and_logs_reach_an_otlp_collector() {
     // Database transactions, as client spans of the engine.
     let db_spans: Vec<&&Span> = trace.iter().filter(|s| s.name.starts_with("db ")).collect();
     assert!(
-        names.contains("db linked_role_claim") && names.contains("db linked_role_activate"),
+        names.contains("db linked_role_begin_ensure")
+            && names.contains("db workflow_save")
+            && names.contains("db linked_role_activate"),
         "the ensure's transactions: {names:?}"
     );
     for span in &db_spans {

@@ -1,0 +1,597 @@
+//! EnsureLinkedRole: create an instance's role, or adopt the one that is
+//! there, and never make two.
+//!
+//! The workflow's steps, each safe to run twice and each with its undo:
+//!
+//! | state (what has happened) | step run next | its action | undo of the step that led here |
+//! | --- | --- | --- | --- |
+//! | `Claimed` | `find` | ListRoles: a role with the planned suffix already there is adopted | the start: the record goes back to ABSENT |
+//! | `Planned` | `create` | CreateServiceLinkedRole with the saved suffix and description; "has been taken" finds the role an earlier attempt made | nothing (find only read) |
+//! | `Created` | `confirm` | GetRole until IAM shows the role (eventual consistency); it must be a Connect SLR | a role this workflow created is deleted |
+//! | `Confirmed` | `record` | the role recorded ACTIVE (ROLE_OWNED_ELSEWHERE if another record holds it) | nothing (confirm only read) |
+//!
+//! The suffix is saved with the inputs before CreateServiceLinkedRole is
+//! called, so a workflow resumed after a crash (by another request or any
+//! replica's worker) asks IAM for the same name, with the description the
+//! first caller gave, and finds the role the dead attempt made instead of
+//! making a second.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use slrgov_aws::iam::{CONNECT_SERVICE, CONNECT_SLR_PATH};
+use slrgov_aws::{DeletionStatus, IamApi, IamError, RoleInfo};
+use slrgov_domain::model::{LinkedRole, LinkedRoleState, ObservedRole};
+use slrgov_domain::names::InstanceKey;
+use slrgov_domain::workflow::{
+    NewWorkflow, Outcome, Progress, Undo, Workflow, WorkflowError, WorkflowKind, WorkflowRecord,
+};
+use slrgov_domain::{Error, Reason, RequestContext, Role};
+use slrgov_store::{EnsureStart, Idempotency, Replay};
+
+use super::roles::{
+    ROLE_NAME_PREFIX, default_description, has_suffix, is_connect_slr, observed, role_suffix,
+};
+use super::steps::{StepEnv, failed, iam_failed, retry, undo_retry};
+use super::{Lifecycle, iam_error, with_retries};
+
+/// How long an ensure waits for another one of the same instance.
+const WAIT_FOR_OTHER: Duration = Duration::from_secs(45);
+/// How long a request runs its ensure before it answers UNAVAILABLE and
+/// leaves the rest to the background worker (less, when the request's
+/// deadline comes sooner).
+const INLINE_BUDGET: Duration = Duration::from_secs(25);
+/// What a request keeps of its deadline to answer and record its answer.
+const ANSWER_MARGIN: Duration = Duration::from_millis(500);
+/// How many times `confirm` looks for a new role IAM does not show yet
+/// (about 35 s at the backoff): past that, the ensure is undone.
+const CONFIRM_ATTEMPTS: u32 = 20;
+
+/// The inputs an ensure saves when it starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnsureInputs {
+    /// The custom suffix to ask IAM for (20 letters and digits derived from
+    /// the instance: every attempt asks for the same name).
+    pub suffix: String,
+    /// The caller's description for a role the service creates (`None`:
+    /// the default description).
+    pub description: Option<String>,
+}
+
+/// What an ensure has done so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum EnsureState {
+    /// Started: the record is CREATING.
+    Claimed,
+    /// No role with the planned suffix existed.
+    Planned,
+    /// The role exists in IAM.
+    Created {
+        /// Its name, as IAM spells it.
+        role_name: String,
+        /// True when this workflow created it (false: adopted).
+        created_by_us: bool,
+    },
+    /// IAM shows the role, and it is a Connect service-linked role.
+    Confirmed {
+        /// The role as IAM shows it.
+        role: ObservedRole,
+        /// True when this workflow created it.
+        created_by_us: bool,
+    },
+}
+
+/// The ensure workflow's steps.
+pub struct EnsureWorkflow<'a> {
+    env: StepEnv<'a>,
+}
+
+impl<'a> EnsureWorkflow<'a> {
+    /// The steps of one ensure, acting with `env`.
+    pub fn new(env: StepEnv<'a>) -> Self {
+        EnsureWorkflow { env }
+    }
+
+    async fn find(&self, inputs: &EnsureInputs, attempt: u32) -> Outcome<EnsureState, LinkedRole> {
+        let iam = match self.env.iam().await {
+            Ok(iam) => iam,
+            Err(error) => return failed(error, attempt),
+        };
+        match iam.list_roles(CONNECT_SLR_PATH).await {
+            Ok(roles) => match roles
+                .iter()
+                .find(|r| has_suffix(&r.role_name, &inputs.suffix))
+            {
+                // There before this workflow made anything: adopted.
+                Some(role) => Outcome::Next(EnsureState::Created {
+                    role_name: role.role_name.clone(),
+                    created_by_us: false,
+                }),
+                None => Outcome::Next(EnsureState::Planned),
+            },
+            Err(error) => iam_failed("ListRoles", error, attempt),
+        }
+    }
+
+    async fn create(
+        &self,
+        inputs: &EnsureInputs,
+        attempt: u32,
+    ) -> Outcome<EnsureState, LinkedRole> {
+        let iam = match self.env.iam().await {
+            Ok(iam) => iam,
+            Err(error) => return failed(error, attempt),
+        };
+        let description = inputs
+            .description
+            .clone()
+            .unwrap_or_else(|| default_description(&self.env.key));
+        let created = |role_name: String, created_by_us: bool| {
+            Outcome::Next(EnsureState::Created {
+                role_name,
+                created_by_us,
+            })
+        };
+        let suffix = Some(inputs.suffix.as_str());
+        match iam
+            .create_service_linked_role(CONNECT_SERVICE, suffix, Some(&description))
+            .await
+        {
+            Ok(role) => created(role.role_name, true),
+            // `find` saw no role with the suffix: the one IAM has now is
+            // this workflow's own (an attempt that died after the call, or
+            // whose answer was lost).
+            Err(IamError::NameTaken(_)) => match listed(&*iam, Some(&inputs.suffix)).await {
+                Ok(Some(role)) => created(role.role_name, true),
+                Ok(None) => retry(
+                    attempt,
+                    "iam says the name is taken but does not list the role yet".into(),
+                ),
+                Err(error) => iam_failed("ListRoles", error, attempt),
+            },
+            // Where custom suffixes are refused, the account has one Connect
+            // role: create it, or adopt the one there (the oldest).
+            Err(IamError::SuffixNotAllowed(_)) => match iam
+                .create_service_linked_role(CONNECT_SERVICE, None, Some(&description))
+                .await
+            {
+                Ok(role) => created(role.role_name, true),
+                Err(IamError::NameTaken(_)) => match listed(&*iam, None).await {
+                    Ok(Some(role)) => created(role.role_name, false),
+                    Ok(None) => retry(
+                        attempt,
+                        "iam says the name is taken but lists no role yet".into(),
+                    ),
+                    Err(error) => iam_failed("ListRoles", error, attempt),
+                },
+                Err(error) => iam_failed("CreateServiceLinkedRole", error, attempt),
+            },
+            Err(error) => iam_failed("CreateServiceLinkedRole", error, attempt),
+        }
+    }
+
+    async fn confirm(
+        &self,
+        role_name: &str,
+        created_by_us: bool,
+        attempt: u32,
+    ) -> Outcome<EnsureState, LinkedRole> {
+        let iam = match self.env.iam().await {
+            Ok(iam) => iam,
+            Err(error) => return failed(error, attempt),
+        };
+        match iam.get_role(role_name).await {
+            Ok(role) if is_connect_slr(&role) => Outcome::Next(EnsureState::Confirmed {
+                role: observed(&role),
+                created_by_us,
+            }),
+            Ok(role) => Outcome::Fail(WorkflowError::from(Error::failed_precondition(
+                Reason::RoleOwnedElsewhere,
+                format!(
+                    "the role {} is not an Amazon Connect service-linked role (path or trust policy)",
+                    role.role_name
+                ),
+            ))),
+            // IAM is eventually consistent: a new role can be invisible for
+            // seconds.
+            Err(IamError::NoSuchEntity(_)) if attempt < CONFIRM_ATTEMPTS => retry(
+                attempt,
+                format!("iam does not show the role {role_name} yet"),
+            ),
+            Err(IamError::NoSuchEntity(_)) => {
+                Outcome::Fail(WorkflowError::from(Error::unavailable(
+                    Reason::IamUnavailable,
+                    format!("iam did not show the role {role_name} after {attempt} attempts"),
+                    Duration::from_secs(2),
+                )))
+            }
+            Err(error) => iam_failed("GetRole", error, attempt),
+        }
+    }
+
+    async fn record(
+        &self,
+        role: &ObservedRole,
+        created_by_us: bool,
+        attempt: u32,
+    ) -> Outcome<EnsureState, LinkedRole> {
+        match self
+            .env
+            .store()
+            .linked_role_activate(
+                self.env.ctx,
+                &self.env.fence,
+                &self.env.key,
+                role.clone(),
+                !created_by_us,
+            )
+            .await
+        {
+            Ok(role) => Outcome::Done(role),
+            Err(error) => failed(error, attempt),
+        }
+    }
+
+    /// Deletes the role this workflow created, and waits until IAM has.
+    async fn delete_created(&self, role_name: &str, attempt: u32) -> Undo<EnsureState> {
+        let iam = match self.env.iam().await {
+            Ok(iam) => iam,
+            Err(error) => return undo_retry(attempt, error.message),
+        };
+        // Asked again while it runs, IAM answers with the same task.
+        let task = match iam.delete_service_linked_role(role_name).await {
+            Ok(task) => task,
+            Err(IamError::NoSuchEntity(_)) => return Undo::Back(EnsureState::Planned),
+            Err(error) if error.is_transient() => {
+                return undo_retry(attempt, format!("iam DeleteServiceLinkedRole: {error}"));
+            }
+            Err(error) => {
+                // The role keeps the instance's suffix: the next ensure
+                // finds it and takes it, so it is not left for nobody.
+                tracing::warn!(role_name, %error, "could not delete the role an undone ensure created");
+                return Undo::Back(EnsureState::Planned);
+            }
+        };
+        match iam.deletion_status(&task).await {
+            Ok(DeletionStatus::Succeeded) | Err(IamError::NoSuchEntity(_)) => {
+                Undo::Back(EnsureState::Planned)
+            }
+            Ok(DeletionStatus::NotStarted | DeletionStatus::InProgress) => undo_retry(
+                attempt,
+                format!("iam is deleting the role {role_name} (task {task})"),
+            ),
+            Ok(DeletionStatus::Failed { reason, .. }) => {
+                tracing::warn!(
+                    role_name,
+                    reason,
+                    "iam could not delete the role an undone ensure created"
+                );
+                Undo::Back(EnsureState::Planned)
+            }
+            Err(error) => undo_retry(
+                attempt,
+                format!("iam GetServiceLinkedRoleDeletionStatus: {error}"),
+            ),
+        }
+    }
+}
+
+/// The Connect SLR whose name carries `suffix` (or, without one, the
+/// oldest), as ListRoles shows it.
+async fn listed(iam: &dyn IamApi, suffix: Option<&str>) -> Result<Option<RoleInfo>, IamError> {
+    let mut roles: Vec<RoleInfo> = iam
+        .list_roles(CONNECT_SLR_PATH)
+        .await?
+        .into_iter()
+        .filter(|r| suffix.is_none_or(|s| has_suffix(&r.role_name, s)))
+        .collect();
+    roles.sort_by_key(|r| r.create_date);
+    Ok(roles.into_iter().next())
+}
+
+#[async_trait]
+impl Workflow for EnsureWorkflow<'_> {
+    type Inputs = EnsureInputs;
+    type State = EnsureState;
+    type Output = LinkedRole;
+
+    fn kind(&self) -> WorkflowKind {
+        WorkflowKind::Ensure
+    }
+
+    fn steps() -> &'static [&'static str] {
+        &["find", "create", "confirm", "record"]
+    }
+
+    fn step_of(state: &EnsureState) -> &'static str {
+        match state {
+            EnsureState::Claimed => "find",
+            EnsureState::Planned => "create",
+            EnsureState::Created { .. } => "confirm",
+            EnsureState::Confirmed { .. } => "record",
+        }
+    }
+
+    async fn action(
+        &self,
+        inputs: &EnsureInputs,
+        state: &EnsureState,
+        attempt: u32,
+    ) -> Outcome<EnsureState, LinkedRole> {
+        match state {
+            EnsureState::Claimed => self.find(inputs, attempt).await,
+            EnsureState::Planned => self.create(inputs, attempt).await,
+            EnsureState::Created {
+                role_name,
+                created_by_us,
+            } => self.confirm(role_name, *created_by_us, attempt).await,
+            EnsureState::Confirmed {
+                role,
+                created_by_us,
+            } => self.record(role, *created_by_us, attempt).await,
+        }
+    }
+
+    async fn undo(
+        &self,
+        _inputs: &EnsureInputs,
+        state: &EnsureState,
+        _error: &WorkflowError,
+        attempt: u32,
+    ) -> Undo<EnsureState> {
+        match state {
+            EnsureState::Claimed => match self
+                .env
+                .store()
+                .linked_role_abandon(self.env.ctx, &self.env.fence, &self.env.key)
+                .await
+            {
+                Ok(_) => Undo::Released,
+                Err(error) => undo_retry(attempt, error.message),
+            },
+            EnsureState::Planned => Undo::Back(EnsureState::Claimed),
+            EnsureState::Created {
+                role_name,
+                created_by_us: true,
+            } => self.delete_created(role_name, attempt).await,
+            EnsureState::Created { .. } => Undo::Back(EnsureState::Planned),
+            EnsureState::Confirmed {
+                role,
+                created_by_us,
+            } => Undo::Back(EnsureState::Created {
+                role_name: role.role_name.clone(),
+                created_by_us: *created_by_us,
+            }),
+        }
+    }
+}
+
+impl Lifecycle {
+    /// EnsureLinkedRole: confirms an ACTIVE role, or starts (or joins) the
+    /// instance's ensure workflow and runs it inline for up to
+    /// [`INLINE_BUDGET`]; what is left then is the background worker's, and
+    /// the caller gets UNAVAILABLE with a retry hint (a retry with the same
+    /// request id joins the same workflow).
+    pub async fn ensure(
+        &self,
+        ctx: &RequestContext,
+        key: &InstanceKey,
+        description: Option<String>,
+        validate_only: bool,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<LinkedRole, Error> {
+        self.admit(ctx, key, Role::Operator, "EnsureLinkedRole")
+            .await?;
+        let idempotency = idempotency.filter(|_| !validate_only);
+        if let Some(idempotency) = idempotency
+            && let Some(Replay::Response(first)) = self
+                .store()
+                .request_id_lookup(ctx, &key.account_id, idempotency)
+                .await?
+        {
+            return Replay::Response(first).response();
+        }
+        let iam = self.iam_client(ctx, key).await?;
+        let current = self.store().linked_role_get(ctx, key).await?;
+        let suffix = role_suffix(key);
+        if validate_only {
+            if current.state == LinkedRoleState::Active {
+                return confirm_active(&*iam, current).await;
+            }
+            return preview(&*iam, current, &suffix).await;
+        }
+        let inputs = EnsureInputs {
+            suffix,
+            description,
+        };
+        let request_id = idempotency.map(|i| i.request_id.to_string());
+        let start = NewWorkflow::of::<EnsureWorkflow>(
+            WorkflowKind::Ensure,
+            key,
+            &inputs,
+            &EnsureState::Claimed,
+            request_id,
+        )?;
+        let owner = format!("ensure-{}", uuid::Uuid::new_v4());
+        let deadline = tokio::time::Instant::now() + ctx.budget(WAIT_FOR_OTHER, ANSWER_MARGIN);
+        let mut idempotency = idempotency;
+        loop {
+            let started = self
+                .store()
+                .linked_role_begin_ensure(ctx, start.clone(), &owner, self.lease, idempotency)
+                .await?;
+            let waiting_for = match started {
+                EnsureStart::Active(role) => {
+                    let role = confirm_active(&*iam, *role).await?;
+                    return self.answer(ctx, key, idempotency, role).await;
+                }
+                EnsureStart::Claimed(record) => {
+                    return self.run_inline(ctx, *record, iam, &owner).await;
+                }
+                EnsureStart::Running(record) => record.id,
+                EnsureStart::Replayed(Replay::Workflow(id)) => id,
+                EnsureStart::Replayed(replay) => return replay.response(),
+            };
+            // Another process runs it: wait for its result. If that process
+            // dies (its lease runs out), take the workflow over: the next
+            // start does, with the workflow's own saved inputs.
+            match self.wait_for(ctx, &waiting_for, deadline).await? {
+                Some(result) => return result,
+                None => idempotency = None,
+            }
+        }
+    }
+
+    /// The answer of an ensure that found the role ACTIVE, recorded under
+    /// its request id (or the first answer, if a retry recorded it first).
+    async fn answer(
+        &self,
+        ctx: &RequestContext,
+        key: &InstanceKey,
+        idempotency: Option<&Idempotency>,
+        role: LinkedRole,
+    ) -> Result<LinkedRole, Error> {
+        let Some(idempotency) = idempotency else {
+            return Ok(role);
+        };
+        let response = serde_json::to_value(&role)
+            .map_err(|e| Error::internal(format!("internal error: {e}")))?;
+        match self
+            .store()
+            .request_id_record(ctx, &key.account_id, idempotency, response)
+            .await?
+        {
+            None => Ok(role),
+            Some(Replay::Response(first)) => Replay::Response(first).response(),
+            Some(Replay::Workflow(id)) => {
+                let deadline =
+                    tokio::time::Instant::now() + ctx.budget(WAIT_FOR_OTHER, ANSWER_MARGIN);
+                self.wait_for(ctx, &id, deadline).await?.unwrap_or_else(|| {
+                    Err(Error::operation_in_progress(
+                        key.linked_role_name(),
+                        "another ensure",
+                    ))
+                })
+            }
+        }
+    }
+
+    /// Waits for the ensure workflow `id` that another process runs:
+    /// `Some(result)` once it finished, `None` once its holder's lease ran
+    /// out (take it over), OPERATION_IN_PROGRESS at `deadline`.
+    async fn wait_for(
+        &self,
+        ctx: &RequestContext,
+        id: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<Result<LinkedRole, Error>>, Error> {
+        loop {
+            let record = self.store().workflow_get(ctx, id).await?;
+            match slrgov_domain::workflow::engine::finished::<EnsureWorkflow>(&record)? {
+                Some(Progress::Done(role)) => return Ok(Some(Ok(role))),
+                Some(Progress::Failed(error)) => return Ok(Some(Err(error.to_error()))),
+                _ => {}
+            }
+            let held = record.lease_owner.is_some()
+                && record.lease_until.is_some_and(|t| t > chrono::Utc::now());
+            if !held && record.not_before <= chrono::Utc::now() {
+                return Ok(None);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::operation_in_progress(
+                    record.target(),
+                    "another ensure",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Runs a claimed ensure workflow in this request, sleeping through the
+    /// short waits its steps ask for, within [`INLINE_BUDGET`].
+    async fn run_inline(
+        &self,
+        ctx: &RequestContext,
+        mut record: WorkflowRecord,
+        iam: Arc<dyn IamApi>,
+        owner: &str,
+    ) -> Result<LinkedRole, Error> {
+        let engine = self.engine(owner);
+        let workflow = EnsureWorkflow::new(StepEnv::new(self, ctx, &record, owner, Some(iam)));
+        let deadline = tokio::time::Instant::now() + ctx.budget(INLINE_BUDGET, ANSWER_MARGIN);
+        loop {
+            let budget = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match engine.advance(ctx, &workflow, &mut record, budget).await? {
+                Progress::Done(role) => return Ok(role),
+                Progress::Failed(error) => return Err(error.to_error()),
+                Progress::Waiting { until, reason } => {
+                    let wait = (until - chrono::Utc::now()).to_std().unwrap_or_default();
+                    let held = record.lease_owner.as_deref() == Some(owner);
+                    if held && tokio::time::Instant::now() + wait < deadline {
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    engine.release(ctx, &mut record).await?;
+                    return Err(Error::unavailable(
+                        Reason::IamUnavailable,
+                        format!(
+                            "the ensure continues in the background ({reason}): call \
+                             EnsureLinkedRole again, with the same request_id, for its result"
+                        ),
+                        wait.max(Duration::from_secs(1)),
+                    ));
+                }
+                Progress::Crashed => {
+                    return Err(Error::internal("internal error: the ensure was stopped"));
+                }
+            }
+        }
+    }
+}
+
+/// An ACTIVE record is returned once IAM confirms the role, with no
+/// mutating call.
+async fn confirm_active(iam: &dyn IamApi, role: LinkedRole) -> Result<LinkedRole, Error> {
+    let Some(name) = role.role_name.clone() else {
+        return Err(Error::internal("an ACTIVE linked role has no role name"));
+    };
+    match with_retries("GetRole", || iam.get_role(&name)).await {
+        Ok(found) if Some(&found.arn) == role.role_arn.as_ref() => Ok(role),
+        Ok(_) | Err(IamError::NoSuchEntity(_)) => Err(Error::failed_precondition(
+            Reason::FailedPrecondition,
+            format!(
+                "the recorded role {name} is missing or replaced in IAM: InspectLinkedRole shows the drift"
+            ),
+        )),
+        Err(error) => Err(iam_error("GetRole", error)),
+    }
+}
+
+/// What an ensure would do, changing nothing.
+async fn preview(
+    iam: &dyn IamApi,
+    mut current: LinkedRole,
+    suffix: &str,
+) -> Result<LinkedRole, Error> {
+    let existing = with_retries("ListRoles", || iam.list_roles(CONNECT_SLR_PATH))
+        .await
+        .map_err(|e| iam_error("ListRoles", e))?
+        .into_iter()
+        .find(|r| has_suffix(&r.role_name, suffix));
+    match existing {
+        Some(role) => {
+            let o = observed(&role);
+            current.role_name = Some(o.role_name);
+            current.role_arn = Some(o.role_arn);
+            current.role_id = Some(o.role_id);
+            current.path = Some(o.path);
+            current.description = o.description;
+            current.adopted = true;
+        }
+        None => current.role_name = Some(format!("{ROLE_NAME_PREFIX}{suffix}")),
+    }
+    Ok(current)
+}

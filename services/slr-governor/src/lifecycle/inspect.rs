@@ -1,0 +1,293 @@
+//! InspectLinkedRole: the live role against what the instance's features
+//! need, read from IAM and evaluated with the service's own policy
+//! evaluator (moto has no SimulatePrincipalPolicy).
+
+use chrono::{DateTime, Utc};
+use slrgov_aws::IamError;
+use slrgov_aws::iam::CONNECT_SLR_PATH;
+use slrgov_domain::model::{LinkedRole, LinkedRoleState};
+use slrgov_domain::names::InstanceKey;
+use slrgov_domain::permissions::required_permissions;
+use slrgov_domain::policy::{Decision, NamedPolicy, evaluate};
+use slrgov_domain::{Error, RequestContext, Role};
+
+use super::roles::{observed, trusts_only_connect};
+use super::{Lifecycle, iam_error, with_retries};
+
+/// What an inspection found wrong or worth knowing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FindingCode {
+    /// No role in IAM.
+    RoleMissing,
+    /// The trust policy is not `connect.amazonaws.com` alone.
+    TrustPolicyMismatch,
+    /// Not under the Connect SLR path.
+    PathMismatch,
+    /// A needed permission is denied.
+    PermissionMissing,
+    /// A needed permission is allowed only under conditions.
+    PermissionConditional,
+    /// IAM's description differs from the record.
+    DescriptionDrift,
+    /// IAM has no record of use.
+    RoleUnused,
+    /// A pre-2018 instance without a role.
+    LegacyInstanceWithoutRole,
+    /// IAM's role is not the recorded one.
+    RoleMismatch,
+}
+
+/// How serious a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// Worth knowing.
+    Info,
+    /// Drift, or a feature may break.
+    Warning,
+    /// A feature cannot work.
+    Error,
+}
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// What.
+    pub code: FindingCode,
+    /// How serious.
+    pub severity: Severity,
+    /// Explanation.
+    pub message: String,
+    /// The feature concerned.
+    pub feature: String,
+    /// The action concerned.
+    pub action: String,
+    /// The resource concerned.
+    pub resource: String,
+}
+
+impl Finding {
+    fn new(code: FindingCode, severity: Severity, message: impl Into<String>) -> Self {
+        Finding {
+            code,
+            severity,
+            message: message.into(),
+            feature: String::new(),
+            action: String::new(),
+            resource: String::new(),
+        }
+    }
+}
+
+/// One evaluated permission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PermissionCheck {
+    /// The feature that needs it.
+    pub feature: String,
+    /// The action.
+    pub action: String,
+    /// The resource.
+    pub resource: String,
+    /// The outcome.
+    pub decision: Decision,
+    /// The deciding policy.
+    pub source_policy: Option<String>,
+}
+
+/// The result of InspectLinkedRole.
+#[derive(Debug, Clone)]
+pub struct Inspection {
+    /// The role as observed in IAM now (ABSENT when missing).
+    pub linked_role: LinkedRole,
+    /// The findings.
+    pub findings: Vec<Finding>,
+    /// Every needed permission, evaluated.
+    pub permissions: Vec<PermissionCheck>,
+    /// When IAM was read.
+    pub inspect_time: DateTime<Utc>,
+}
+
+impl Inspection {
+    /// True when no finding is an error.
+    pub fn healthy(&self) -> bool {
+        self.findings.iter().all(|f| f.severity < Severity::Error)
+    }
+}
+
+impl Lifecycle {
+    /// InspectLinkedRole: reads the role live (GetRole, inline and attached
+    /// policies) and evaluates every permission the instance's features
+    /// need with the service's own policy evaluator.
+    pub async fn inspect(
+        &self,
+        ctx: &RequestContext,
+        key: &InstanceKey,
+    ) -> Result<Inspection, Error> {
+        let instance = self
+            .admit(ctx, key, Role::Viewer, "InspectLinkedRole")
+            .await?;
+        let iam = self.iam_client(ctx, key).await?;
+        let record = self.store().linked_role_get(ctx, key).await?;
+        let access = self.store().account_access(ctx, &key.account_id).await?;
+        let inspect_time = Utc::now();
+        let mut findings = Vec::new();
+        let mut observed_role = record.clone();
+        let Some(role_name) = record.role_name.clone() else {
+            if instance.is_legacy() {
+                findings.push(Finding::new(
+                    FindingCode::LegacyInstanceWithoutRole,
+                    Severity::Error,
+                    "the instance was created before 2018-10-01 and has no service-linked role: EnsureLinkedRole creates one",
+                ));
+            }
+            findings.push(Finding::new(
+                FindingCode::RoleMissing,
+                Severity::Error,
+                "no role is recorded for the instance: EnsureLinkedRole creates or adopts one",
+            ));
+            return Ok(Inspection {
+                linked_role: record,
+                findings,
+                permissions: Vec::new(),
+                inspect_time,
+            });
+        };
+        let role = match with_retries("GetRole", || iam.get_role(&role_name)).await {
+            Ok(role) => role,
+            Err(IamError::NoSuchEntity(_)) => {
+                observed_role.state = LinkedRoleState::Absent;
+                findings.push(Finding::new(
+                    FindingCode::RoleMissing,
+                    Severity::Error,
+                    format!("the recorded role {role_name} does not exist in IAM"),
+                ));
+                return Ok(Inspection {
+                    linked_role: observed_role,
+                    findings,
+                    permissions: Vec::new(),
+                    inspect_time,
+                });
+            }
+            Err(error) => return Err(iam_error("GetRole", error)),
+        };
+        let o = observed(&role);
+        if record.role_arn.as_deref() != Some(o.role_arn.as_str())
+            || record.role_id.as_deref() != Some(o.role_id.as_str())
+        {
+            findings.push(Finding::new(
+                FindingCode::RoleMismatch,
+                Severity::Error,
+                format!(
+                    "IAM's role {} ({}) is not the recorded one",
+                    o.role_arn, o.role_id
+                ),
+            ));
+        }
+        if o.path != CONNECT_SLR_PATH {
+            findings.push(Finding::new(
+                FindingCode::PathMismatch,
+                Severity::Error,
+                format!("the role's path is {}, not {CONNECT_SLR_PATH}", o.path),
+            ));
+        }
+        if !role
+            .trust_policy
+            .as_deref()
+            .is_some_and(trusts_only_connect)
+        {
+            findings.push(Finding::new(
+                FindingCode::TrustPolicyMismatch,
+                Severity::Error,
+                "the trust policy does not trust connect.amazonaws.com alone",
+            ));
+        }
+        if o.description != record.description {
+            findings.push(Finding::new(
+                FindingCode::DescriptionDrift,
+                Severity::Warning,
+                format!(
+                    "IAM's description {:?} differs from the recorded {:?}",
+                    o.description.as_deref().unwrap_or_default(),
+                    record.description.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
+        if o.last_used_time.is_none() {
+            findings.push(Finding::new(
+                FindingCode::RoleUnused,
+                Severity::Info,
+                "IAM has no record of the role being used in the last 400 days",
+            ));
+        }
+        let policies: Vec<NamedPolicy> = with_retries("ListRolePolicies", || {
+            iam.role_policies(&role_name)
+        })
+        .await
+        .map_err(|e| iam_error("ListRolePolicies", e))?
+        .into_iter()
+        .filter_map(
+            |p| match NamedPolicy::parse_url_encoded(p.source.clone(), &p.document) {
+                Ok(policy) => Some(policy),
+                Err(error) => {
+                    tracing::warn!(policy = %p.source, %error, "policy document not understood");
+                    None
+                }
+            },
+        )
+        .collect();
+        let mut permissions = Vec::new();
+        for need in required_permissions(
+            &instance.features,
+            access.partition,
+            &key.account_id,
+            &instance.region,
+        ) {
+            let evaluation = evaluate(&policies, &need.action, &need.resource);
+            let (code, severity) = match evaluation.decision {
+                Decision::Allowed => (None, Severity::Info),
+                Decision::Conditional => {
+                    (Some(FindingCode::PermissionConditional), Severity::Warning)
+                }
+                Decision::ImplicitDeny | Decision::ExplicitDeny => {
+                    (Some(FindingCode::PermissionMissing), Severity::Error)
+                }
+            };
+            if let Some(code) = code {
+                findings.push(Finding {
+                    code,
+                    severity,
+                    message: format!(
+                        "{} on {} is {} for feature {}",
+                        need.action,
+                        need.resource,
+                        evaluation.decision.as_str(),
+                        need.feature
+                    ),
+                    feature: need.feature.to_owned(),
+                    action: need.action.clone(),
+                    resource: need.resource.clone(),
+                });
+            }
+            permissions.push(PermissionCheck {
+                feature: need.feature.to_owned(),
+                action: need.action,
+                resource: need.resource,
+                decision: evaluation.decision,
+                source_policy: evaluation.source_policy,
+            });
+        }
+        observed_role.role_name = Some(o.role_name);
+        observed_role.role_arn = Some(o.role_arn);
+        observed_role.role_id = Some(o.role_id);
+        observed_role.path = Some(o.path);
+        observed_role.description = o.description;
+        observed_role.iam_create_time = o.iam_create_time;
+        observed_role.last_used_time = o.last_used_time;
+        observed_role.last_used_region = o.last_used_region;
+        Ok(Inspection {
+            linked_role: observed_role,
+            findings,
+            permissions,
+            inspect_time,
+        })
+    }
+}

@@ -1,0 +1,287 @@
+//! The server span and the duration of each RPC: a tower layer
+//! ([`TelemetryLayer`]) that gives every request its id, a server span
+//! continuing the caller's W3C `traceparent`, and the
+//! `rpc.server.call.duration` metric, ended when the gRPC status goes by.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::Histogram;
+use opentelemetry::propagation::Extractor;
+use opentelemetry::trace::TraceContextExt;
+use tonic::codegen::http;
+use tower::{Layer, Service};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use super::RPC_SPAN;
+// ---------------------------------------------------------------------------
+// The server span and the duration of each RPC
+
+/// The RPC metric instruments.
+struct RpcInstruments {
+    duration: Histogram<f64>,
+}
+
+fn rpc_instruments() -> &'static RpcInstruments {
+    static INSTRUMENTS: std::sync::OnceLock<RpcInstruments> = std::sync::OnceLock::new();
+    INSTRUMENTS.get_or_init(|| {
+        let meter = opentelemetry::global::meter("slr-governor");
+        RpcInstruments {
+            duration: meter
+                .f64_histogram("rpc.server.call.duration")
+                .with_description(
+                    "How long the server took to answer an RPC, by method and gRPC status code",
+                )
+                .with_unit("s")
+                .with_boundaries(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0, 30.0, 60.0,
+                ])
+                .build(),
+        }
+    })
+}
+
+/// Reads the W3C trace context out of the request headers.
+struct HeaderExtractor<'a>(&'a http::HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+/// True for gRPC codes that mean the server failed (the OpenTelemetry
+/// conventions mark only these server spans as errors; a NOT_FOUND is the
+/// caller's business).
+fn is_server_error(code: i32) -> bool {
+    // UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE,
+    // DATA_LOSS.
+    matches!(code, 2 | 4 | 12 | 13 | 14 | 15)
+}
+
+/// Ends an RPC's span and records its duration, once: when the status
+/// arrives (in the headers of a trailers-only answer or in the trailers),
+/// or when the answer is dropped unfinished (CANCELLED).
+struct CallEnd {
+    span: tracing::Span,
+    start: Instant,
+    service: String,
+    method: String,
+    done: bool,
+}
+
+impl CallEnd {
+    fn finish(&mut self, code: i32, message: Option<&str>) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        self.span.record("rpc.grpc.status_code", code);
+        if is_server_error(code) {
+            self.span.record("otel.status_code", "ERROR");
+            if let Some(message) = message {
+                self.span.record("otel.status_message", message);
+            }
+        }
+        rpc_instruments().duration.record(
+            self.start.elapsed().as_secs_f64(),
+            &[
+                KeyValue::new("rpc.system", "grpc"),
+                KeyValue::new("rpc.service", self.service.clone()),
+                KeyValue::new("rpc.method", self.method.clone()),
+                KeyValue::new("rpc.grpc.status_code", i64::from(code)),
+            ],
+        );
+    }
+
+    fn finish_from(&mut self, headers: &http::HeaderMap) -> bool {
+        let Some(code) = headers
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<i32>().ok())
+        else {
+            return false;
+        };
+        let message = headers.get("grpc-message").and_then(|v| v.to_str().ok());
+        self.finish(code, message);
+        true
+    }
+}
+
+impl Drop for CallEnd {
+    fn drop(&mut self) {
+        // The answer was dropped before its status: the client went away.
+        self.finish(1, None);
+    }
+}
+
+/// The response body of a traced RPC: passes every frame through and ends
+/// the call when the trailers (with `grpc-status`) go by.
+struct StatusBody {
+    inner: tonic::body::Body,
+    end: CallEnd,
+}
+
+impl http_body::Body for StatusBody {
+    type Data = tonic::codegen::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(trailers) = frame.trailers_ref() {
+                    this.end.finish_from(trailers);
+                }
+            }
+            Poll::Ready(Some(Err(status))) => {
+                this.end
+                    .finish(status.code() as i32, Some(status.message()));
+            }
+            // A body that ended without trailers: gRPC says OK only in
+            // trailers, so this is a broken answer.
+            Poll::Ready(None) => this
+                .end
+                .finish(2, Some("the answer ended without a status")),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The server span of every RPC and its duration metric (see the module).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TelemetryLayer;
+
+impl<S> Layer<S> for TelemetryLayer {
+    type Service = TelemetryService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        TelemetryService { inner }
+    }
+}
+
+/// The service [`TelemetryLayer`] makes.
+#[derive(Debug, Clone)]
+pub struct TelemetryService<S> {
+    inner: S,
+}
+
+/// Health checks and reflection are measured but not traced: probes every
+/// few seconds would bury the traces that matter.
+fn is_traced(path: &str) -> bool {
+    !crate::request::is_open_path(path)
+}
+
+impl<S, B> Service<http::Request<B>> for TelemetryService<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        // The request id first: the caller's `x-request-id` (if short and
+        // printable) or a new one, for the span, the logs, the audit trail
+        // and the answer's `x-request-id` header.
+        let id = crate::request::correlation_id(request.headers());
+        request
+            .extensions_mut()
+            .insert(crate::request::CorrelationId(id.clone()));
+        let echo = http::HeaderValue::from_str(&id).ok();
+        let path = request.uri().path();
+        let (service, method) = path
+            .trim_start_matches('/')
+            .split_once('/')
+            .unwrap_or((path, ""));
+        let (service, method) = (service.to_owned(), method.to_owned());
+        let span = if is_traced(path) {
+            let span = tracing::info_span!(
+                RPC_SPAN,
+                otel.name = %format_args!("{service}/{method}"),
+                otel.kind = "server",
+                otel.status_code = tracing::field::Empty,
+                otel.status_message = tracing::field::Empty,
+                rpc.system = "grpc",
+                rpc.service = %service,
+                rpc.method = %method,
+                rpc.grpc.status_code = tracing::field::Empty,
+                enduser.id = tracing::field::Empty,
+                request_id = %id,
+            );
+            // Continue the caller's trace (W3C `traceparent`).
+            let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+                propagator.extract(&HeaderExtractor(request.headers()))
+            });
+            if parent.span().span_context().is_valid() {
+                let _ = span.set_parent(parent);
+            }
+            span
+        } else {
+            tracing::Span::none()
+        };
+        let mut end = CallEnd {
+            span: span.clone(),
+            start: Instant::now(),
+            service,
+            method,
+            done: false,
+        };
+        // The layers and the handler below run in the span: the caller
+        // layer records the principal and the request id on it, and the
+        // handler uses it as its request's span.
+        let future = span.in_scope(|| self.inner.call(request));
+        Box::pin(async move {
+            let mut response = future.instrument(end.span.clone()).await?;
+            if let Some(echo) = echo {
+                response
+                    .headers_mut()
+                    .insert(crate::request::REQUEST_ID_HEADER, echo);
+            }
+            if end.finish_from(response.headers()) {
+                return Ok(response);
+            }
+            Ok(response.map(|inner| tonic::body::Body::new(StatusBody { inner, end })))
+        })
+    }
+}
+
+/// The span of a request's work: the RPC's server span when the request
+/// came through [`TelemetryLayer`], else a new one.
+pub fn request_span(method: &'static str, principal: &str, request_id: &str) -> tracing::Span {
+    let current = tracing::Span::current();
+    if current.metadata().is_some_and(|m| m.name() == RPC_SPAN) {
+        return current;
+    }
+    tracing::info_span!(
+        "rpc",
+        rpc.method = method,
+        principal = %principal,
+        request_id = %request_id,
+    )
+}
