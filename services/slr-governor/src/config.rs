@@ -123,6 +123,18 @@ pub struct Overrides {
     /// IAM calls per second per AWS account (this process's share).
     #[arg(long, env = env::IAM_RATE_PER_ACCOUNT, global = true)]
     pub iam_rate_per_account: Option<f64>,
+
+    /// Amazon Connect calls per second per AWS account.
+    #[arg(long, env = env::CONNECT_RATE_PER_ACCOUNT, global = true)]
+    pub connect_rate_per_account: Option<f64>,
+
+    /// How often each account is synced from Connect, e.g. `1h` (`0`: off).
+    #[arg(long, env = env::SYNC_INTERVAL, global = true)]
+    pub sync_interval: Option<String>,
+
+    /// How often the regions are refreshed from SSM, e.g. `12h` (`0`: off).
+    #[arg(long, env = env::REGIONS_REFRESH, global = true)]
+    pub regions_refresh: Option<String>,
 }
 
 /// The TOML file: the same settings, snake_case.
@@ -152,6 +164,9 @@ struct FileConfig {
     request_timeout: Option<String>,
     max_concurrent_requests: Option<u32>,
     iam_rate_per_account: Option<f64>,
+    connect_rate_per_account: Option<f64>,
+    sync_interval: Option<String>,
+    regions_refresh: Option<String>,
 }
 
 /// How logs are written.
@@ -198,6 +213,12 @@ pub struct Config {
     pub max_concurrent_requests: u32,
     /// IAM calls per second per AWS account.
     pub iam_rate_per_account: f64,
+    /// Amazon Connect calls per second per AWS account.
+    pub connect_rate_per_account: f64,
+    /// How often each account is synced from Connect (`None`: never).
+    pub sync_interval: Option<Duration>,
+    /// How often the regions are refreshed from SSM (`None`: never).
+    pub regions_refresh: Option<Duration>,
 }
 
 /// The default longest RPC: above WaitOperation's longest wait (60 s).
@@ -205,6 +226,13 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(90);
 /// The default IAM calls per second per account: well under IAM's own
 /// limits, so the service never drives an account into throttling.
 pub const DEFAULT_IAM_RATE_PER_ACCOUNT: f64 = 10.0;
+/// The default Amazon Connect calls per second per account: Connect's
+/// ListInstances and DescribeInstance allow 2 per second (burst 5).
+pub const DEFAULT_CONNECT_RATE_PER_ACCOUNT: f64 = 2.0;
+/// The default interval of background syncs.
+pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(3600);
+/// The default interval of region refreshes.
+pub const DEFAULT_REGIONS_REFRESH: Duration = Duration::from_secs(12 * 3600);
 /// The default number of RPCs served at once.
 pub const DEFAULT_MAX_CONCURRENT_REQUESTS: u32 = 512;
 
@@ -448,8 +476,39 @@ impl Config {
                 env::IAM_RATE_PER_ACCOUNT
             );
         }
+        let connect_rate_per_account = overrides
+            .connect_rate_per_account
+            .or(file.connect_rate_per_account)
+            .unwrap_or(DEFAULT_CONNECT_RATE_PER_ACCOUNT);
+        if !(connect_rate_per_account.is_finite() && connect_rate_per_account > 0.0) {
+            bail!(
+                "{}: expected a positive number, got {connect_rate_per_account}",
+                env::CONNECT_RATE_PER_ACCOUNT
+            );
+        }
+        // `0` turns a periodic job off.
+        let every = |value: Option<String>, default: Duration, name: &str| {
+            let interval = match value {
+                Some(value) => parse_duration(&value).with_context(|| name.to_owned())?,
+                None => default,
+            };
+            anyhow::Ok((!interval.is_zero()).then_some(interval))
+        };
+        let sync_interval = every(
+            overrides.sync_interval.clone().or(file.sync_interval),
+            DEFAULT_SYNC_INTERVAL,
+            env::SYNC_INTERVAL,
+        )?;
+        let regions_refresh = every(
+            overrides.regions_refresh.clone().or(file.regions_refresh),
+            DEFAULT_REGIONS_REFRESH,
+            env::REGIONS_REFRESH,
+        )?;
         Ok(Config {
             iam_rate_per_account,
+            connect_rate_per_account,
+            sync_interval,
+            regions_refresh,
             request_timeout,
             max_concurrent_requests,
             cors,

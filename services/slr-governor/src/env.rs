@@ -74,3 +74,14 @@ pub const IAM_RATE_PER_ACCOUNT: &str = "SLRGOV_IAM_RATE_PER_ACCOUNT";
 /// `true` accepts a Postgres role that bypasses row-level security (a
 /// superuser or BYPASSRLS role); the server refuses one by default.
 pub const ALLOW_RLS_BYPASS: &str = "SLRGOV_ALLOW_RLS_BYPASS";
+/// Amazon Connect calls per second per AWS account (2 by default), as for
+/// IAM: one token bucket per account, shared by syncs and ensures.
+pub const CONNECT_RATE_PER_ACCOUNT: &str = "SLRGOV_CONNECT_RATE_PER_ACCOUNT";
+/// How often each account is synced from Amazon Connect in the background
+/// (`1h` by default; `0` turns background syncs off). Replicas share the
+/// work: an account's sync runs on one of them.
+pub const SYNC_INTERVAL: &str = "SLRGOV_SYNC_INTERVAL";
+/// How often the region table is refreshed from the SSM public parameters
+/// of AWS global infrastructure (`12h` by default; `0` turns it off). A
+/// failed refresh keeps the last good table.
+pub const REGIONS_REFRESH: &str = "SLRGOV_REGIONS_REFRESH";

@@ -20,6 +20,7 @@ pub mod convert;
 pub mod env;
 pub mod lifecycle;
 pub mod mask;
+pub mod periodic;
 pub mod regions;
 pub mod request;
 pub mod server;

@@ -1,10 +1,19 @@
 //! The regions where Amazon Connect is available. The service checks an
-//! instance's region here before any IAM call: a region that is not in the
-//! table, or is marked unavailable, is refused without calling AWS.
+//! instance's region here before any IAM or Connect call: a region that is
+//! not in the table, or is marked unavailable, is refused without calling
+//! AWS. Discovery lists Connect in the available regions only.
+//!
+//! The table starts from the built-in list and the operator's file, and is
+//! refreshed from AWS itself (the SSM public parameters of the global
+//! infrastructure, [`RegionTable::apply_ssm`]) at start and on an interval:
+//! a failed refresh keeps the last good table. The operator's file wins
+//! over both.
 
 use std::collections::BTreeMap;
-
 use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Utc};
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
@@ -18,6 +27,8 @@ pub enum RegionSource {
     Builtin,
     /// The operator's regions file.
     Config,
+    /// The SSM public parameters of AWS global infrastructure.
+    Ssm,
 }
 
 /// One region.
@@ -31,6 +42,8 @@ pub struct RegionEntry {
     pub connect_available: bool,
     /// Where the entry comes from.
     pub source: RegionSource,
+    /// When the entry was last refreshed from its source (SSM entries).
+    pub refresh_time: Option<DateTime<Utc>>,
 }
 
 /// The regions of Amazon Connect as of November 2026 (iam-slr-facts.md).
@@ -48,10 +61,11 @@ pub const BUILTIN_REGIONS: &[&str] = &[
     "us-west-2",
 ];
 
-/// The region table, ordered by region code.
+/// The region table, ordered by region code. Clones share one table: a
+/// refresh is seen by every holder.
 #[derive(Debug, Clone)]
 pub struct RegionTable {
-    regions: BTreeMap<String, RegionEntry>,
+    regions: Arc<RwLock<BTreeMap<String, RegionEntry>>>,
 }
 
 impl Default for RegionTable {
@@ -74,17 +88,32 @@ impl RegionTable {
                         code,
                         connect_available: true,
                         source: RegionSource::Builtin,
+                        refresh_time: None,
                     },
                 )
             })
             .collect();
-        RegionTable { regions }
+        RegionTable {
+            regions: Arc::new(RwLock::new(regions)),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, RegionEntry>> {
+        self.regions
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, RegionEntry>> {
+        self.regions
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Applies the operator's regions file (`SLRGOV_REGIONS_FILE`): each
     /// entry adds a region or overrides a built-in one (e.g. withdraws it
     /// with `connect_available = false`).
-    pub fn with_file(mut self, path: &Path) -> anyhow::Result<Self> {
+    pub fn with_file(self, path: &Path) -> anyhow::Result<Self> {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct File {
@@ -116,23 +145,93 @@ impl RegionTable {
                     code.partition()
                 );
             }
-            self.regions.insert(
+            self.write().insert(
                 code.to_string(),
                 RegionEntry {
                     code,
                     partition,
                     connect_available: entry.connect_available,
                     source: RegionSource::Config,
+                    refresh_time: None,
                 },
             );
         }
         Ok(self)
     }
 
+    /// Applies what SSM says of `partition` (the region codes where Amazon
+    /// Connect is available, read at `at`): each becomes available (source
+    /// SSM), and a region of the partition it no longer lists becomes
+    /// unavailable. The operator's file wins: its entries stay. Returns
+    /// the codes whose availability changed. An empty list is refused (a
+    /// refresh that found nothing is not a reason to stop everywhere).
+    pub fn apply_ssm(
+        &self,
+        partition: Partition,
+        codes: &[String],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<String>, String> {
+        let listed: Vec<RegionCode> = codes
+            .iter()
+            .filter_map(|code| RegionCode::parse(code).ok())
+            .filter(|code| code.partition() == partition)
+            .collect();
+        if listed.is_empty() {
+            return Err(format!("ssm lists no region of partition {partition}"));
+        }
+        let mut regions = self.write();
+        let mut changed = Vec::new();
+        for code in &listed {
+            let entry = regions
+                .entry(code.to_string())
+                .or_insert_with(|| RegionEntry {
+                    code: code.clone(),
+                    partition,
+                    connect_available: false,
+                    source: RegionSource::Ssm,
+                    refresh_time: None,
+                });
+            if entry.source == RegionSource::Config {
+                continue;
+            }
+            if !entry.connect_available {
+                changed.push(code.to_string());
+            }
+            entry.connect_available = true;
+            entry.source = RegionSource::Ssm;
+            entry.refresh_time = Some(at);
+        }
+        for entry in regions.values_mut() {
+            if entry.partition != partition
+                || entry.source == RegionSource::Config
+                || listed.contains(&entry.code)
+            {
+                continue;
+            }
+            if entry.connect_available {
+                changed.push(entry.code.to_string());
+            }
+            entry.connect_available = false;
+            entry.source = RegionSource::Ssm;
+            entry.refresh_time = Some(at);
+        }
+        Ok(changed)
+    }
+
+    /// The regions of `partition` where Amazon Connect is available, in
+    /// order: where discovery looks.
+    pub fn connect_regions(&self, partition: Partition) -> Vec<RegionCode> {
+        self.read()
+            .values()
+            .filter(|entry| entry.partition == partition && entry.connect_available)
+            .map(|entry| entry.code.clone())
+            .collect()
+    }
+
     /// The region gate: Ok when Amazon Connect is available in `code`,
     /// else FAILED_PRECONDITION / REGION_NOT_SUPPORTED. Checked before any
     /// STS or IAM call.
-    pub fn check_connect(&self, code: &RegionCode) -> Result<&RegionEntry, Error> {
+    pub fn check_connect(&self, code: &RegionCode) -> Result<RegionEntry, Error> {
         match self.get(code) {
             Some(entry) if entry.connect_available => Ok(entry),
             _ => Err(Error::failed_precondition(
@@ -144,19 +243,18 @@ impl RegionTable {
     }
 
     /// The entry of `code`, if the table has one.
-    pub fn get(&self, code: &RegionCode) -> Option<&RegionEntry> {
-        self.regions.get(code.as_str())
+    pub fn get(&self, code: &RegionCode) -> Option<RegionEntry> {
+        self.read().get(code.as_str()).cloned()
     }
 
-    /// The entries after `after` (exclusive), in order.
-    pub fn after<'a>(
-        &'a self,
-        after: Option<&'a str>,
-    ) -> impl Iterator<Item = &'a RegionEntry> + 'a {
-        self.regions
+    /// At most `limit` entries after `after` (exclusive), in order.
+    pub fn after(&self, after: Option<&str>, limit: usize) -> Vec<RegionEntry> {
+        self.read()
             .iter()
-            .filter(move |(code, _)| after.is_none_or(|a| code.as_str() > a))
-            .map(|(_, entry)| entry)
+            .filter(|(code, _)| after.is_none_or(|a| code.as_str() > a))
+            .take(limit)
+            .map(|(_, entry)| entry.clone())
+            .collect()
     }
 }
 
@@ -167,7 +265,7 @@ mod tests {
     #[test]
     fn the_builtin_table_has_every_documented_region_with_its_partition() {
         let table = RegionTable::builtin();
-        assert_eq!(table.after(None).count(), BUILTIN_REGIONS.len());
+        assert_eq!(table.after(None, 100).len(), BUILTIN_REGIONS.len());
         let gov = RegionCode::parse("us-gov-west-1").expect("code");
         assert_eq!(table.get(&gov).expect("gov").partition, Partition::AwsUsGov);
         assert!(
@@ -179,6 +277,76 @@ mod tests {
             table
                 .get(&RegionCode::parse("eu-west-1").expect("code"))
                 .is_none()
+        );
+    }
+}
+
+#[cfg(test)]
+mod ssm_tests {
+    use super::*;
+
+    fn code(value: &str) -> RegionCode {
+        RegionCode::parse(value).expect("code")
+    }
+
+    #[test]
+    fn ssm_adds_new_regions_withdraws_unlisted_ones_and_leaves_other_partitions() {
+        let table = RegionTable::builtin();
+        let at = Utc::now();
+        let listed: Vec<String> = ["us-east-1", "eu-west-2", "ap-south-1", "us-gov-west-1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let changed = table
+            .apply_ssm(Partition::Aws, &listed, at)
+            .expect("applied");
+        // New: ap-south-1. Withdrawn: every built-in aws region not listed.
+        assert!(changed.contains(&"ap-south-1".to_owned()));
+        assert!(changed.contains(&"us-west-2".to_owned()));
+        let added = table.get(&code("ap-south-1")).expect("added");
+        assert!(added.connect_available);
+        assert_eq!(added.source, RegionSource::Ssm);
+        assert_eq!(added.refresh_time, Some(at));
+        assert!(table.check_connect(&code("us-west-2")).is_err());
+        assert!(table.check_connect(&code("us-east-1")).is_ok());
+        // GovCloud is another partition's: untouched, still built in.
+        let gov = table.get(&code("us-gov-west-1")).expect("gov");
+        assert_eq!(gov.source, RegionSource::Builtin);
+        assert!(gov.connect_available);
+        assert_eq!(
+            table.connect_regions(Partition::Aws),
+            vec![code("ap-south-1"), code("eu-west-2"), code("us-east-1")]
+        );
+    }
+
+    #[test]
+    fn an_empty_refresh_is_refused_and_the_operators_file_wins() {
+        let table = RegionTable::builtin();
+        assert!(table.apply_ssm(Partition::Aws, &[], Utc::now()).is_err());
+        assert!(table.check_connect(&code("us-west-2")).is_ok());
+        let dir = std::env::temp_dir().join(format!("slrgov-regions-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("regions.toml");
+        std::fs::write(
+            &path,
+            "[[region]]\ncode = \"us-west-2\"\nconnect_available = true\n\n[[region]]\ncode = \"eu-west-3\"\nconnect_available = false\n",
+        )
+        .expect("file");
+        let table = table.with_file(&path).expect("file applied");
+        table
+            .apply_ssm(
+                Partition::Aws,
+                &["us-east-1".to_owned(), "eu-west-3".to_owned()],
+                Utc::now(),
+            )
+            .expect("applied");
+        assert!(
+            table.check_connect(&code("us-west-2")).is_ok(),
+            "the file keeps it"
+        );
+        assert!(
+            table.check_connect(&code("eu-west-3")).is_err(),
+            "the file withdrew it"
         );
     }
 }

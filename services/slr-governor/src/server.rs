@@ -219,6 +219,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // the client down when AWS throttles it), 3 attempts. The lifecycle
     // retries transient failures on top of it, bounded; the per-account
     // limit keeps the service under IAM's limits in the first place.
+    let (worker_stop_tx, worker_stop_rx) = watch::channel(false);
+    let worker_stop_for_refresh = worker_stop_rx.clone();
     let aws = slrgov_aws::AwsAccess::new(
         aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("us-east-1"))
@@ -226,15 +228,27 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             .load()
             .await,
     )
-    .with_iam_rate(slrgov_aws::limit::IamRate::per_second(
+    .with_iam_rate(slrgov_aws::limit::CallRate::per_second(
         config.iam_rate_per_account,
+    ))
+    .with_connect_rate(slrgov_aws::limit::CallRate::per_second(
+        config.connect_rate_per_account,
     ));
+    // Where Connect is available, from AWS itself (SSM), at start and on
+    // an interval, with the service's own credentials.
+    if let Some(every) = config.regions_refresh {
+        tokio::spawn(crate::periodic::run_region_refresh(
+            config.regions.clone(),
+            aws.base().clone(),
+            every,
+            worker_stop_for_refresh.clone(),
+        ));
+    }
     #[cfg(feature = "test-faults")]
     let aws = with_test_faults(aws)?;
-    let aws: Arc<dyn slrgov_aws::IamProvider> = Arc::new(aws);
+    let aws: Arc<dyn slrgov_aws::AwsProvider> = Arc::new(aws);
     let state = AppState::new(config.regions.clone(), aws, config.workflow_lease);
     let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel::<slrgov_store::OpenError>();
-    let (worker_stop_tx, worker_stop_rx) = watch::channel(false);
     let (worker_handle_tx, worker_handle_rx) = tokio::sync::oneshot::channel();
     {
         let state = state.clone();
@@ -242,6 +256,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         let store_config = store_config(&config);
         let url_for_logs = config.database_url_for_logs();
         let worker_stop = worker_stop_rx.clone();
+        let sync_interval = config.sync_interval;
         tokio::spawn(async move {
             match open_store_until_ready(store_config, url_for_logs).await {
                 Ok(store) => {
@@ -256,6 +271,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                             std::process::id(),
                             &uuid::Uuid::new_v4().simple().to_string()[..8]
                         );
+                        if let Some(every) = sync_interval {
+                            tokio::spawn(crate::periodic::run_sync_schedule(
+                                lifecycle.clone(),
+                                every,
+                                worker_stop.clone(),
+                            ));
+                        }
                         let handle =
                             tokio::spawn(crate::worker::run(lifecycle, owner, worker_stop));
                         let _ = worker_handle_tx.send(handle);

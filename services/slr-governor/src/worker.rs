@@ -55,11 +55,39 @@ pub async fn run(lifecycle: Lifecycle, owner: String, mut stop: watch::Receiver<
                 continue;
             }
         };
-        for record in due {
+        for claimed in due {
+            // The rows were claimed together and run one after another: by
+            // now a row's lease may have run out and another replica taken
+            // it over. Take the lease again (from now) before running it,
+            // and leave a row this worker lost (the engine checks again
+            // before every step).
+            let record = match store
+                .workflow_renew(&ctx, &claimed.id, &owner, lifecycle.lease())
+                .await
+            {
+                Ok(record) => record,
+                Err(error) if error.kind == slrgov_domain::Kind::Aborted => {
+                    tracing::info!(
+                        workflow = %claimed.id,
+                        error = %error.message,
+                        "a claimed workflow is no longer this worker's: skipped"
+                    );
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        workflow = %claimed.id,
+                        error = %error.message,
+                        "cannot renew the lease of a claimed workflow: skipped"
+                    );
+                    continue;
+                }
+            };
             // One unit of work: its own trace and audit trail, its AWS
             // calls written with the steps that recorded what they found.
             let unit = ctx.unit_of_work(record.kind.as_str());
-            unit.audit.set_target(&record.account_id, &record.target());
+            unit.audit
+                .set_target(record.account_id(), &record.target.name);
             let id = record.id.clone();
             tracing::debug!(workflow = %id, kind = %record.kind, step = %record.step, "running a workflow");
             let Some(result) = unless_stopped(

@@ -18,6 +18,8 @@
 //!
 //! The cases run on SQLite; the clean runs and crashes run on Postgres too.
 
+#[path = "workflows/connect.rs"]
+mod connect;
 #[path = "workflows/ensure.rs"]
 mod ensure;
 #[path = "workflows/retire.rs"]
@@ -26,35 +28,62 @@ mod retire;
 mod scenarios;
 #[path = "workflows/script.rs"]
 mod script;
+#[path = "workflows/sync.rs"]
+mod sync;
 #[path = "workflows/world.rs"]
 mod world;
 
 use slrgov_domain::workflow::WorkflowKind;
 use slrgov_store::Engine;
+use world::Source;
+
+// The legacy instance (Connect names no role: the service creates one) and
+// the instance whose Connect role is missing from IAM (restored under the
+// same name) take the same steps with different plans: both are proven.
 
 #[tokio::test]
 async fn ensure_each_step_twice() {
-    ensure::each_step_twice(Engine::Sqlite).await;
+    ensure::each_step_twice(Engine::Sqlite, Source::Legacy).await;
+}
+
+#[tokio::test]
+async fn ensure_restore_each_step_twice() {
+    ensure::each_step_twice(Engine::Sqlite, Source::Restore).await;
 }
 
 #[tokio::test]
 async fn ensure_crash_after_each_step() {
-    ensure::crash_after_each_step(Engine::Sqlite).await;
+    ensure::crash_after_each_step(Engine::Sqlite, Source::Legacy).await;
+}
+
+#[tokio::test]
+async fn ensure_restore_crash_after_each_step() {
+    ensure::crash_after_each_step(Engine::Sqlite, Source::Restore).await;
 }
 
 #[tokio::test]
 async fn ensure_crash_after_each_step_postgres() {
-    ensure::crash_after_each_step(Engine::Postgres).await;
+    ensure::crash_after_each_step(Engine::Postgres, Source::Restore).await;
 }
 
 #[tokio::test]
 async fn ensure_fail_each_step() {
-    ensure::fail_each_step(Engine::Sqlite).await;
+    ensure::fail_each_step(Engine::Sqlite, Source::Legacy).await;
+}
+
+#[tokio::test]
+async fn ensure_restore_fail_each_step() {
+    ensure::fail_each_step(Engine::Sqlite, Source::Restore).await;
 }
 
 #[tokio::test]
 async fn ensure_crash_in_each_undo() {
-    ensure::crash_in_each_undo(Engine::Sqlite).await;
+    ensure::crash_in_each_undo(Engine::Sqlite, Source::Legacy).await;
+}
+
+#[tokio::test]
+async fn ensure_restore_crash_in_each_undo() {
+    ensure::crash_in_each_undo(Engine::Sqlite, Source::Restore).await;
 }
 
 #[tokio::test]

@@ -15,6 +15,7 @@ use slrgov_domain::model::ExternalId;
 use slrgov_domain::types::{AccountId, Partition};
 use std::sync::Mutex;
 
+use crate::connect::{ConnectApi, SdkConnect};
 use crate::iam::{IamApi, SdkIam, classify};
 
 /// How to reach one account.
@@ -80,36 +81,62 @@ pub fn partition_region(partition: Partition) -> &'static str {
     }
 }
 
-/// Hands out verified IAM clients per account: [`AwsAccess`] in the
-/// service; an in-memory IAM in the workflow tests.
+/// Hands out verified clients per account: [`AwsAccess`] in the service;
+/// in-memory IAM and Connect in the workflow tests.
 #[async_trait::async_trait]
-pub trait IamProvider: Send + Sync {
+pub trait AwsProvider: Send + Sync {
     /// A verified IAM client for `target`.
     async fn iam(&self, target: &AccountTarget) -> Result<Arc<dyn IamApi>, AccessError>;
+
+    /// A verified Connect client for `target` in `region`.
+    async fn connect(
+        &self,
+        target: &AccountTarget,
+        region: &str,
+    ) -> Result<Arc<dyn ConnectApi>, AccessError>;
 }
 
 #[async_trait::async_trait]
-impl IamProvider for AwsAccess {
+impl AwsProvider for AwsAccess {
     async fn iam(&self, target: &AccountTarget) -> Result<Arc<dyn IamApi>, AccessError> {
         AwsAccess::iam(self, target).await
+    }
+
+    async fn connect(
+        &self,
+        target: &AccountTarget,
+        region: &str,
+    ) -> Result<Arc<dyn ConnectApi>, AccessError> {
+        AwsAccess::connect(self, target, region).await
     }
 }
 
 /// Wraps each IAM client handed out (the tests' fault injection).
 pub type IamWrapper = Arc<dyn Fn(Arc<dyn IamApi>, &AccountTarget) -> Arc<dyn IamApi> + Send + Sync>;
 
-/// One account's client, made once (concurrent first calls wait for the
-/// same verification; a failed one leaves the cell empty for the next).
-type ClientCell = Arc<tokio::sync::OnceCell<Arc<dyn IamApi>>>;
+/// One account's verified configuration, made once (concurrent first calls
+/// wait for the same verification; a failed one leaves the cell empty for
+/// the next).
+type AccountCell = Arc<tokio::sync::OnceCell<Arc<Verified>>>;
 
-/// Hands out verified IAM clients per account, cached.
+/// An account's configuration whose credentials STS confirmed belong to
+/// it, with the clients made from it.
+struct Verified {
+    config: SdkConfig,
+    iam: Arc<dyn IamApi>,
+    /// Connect clients by region, made on first use.
+    connect: Mutex<HashMap<String, Arc<dyn ConnectApi>>>,
+}
+
+/// Hands out verified IAM and Connect clients per account, cached.
 pub struct AwsAccess {
     base: SdkConfig,
     /// The map is locked only to find an account's cell: a slow STS call
     /// for one account never holds up another account's requests.
-    clients: Mutex<HashMap<AccountTarget, ClientCell>>,
+    accounts: Mutex<HashMap<AccountTarget, AccountCell>>,
     wrap: Option<IamWrapper>,
-    limiter: Option<Arc<crate::limit::IamLimiter>>,
+    limiter: Option<Arc<crate::limit::AccountLimiter>>,
+    connect_limiter: Option<Arc<crate::limit::AccountLimiter>>,
 }
 
 impl std::fmt::Debug for AwsAccess {
@@ -122,7 +149,7 @@ impl std::fmt::Debug for AwsAccess {
 
 impl AwsAccess {
     /// Loads the standard AWS configuration (credentials chain, and the
-    /// `AWS_ENDPOINT_URL_IAM` / `AWS_ENDPOINT_URL_STS` endpoint overrides).
+    /// `AWS_ENDPOINT_URL_IAM` / `_STS` / `_CONNECT` endpoint overrides).
     pub async fn from_env() -> Self {
         let base = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .load()
@@ -134,16 +161,32 @@ impl AwsAccess {
     pub fn new(base: SdkConfig) -> Self {
         AwsAccess {
             base,
-            clients: Mutex::new(HashMap::new()),
+            accounts: Mutex::new(HashMap::new()),
             wrap: None,
             limiter: None,
+            connect_limiter: None,
         }
+    }
+
+    /// The service's own configuration (its credentials chain), for calls
+    /// that act in no tenant account (the SSM public parameters).
+    pub fn base(&self) -> &SdkConfig {
+        &self.base
     }
 
     /// Limits the IAM calls of each account to `rate` (one bucket per
     /// account, shared by every caller in this process).
-    pub fn with_iam_rate(mut self, rate: crate::limit::IamRate) -> Self {
-        self.limiter = Some(Arc::new(crate::limit::IamLimiter::new(rate)));
+    pub fn with_iam_rate(mut self, rate: crate::limit::CallRate) -> Self {
+        self.limiter = Some(Arc::new(crate::limit::AccountLimiter::new(rate)));
+        self
+    }
+
+    /// Limits the Connect calls of each account to `rate` (a bucket of its
+    /// own, apart from IAM's).
+    pub fn with_connect_rate(mut self, rate: crate::limit::CallRate) -> Self {
+        self.connect_limiter = Some(Arc::new(crate::limit::AccountLimiter::for_service(
+            "connect", rate,
+        )));
         self
     }
 
@@ -156,23 +199,76 @@ impl AwsAccess {
         self
     }
 
-    /// A verified IAM client for `target`: the same one until the target
+    /// The verified configuration of `target`: the same until the target
     /// changes (a new role or external id makes a new one).
-    pub async fn iam(&self, target: &AccountTarget) -> Result<Arc<dyn IamApi>, AccessError> {
+    async fn verified(&self, target: &AccountTarget) -> Result<Arc<Verified>, AccessError> {
         let cell = self
-            .clients
+            .accounts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .entry(target.clone())
             .or_default()
             .clone();
-        cell.get_or_try_init(|| self.connect(target))
+        cell.get_or_try_init(|| self.verify(target))
             .await
             .map(Arc::clone)
     }
 
-    /// Makes and verifies the client of `target`.
-    async fn connect(&self, target: &AccountTarget) -> Result<Arc<dyn IamApi>, AccessError> {
+    /// A verified IAM client for `target`.
+    pub async fn iam(&self, target: &AccountTarget) -> Result<Arc<dyn IamApi>, AccessError> {
+        Ok(self.verified(target).await?.iam.clone())
+    }
+
+    /// A verified Connect client for `target` in `region` (Connect is
+    /// regional: one client per region, with the account's credentials).
+    pub async fn connect(
+        &self,
+        target: &AccountTarget,
+        region: &str,
+    ) -> Result<Arc<dyn ConnectApi>, AccessError> {
+        let verified = self.verified(target).await?;
+        let mut clients = verified
+            .connect
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(client) = clients.get(region) {
+            return Ok(client.clone());
+        }
+        let config = verified
+            .config
+            .to_builder()
+            .region(aws_config::Region::new(region.to_owned()))
+            .build();
+        let mut client: Arc<dyn ConnectApi> = Arc::new(SdkConnect::new(
+            aws_sdk_connect::Client::from_conf(
+                aws_sdk_connect::config::Builder::from(&config)
+                    .interceptor(crate::telemetry::SdkRetries)
+                    // Standard, not adaptive: the per-account limiter
+                    // already paces Connect calls, and adaptive mode's
+                    // client-side limiter waits up to 20 s after one
+                    // throttle, which would stall a sync's look for longer
+                    // than the workflow's own backoff would.
+                    .retry_config(
+                        aws_sdk_connect::config::retry::RetryConfig::standard()
+                            .with_max_attempts(3),
+                    )
+                    .build(),
+            ),
+            target.account_id.as_str(),
+        ));
+        if let Some(limiter) = &self.connect_limiter {
+            client = Arc::new(crate::limit::RateLimitedConnect::new(
+                client,
+                target.account_id.clone(),
+                limiter.clone(),
+            ));
+        }
+        clients.insert(region.to_owned(), client.clone());
+        Ok(client)
+    }
+
+    /// Makes and verifies the configuration of `target`.
+    async fn verify(&self, target: &AccountTarget) -> Result<Arc<Verified>, AccessError> {
         let region = aws_config::Region::new(partition_region(target.partition));
         let config = match &target.access_role_arn {
             None => self.base.to_builder().region(region).build(),
@@ -228,7 +324,7 @@ impl AwsAccess {
                 actual: actual.to_owned(),
             });
         }
-        let mut client: Arc<dyn IamApi> = Arc::new(SdkIam::new(
+        let mut iam: Arc<dyn IamApi> = Arc::new(SdkIam::new(
             aws_sdk_iam::Client::from_conf(
                 aws_sdk_iam::config::Builder::from(&config)
                     .interceptor(crate::telemetry::SdkRetries)
@@ -237,18 +333,22 @@ impl AwsAccess {
             target.account_id.as_str(),
         ));
         if let Some(wrap) = &self.wrap {
-            client = wrap(client, target);
+            iam = wrap(iam, target);
         }
         // Outside the fault layer (which stands for AWS itself): the limit
         // is what the service does before it calls AWS.
         if let Some(limiter) = &self.limiter {
-            client = Arc::new(crate::limit::RateLimitedIam::new(
-                client,
+            iam = Arc::new(crate::limit::RateLimitedIam::new(
+                iam,
                 target.account_id.clone(),
                 limiter.clone(),
             ));
         }
-        Ok(client)
+        Ok(Arc::new(Verified {
+            config,
+            iam,
+            connect: Mutex::new(HashMap::new()),
+        }))
     }
 }
 

@@ -7,11 +7,14 @@
 pub mod access;
 pub mod audit;
 pub mod codes;
+pub mod connect;
 #[cfg(feature = "faults")]
 pub mod faults;
 pub mod iam;
 pub mod limit;
+pub mod regions;
 pub mod telemetry;
 
-pub use access::{AccessError, AccountTarget, AwsAccess, IamProvider};
+pub use access::{AccessError, AccountTarget, AwsAccess, AwsProvider};
+pub use connect::{ConnectApi, ConnectError, ConnectInstance, ConnectStatus};
 pub use iam::{DeletionStatus, IamApi, IamError, RoleInfo, RolePolicy, RoleUsage};

@@ -1,12 +1,13 @@
-//! A per-account rate limit on IAM calls, so that the service never drives
-//! an account into IAM throttling, whoever makes the calls: request
-//! handlers and the background worker of this process share one token
-//! bucket per account (each replica has its own: with N replicas an account
-//! sees at most N times the rate).
+//! A per-account rate limit on IAM calls (and, with a bucket of its own, on
+//! Connect calls), so that the service never drives an account into
+//! throttling, whoever makes the calls: request handlers and the background
+//! worker of this process share one token bucket per account and service
+//! (each replica has its own: with N replicas an account sees at most N
+//! times the rate).
 //!
 //! A call that finds the bucket empty **waits** for its token (reserved in
 //! order, so callers are served first come, first served) rather than
-//! failing: IAM calls are few and the request timeout bounds the wait.
+//! failing: the calls are few and the request timeout bounds the wait.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,21 +17,22 @@ use async_trait::async_trait;
 use slrgov_domain::types::AccountId;
 use tokio::time::Instant;
 
+use crate::connect::{ConnectApi, ConnectError, ConnectInstance};
 use crate::iam::{DeletionStatus, IamApi, IamError, RoleInfo, RolePolicy};
 
 /// The rate: calls per second, and how many may go at once.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct IamRate {
+pub struct CallRate {
     /// Calls per second per account.
     pub per_second: f64,
     /// Calls an idle account may make at once.
     pub burst: u32,
 }
 
-impl IamRate {
+impl CallRate {
     /// `per_second` calls a second, with a burst of the rate rounded up.
     pub fn per_second(per_second: f64) -> Self {
-        IamRate {
+        CallRate {
             per_second,
             burst: per_second.ceil().clamp(1.0, 1000.0) as u32,
         }
@@ -44,18 +46,26 @@ struct Bucket {
     last: Instant,
 }
 
-/// One token bucket per account.
+/// One token bucket per account, for the calls of one AWS service.
 #[derive(Debug)]
-pub struct IamLimiter {
-    rate: IamRate,
+pub struct AccountLimiter {
+    rate: CallRate,
+    /// `iam` or `connect`, for the log.
+    service: &'static str,
     buckets: Mutex<HashMap<AccountId, Bucket>>,
 }
 
-impl IamLimiter {
-    /// A limiter at `rate`.
-    pub fn new(rate: IamRate) -> Self {
-        IamLimiter {
+impl AccountLimiter {
+    /// A limiter of IAM calls at `rate`.
+    pub fn new(rate: CallRate) -> Self {
+        Self::for_service("iam", rate)
+    }
+
+    /// A limiter of `service`'s calls at `rate`.
+    pub fn for_service(service: &'static str, rate: CallRate) -> Self {
+        AccountLimiter {
             rate,
+            service,
             buckets: Mutex::new(HashMap::new()),
         }
     }
@@ -81,15 +91,16 @@ impl IamLimiter {
         }
     }
 
-    /// Waits until `account` may make one more IAM call.
+    /// Waits until `account` may make one more call.
     pub async fn acquire(&self, account: &AccountId, operation: &str) {
         let wait = self.reserve(account);
         if !wait.is_zero() {
             tracing::debug!(
                 account = %account,
+                service = self.service,
                 operation,
                 wait_ms = wait.as_millis() as u64,
-                "iam call waits for the account's rate limit"
+                "aws call waits for the account's rate limit"
             );
             tokio::time::sleep(wait).await;
         }
@@ -101,12 +112,12 @@ impl IamLimiter {
 pub struct RateLimitedIam {
     inner: Arc<dyn IamApi>,
     account: AccountId,
-    limiter: Arc<IamLimiter>,
+    limiter: Arc<AccountLimiter>,
 }
 
 impl RateLimitedIam {
     /// Limits `inner`, a client of `account`, by `limiter`.
-    pub fn new(inner: Arc<dyn IamApi>, account: AccountId, limiter: Arc<IamLimiter>) -> Self {
+    pub fn new(inner: Arc<dyn IamApi>, account: AccountId, limiter: Arc<AccountLimiter>) -> Self {
         RateLimitedIam {
             inner,
             account,
@@ -176,6 +187,45 @@ impl IamApi for RateLimitedIam {
     }
 }
 
+/// A Connect client whose every call first takes a token of its account.
+#[derive(Debug)]
+pub struct RateLimitedConnect {
+    inner: Arc<dyn ConnectApi>,
+    account: AccountId,
+    limiter: Arc<AccountLimiter>,
+}
+
+impl RateLimitedConnect {
+    /// Limits `inner`, a client of `account`, by `limiter`.
+    pub fn new(
+        inner: Arc<dyn ConnectApi>,
+        account: AccountId,
+        limiter: Arc<AccountLimiter>,
+    ) -> Self {
+        RateLimitedConnect {
+            inner,
+            account,
+            limiter,
+        }
+    }
+}
+
+#[async_trait]
+impl ConnectApi for RateLimitedConnect {
+    async fn list_instances(&self) -> Result<Vec<ConnectInstance>, ConnectError> {
+        // Paged: one token for the listing (a region holds few instances).
+        self.limiter.acquire(&self.account, "ListInstances").await;
+        self.inner.list_instances().await
+    }
+
+    async fn describe_instance(&self, instance_id: &str) -> Result<ConnectInstance, ConnectError> {
+        self.limiter
+            .acquire(&self.account, "DescribeInstance")
+            .await;
+        self.inner.describe_instance(instance_id).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,7 +236,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn calls_beyond_the_burst_wait_their_turn_per_account() {
-        let limiter = IamLimiter::new(IamRate {
+        let limiter = AccountLimiter::new(CallRate {
             per_second: 2.0,
             burst: 2,
         });
@@ -215,7 +265,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn acquire_sleeps_for_the_reservation() {
-        let limiter = IamLimiter::new(IamRate {
+        let limiter = AccountLimiter::new(CallRate {
             per_second: 4.0,
             burst: 1,
         });

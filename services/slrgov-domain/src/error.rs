@@ -26,6 +26,13 @@ pub enum Reason {
     RoleInUse,
     /// The role is owned by another instance.
     RoleOwnedElsewhere,
+    /// Amazon Connect does not have the instance: nothing is done in IAM.
+    InstanceNotInConnect,
+    /// The service may not read Amazon Connect in the account (the message
+    /// names the action).
+    ConnectAccessDenied,
+    /// Amazon Connect throttled or was unreachable after retries.
+    ConnectUnavailable,
     /// A stale etag.
     EtagMismatch,
     /// Another operation is running on the resource.
@@ -68,6 +75,9 @@ impl Reason {
             Reason::SlrImmutable => "SLR_IMMUTABLE",
             Reason::RoleInUse => "ROLE_IN_USE",
             Reason::RoleOwnedElsewhere => "ROLE_OWNED_ELSEWHERE",
+            Reason::InstanceNotInConnect => "INSTANCE_NOT_IN_CONNECT",
+            Reason::ConnectAccessDenied => "CONNECT_ACCESS_DENIED",
+            Reason::ConnectUnavailable => "CONNECT_UNAVAILABLE",
             Reason::EtagMismatch => "ETAG_MISMATCH",
             Reason::OperationInProgress => "OPERATION_IN_PROGRESS",
             Reason::Unauthenticated => "UNAUTHENTICATED",
@@ -87,7 +97,7 @@ impl Reason {
 
 impl Reason {
     /// Every reason.
-    pub const ALL: [Reason; 21] = [
+    pub const ALL: [Reason; 24] = [
         Reason::InvalidField,
         Reason::RequestIdReused,
         Reason::NotFound,
@@ -96,6 +106,9 @@ impl Reason {
         Reason::SlrImmutable,
         Reason::RoleInUse,
         Reason::RoleOwnedElsewhere,
+        Reason::InstanceNotInConnect,
+        Reason::ConnectAccessDenied,
+        Reason::ConnectUnavailable,
         Reason::EtagMismatch,
         Reason::OperationInProgress,
         Reason::Unauthenticated,

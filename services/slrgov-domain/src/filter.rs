@@ -4,7 +4,7 @@
 //! Anything else is refused with a message naming what is not understood.
 
 use crate::error::FieldError;
-use crate::model::LinkedRoleState;
+use crate::model::{ConnectStatus, LinkedRoleState, ObservedState};
 use crate::types::RegionCode;
 
 /// A parsed instance filter; `None` fields do not constrain.
@@ -14,7 +14,16 @@ pub struct InstanceFilter {
     pub region: Option<RegionCode>,
     /// `linked_role_state = STATE`.
     pub linked_role_state: Option<LinkedRoleState>,
+    /// `connect_status = STATUS`.
+    pub connect_status: Option<ConnectStatus>,
+    /// `observed_state = STATE`.
+    pub observed_state: Option<ObservedState>,
+    /// `legacy = true` (created before 2018-10-01) or `legacy = false`.
+    pub legacy: Option<bool>,
 }
+
+/// The fields ListInstances filters on.
+const INSTANCE_FIELDS: &str = "region, linked_role_state, connect_status, observed_state, legacy";
 
 /// The longest filter accepted.
 pub const FILTER_MAX: usize = 512;
@@ -131,12 +140,13 @@ impl InstanceFilter {
     /// Parses a filter; the empty string matches everything.
     pub fn parse(input: &str) -> Result<Self, FieldError> {
         let mut filter = InstanceFilter::default();
-        for (field, value) in restrictions(input, "region, linked_role_state")? {
+        for (field, value) in restrictions(input, INSTANCE_FIELDS)? {
             let value = value.as_str();
+            let twice = || FieldError::new(format!("restricts {field} more than once"));
             match field.as_str() {
                 "region" => {
                     if filter.region.is_some() {
-                        return Err(FieldError::new("restricts region more than once"));
+                        return Err(twice());
                     }
                     filter.region = Some(RegionCode::parse(value).map_err(|_| {
                         FieldError::new(format!("has a malformed region: '{value}'"))
@@ -144,9 +154,7 @@ impl InstanceFilter {
                 }
                 "linked_role_state" => {
                     if filter.linked_role_state.is_some() {
-                        return Err(FieldError::new(
-                            "restricts linked_role_state more than once",
-                        ));
+                        return Err(twice());
                     }
                     let state = LinkedRoleState::parse(value).ok_or_else(|| {
                         FieldError::new(format!(
@@ -155,9 +163,43 @@ impl InstanceFilter {
                     })?;
                     filter.linked_role_state = Some(state);
                 }
+                "connect_status" => {
+                    if filter.connect_status.is_some() {
+                        return Err(twice());
+                    }
+                    filter.connect_status = Some(ConnectStatus::parse(value).ok_or_else(|| {
+                        FieldError::new(format!(
+                            "has an unknown connect_status '{value}' (one of CREATION_IN_PROGRESS, ACTIVE, CREATION_FAILED)"
+                        ))
+                    })?);
+                }
+                "observed_state" => {
+                    if filter.observed_state.is_some() {
+                        return Err(twice());
+                    }
+                    filter.observed_state = Some(ObservedState::parse(value).ok_or_else(|| {
+                        FieldError::new(format!(
+                            "has an unknown observed_state '{value}' (one of UNOBSERVED, OBSERVED, VANISHED)"
+                        ))
+                    })?);
+                }
+                "legacy" => {
+                    if filter.legacy.is_some() {
+                        return Err(twice());
+                    }
+                    filter.legacy = Some(match value {
+                        "true" => true,
+                        "false" => false,
+                        _ => {
+                            return Err(FieldError::new(format!(
+                                "has a legacy value '{value}' that is not true or false"
+                            )));
+                        }
+                    });
+                }
                 other => {
                     return Err(FieldError::new(format!(
-                        "cannot filter on '{other}' (supported: region, linked_role_state)"
+                        "cannot filter on '{other}' (supported: {INSTANCE_FIELDS})"
                     )));
                 }
             }
@@ -168,9 +210,12 @@ impl InstanceFilter {
     /// A canonical text of the filter, for binding page tokens to it.
     pub fn canonical(&self) -> String {
         format!(
-            "region={};state={}",
+            "region={};state={};connect={};observed={};legacy={}",
             self.region.as_ref().map_or("", |r| r.as_str()),
-            self.linked_role_state.map_or("", |s| s.as_str())
+            self.linked_role_state.map_or("", |s| s.as_str()),
+            self.connect_status.map_or("", |s| s.as_str()),
+            self.observed_state.map_or("", |s| s.as_str()),
+            self.legacy.map_or("", |l| if l { "true" } else { "false" })
         )
     }
 }
@@ -191,6 +236,14 @@ mod tests {
         );
         let g = InstanceFilter::parse("linked_role_state=DELETION_FAILED").expect("state");
         assert_eq!(g.linked_role_state, Some(LinkedRoleState::DeletionFailed));
+        let h = InstanceFilter::parse(
+            "legacy = true AND observed_state = VANISHED AND connect_status = CREATION_FAILED",
+        )
+        .expect("connect fields");
+        assert_eq!(h.legacy, Some(true));
+        assert_eq!(h.observed_state, Some(ObservedState::Vanished));
+        assert_eq!(h.connect_status, Some(ConnectStatus::CreationFailed));
+        assert_ne!(h.canonical(), InstanceFilter::default().canonical());
     }
 
     #[test]
@@ -200,6 +253,10 @@ mod tests {
             (r#"region = "us-east-1" OR region = "eu-west-2""#, "OR"),
             (r#"region = "us-east-1" AND"#, "AND"),
             ("linked_role_state = ALIVE", "ALIVE"),
+            ("legacy = maybe", "maybe"),
+            ("observed_state = GONE", "GONE"),
+            ("connect_status = RUNNING", "RUNNING"),
+            ("legacy = true AND legacy = false", "more than once"),
             (r#"region = "nowhere""#, "nowhere"),
             (r#"region = "us-east-1"#, "unterminated"),
             ("region", "region"),

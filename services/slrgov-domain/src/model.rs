@@ -190,6 +190,149 @@ impl InstanceFeatures {
     }
 }
 
+/// When Amazon Connect began giving every instance a service-linked role
+/// (2018-10-01): an instance created before is a legacy instance that may
+/// have none.
+pub fn legacy_cutoff() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_538_352_000, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// The status of an Amazon Connect instance, as Connect reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ConnectStatus {
+    /// Being created.
+    CreationInProgress,
+    /// Working.
+    Active,
+    /// Its creation failed.
+    CreationFailed,
+}
+
+impl ConnectStatus {
+    /// Every status.
+    pub const ALL: [ConnectStatus; 3] = [
+        ConnectStatus::CreationInProgress,
+        ConnectStatus::Active,
+        ConnectStatus::CreationFailed,
+    ];
+
+    /// The status as Connect (and the API and the database) write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectStatus::CreationInProgress => "CREATION_IN_PROGRESS",
+            ConnectStatus::Active => "ACTIVE",
+            ConnectStatus::CreationFailed => "CREATION_FAILED",
+        }
+    }
+
+    /// Parses Connect's spelling.
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == value)
+    }
+}
+
+impl fmt::Display for ConnectStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether Amazon Connect knows an instance the registry holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ObservedState {
+    /// Registered by hand, never seen in Connect.
+    Unobserved,
+    /// Connect listed it at the last look.
+    Observed,
+    /// Connect listed it once and no longer does (kept, never deleted
+    /// silently; `last_seen_time` says when it was last there).
+    Vanished,
+}
+
+impl ObservedState {
+    /// Every state.
+    pub const ALL: [ObservedState; 3] = [
+        ObservedState::Unobserved,
+        ObservedState::Observed,
+        ObservedState::Vanished,
+    ];
+
+    /// The state as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObservedState::Unobserved => "UNOBSERVED",
+            ObservedState::Observed => "OBSERVED",
+            ObservedState::Vanished => "VANISHED",
+        }
+    }
+
+    /// Parses a state's name.
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == value)
+    }
+}
+
+impl fmt::Display for ObservedState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What Amazon Connect last said about an instance (filled by discovery and
+/// by an ensure's look at Connect; all empty for an instance never seen).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectView {
+    /// The instance's ARN in Connect.
+    pub connect_arn: Option<String>,
+    /// Its status in Connect.
+    pub connect_status: Option<ConnectStatus>,
+    /// The ARN of the service-linked role Connect links to the instance
+    /// (none for an instance from before October 2018).
+    pub service_role_arn: Option<String>,
+    /// `CONNECT_MANAGED`, `SAML` or `EXISTING_DIRECTORY`.
+    pub identity_management_type: Option<String>,
+    /// Whether Connect knows the instance.
+    pub observed_state: ObservedState,
+    /// When Connect last listed the instance.
+    pub last_seen_time: Option<DateTime<Utc>>,
+    /// When the service last looked at Connect for the instance.
+    pub sync_time: Option<DateTime<Utc>>,
+}
+
+impl Default for ConnectView {
+    fn default() -> Self {
+        ConnectView {
+            connect_arn: None,
+            connect_status: None,
+            service_role_arn: None,
+            identity_management_type: None,
+            observed_state: ObservedState::Unobserved,
+            last_seen_time: None,
+            sync_time: None,
+        }
+    }
+}
+
+/// An instance as Connect describes it, to be recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenInstance {
+    /// The instance id.
+    pub instance_id: crate::types::InstanceId,
+    /// Its alias (`None` when Connect has none, or one the registry's rules
+    /// refuse).
+    pub instance_alias: Option<InstanceAlias>,
+    /// Its ARN.
+    pub connect_arn: String,
+    /// Its status.
+    pub connect_status: Option<ConnectStatus>,
+    /// When Connect created it.
+    pub instance_create_time: Option<DateTime<Utc>>,
+    /// Its identity management type.
+    pub identity_management_type: Option<String>,
+    /// Its service-linked role, as Connect names it.
+    pub service_role_arn: Option<String>,
+}
+
 /// A registered Amazon Connect instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Instance {
@@ -207,6 +350,8 @@ pub struct Instance {
     pub features: InstanceFeatures,
     /// The recorded state of the linked role.
     pub linked_role_state: LinkedRoleState,
+    /// What Amazon Connect last said about it.
+    pub connect: ConnectView,
     /// When it was registered.
     pub create_time: DateTime<Utc>,
     /// When it last changed.
@@ -227,10 +372,8 @@ impl Instance {
     /// True for an instance created before service-linked roles existed
     /// (2018-10-01), which may have no role.
     pub fn is_legacy(&self) -> bool {
-        self.instance_create_time.is_some_and(|t| {
-            t < DateTime::parse_from_rfc3339("2018-10-01T00:00:00Z")
-                .map_or(t, |d| d.with_timezone(&Utc))
-        })
+        self.instance_create_time
+            .is_some_and(|t| t < legacy_cutoff())
     }
 }
 
@@ -450,6 +593,10 @@ pub struct LinkedRole {
     pub last_used_region: Option<String>,
     /// True when an existing role was taken over.
     pub adopted: bool,
+    /// True when the role Connect links to the instance was missing from
+    /// IAM and the service created it again under the same name.
+    #[serde(default)]
+    pub restored: bool,
     /// The last deletion task.
     pub deletion_task_id: Option<String>,
     /// Why the last deletion failed.
@@ -476,6 +623,7 @@ impl LinkedRole {
             last_used_time: None,
             last_used_region: None,
             adopted: false,
+            restored: false,
             deletion_task_id: None,
             deletion_failure: None,
             update_time: instance.update_time,

@@ -16,10 +16,10 @@ use slrgov_domain::audit::{AuditEvent, AuditFilter, NewAuditEvent};
 use slrgov_domain::filter::InstanceFilter;
 use slrgov_domain::model::{
     Account, AccountAccess, AccountPatch, DeletionFailure, Instance, InstancePatch, LinkedRole,
-    NewAccount, NewInstance, ObservedRole,
+    NewAccount, NewInstance, ObservedRole, SeenInstance,
 };
 use slrgov_domain::names::{AccountSelector, InstanceKey};
-use slrgov_domain::types::{AccountId, RequestId, Revision};
+use slrgov_domain::types::{AccountId, InstanceId, RegionCode, RequestId, Revision};
 use slrgov_domain::workflow::{NewWorkflow, WorkflowKind, WorkflowLog, WorkflowRecord};
 use slrgov_domain::{FieldError, RequestContext, Result};
 
@@ -195,6 +195,99 @@ pub enum RestoredRole {
     Deleted,
 }
 
+/// What Amazon Connect said about the instances of one account in one
+/// region, to be recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation {
+    /// The account.
+    pub account: AccountId,
+    /// The region Connect was asked in.
+    pub region: RegionCode,
+    /// The instances Connect described.
+    pub seen: Vec<SeenInstance>,
+    /// What the look covered, and so which missing instances vanished.
+    pub listed: Listed,
+}
+
+/// What a look at Connect covered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listed {
+    /// Every instance of the region (ListInstances, every page): an
+    /// instance Connect knew before and does not list now has vanished.
+    Everything,
+    /// These instances, of which Connect knows none (DescribeInstance said
+    /// not found): each has vanished if Connect knew it before.
+    Missing(Vec<InstanceId>),
+    /// Only the instances seen (DescribeInstance found them).
+    Seen,
+}
+
+/// What recording an observation changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ObserveCounts {
+    /// Instances Connect described.
+    pub seen: u32,
+    /// Instances the registry did not hold: registered now.
+    pub created: u32,
+    /// Instances whose record changed.
+    pub updated: u32,
+    /// Instances Connect no longer knows: marked VANISHED.
+    pub vanished: u32,
+}
+
+/// What starting a sync found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SyncStart {
+    /// A new sync.
+    Started(Box<WorkflowRecord>),
+    /// The account's sync already running (a second sync joins it).
+    Running(Box<WorkflowRecord>),
+    /// The request id was used before: its first answer.
+    Replayed(Replay),
+}
+
+/// Discovery: what Amazon Connect says about the instances, recorded, and
+/// the syncs that ask it.
+#[async_trait]
+pub trait DiscoveryStore: Send + Sync {
+    /// Records what Connect said (operator), in one transaction: an instance
+    /// the registry does not hold is registered (its linked role ABSENT); a
+    /// known one takes Connect's alias, ARN, status, creation time, identity
+    /// management type and service role, becomes OBSERVED and is last seen
+    /// now; one Connect knew before and no longer does becomes VANISHED
+    /// (never deleted); one registered by hand and never seen stays
+    /// UNOBSERVED. Visible changes move the instance's etag.
+    async fn instance_observe(
+        &self,
+        ctx: &RequestContext,
+        observation: Observation,
+    ) -> Result<ObserveCounts>;
+
+    /// Starts a sync (operator), in one transaction: a sync of one account
+    /// that is already running is returned to join, and so is (with
+    /// `not_since`, the background schedule's interval) one that started
+    /// within `not_since`; a request id used before replays its operation.
+    /// NOT_FOUND for an account the caller cannot see (every account of
+    /// `start`'s inputs is the handler's to check).
+    async fn sync_begin(
+        &self,
+        ctx: &RequestContext,
+        start: NewWorkflow,
+        idempotency: Option<&Idempotency>,
+        not_since: Option<Duration>,
+    ) -> Result<SyncStart>;
+
+    /// Accounts whose last sync started longer than `interval` ago (or
+    /// never), with no sync running (workers; every account the context
+    /// sees), at most `limit`.
+    async fn sync_due(
+        &self,
+        ctx: &RequestContext,
+        interval: Duration,
+        limit: u32,
+    ) -> Result<Vec<AccountId>>;
+}
+
 /// Accounts: where the service acts (admin), and how it reaches them.
 #[async_trait]
 pub trait AccountStore: Send + Sync {
@@ -314,9 +407,10 @@ pub trait LinkedRoleStore: Send + Sync {
         idempotency: Option<&Idempotency>,
     ) -> Result<EnsureStart>;
 
-    /// Records the role an ensure created or adopted as ACTIVE (operator).
-    /// Run twice with the same role, it changes nothing. FAILED_PRECONDITION
-    /// / ROLE_OWNED_ELSEWHERE when another instance record holds the role.
+    /// Records the role an ensure created or adopted as ACTIVE (operator),
+    /// `restored` when it made again the role Connect names. Run twice with
+    /// the same role, it changes nothing. FAILED_PRECONDITION /
+    /// ROLE_OWNED_ELSEWHERE when another instance record holds the role.
     async fn linked_role_activate(
         &self,
         ctx: &RequestContext,
@@ -324,7 +418,20 @@ pub trait LinkedRoleStore: Send + Sync {
         key: &InstanceKey,
         observed: ObservedRole,
         adopted: bool,
+        restored: bool,
     ) -> Result<LinkedRole>;
+
+    /// The other instance record of `key`'s account (one that is not
+    /// DELETED) that holds the role named `role_name`, if any (viewer). An
+    /// undone ensure asks before it deletes a role it created: where custom
+    /// suffixes are refused, every instance shares the one unsuffixed role,
+    /// and another record may have adopted it meanwhile.
+    async fn linked_role_held_elsewhere(
+        &self,
+        ctx: &RequestContext,
+        key: &InstanceKey,
+        role_name: &str,
+    ) -> Result<Option<InstanceKey>>;
 
     /// Undoes the start of an ensure (operator): a CREATING record goes
     /// back to ABSENT (a record that has a role keeps it).
@@ -479,7 +586,13 @@ pub trait AuditStore: Send + Sync {
 /// the same behaviour.
 #[async_trait]
 pub trait Store:
-    AccountStore + InstanceStore + LinkedRoleStore + WorkflowStore + RequestIdStore + AuditStore
+    AccountStore
+    + InstanceStore
+    + LinkedRoleStore
+    + WorkflowStore
+    + RequestIdStore
+    + AuditStore
+    + DiscoveryStore
 {
     /// The engine behind this store.
     fn engine(&self) -> Engine;

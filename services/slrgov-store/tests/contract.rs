@@ -19,6 +19,8 @@ mod activations;
 mod audit;
 #[path = "contract/concurrency.rs"]
 mod concurrency;
+#[path = "contract/discovery.rs"]
+mod discovery;
 #[path = "contract/ensures.rs"]
 mod ensures;
 #[path = "contract/idempotency.rs"]
@@ -83,6 +85,17 @@ macro_rules! contract_db {
 
 contract! {
     accounts::case_account_round_trip => account_round_trip_postgres, account_round_trip_sqlite;
+
+    discovery::case_observe_registers_updates_and_vanishes
+        => observe_registers_updates_and_vanishes_postgres,
+           observe_registers_updates_and_vanishes_sqlite;
+    discovery::case_observe_needs_an_operator_of_the_account
+        => observe_needs_an_operator_postgres, observe_needs_an_operator_sqlite;
+    discovery::case_discovery_filters => discovery_filters_postgres, discovery_filters_sqlite;
+    discovery::case_one_sync_per_account => one_sync_per_account_postgres, one_sync_per_account_sqlite;
+    discovery::case_sync_request_ids_replay
+        => sync_request_ids_replay_postgres, sync_request_ids_replay_sqlite;
+    discovery::case_syncs_due => syncs_due_postgres, syncs_due_sqlite;
     accounts::case_etags => etags_postgres, etags_sqlite;
 
     scoping::case_scope_hides_other_accounts
@@ -162,6 +175,7 @@ contract! {
         => retirement_roles_postgres, retirement_roles_sqlite;
 
     workflows::case_workflow_save => workflow_save_postgres, workflow_save_sqlite;
+    workflows::case_workflow_renew => workflow_renew_postgres, workflow_renew_sqlite;
     workflows::case_workflow_claim_due => workflow_claim_due_postgres, workflow_claim_due_sqlite;
     workflows::case_workflow_claims_disjoint
         => workflow_claims_disjoint_postgres, workflow_claims_disjoint_sqlite;

@@ -7,7 +7,8 @@ import json
 import re
 from typing import Any
 
-from .code import iam_actions_from_code, sts_actions_from_code
+from .code import (connect_actions_from_code, iam_actions_from_code, ssm_actions_from_code,
+                   sts_actions_from_code)
 from .common import ROOT, Report
 
 
@@ -54,13 +55,26 @@ def check_aws(report: Report, production: dict) -> None:
                  f"{len(noted)} the audit trail names", bool(from_sdk) and from_sdk == noted,
                  f"only in SDK calls: {sorted(from_sdk - noted)}, only noted: "
                  f"{sorted(noted - from_sdk)}")
+    connect_sdk, connect_noted = connect_actions_from_code()
+    report.check(f"Connect calls found in the code: {len(connect_sdk)} SDK methods in connect.rs "
+                 f"= the {len(connect_noted)} the audit trail names",
+                 bool(connect_sdk) and connect_sdk == connect_noted,
+                 f"only in SDK calls: {sorted(connect_sdk - connect_noted)}, only noted: "
+                 f"{sorted(connect_noted - connect_sdk)}")
+    ssm_sdk, ssm_noted = ssm_actions_from_code()
+    report.check(f"SSM calls found in the code: {len(ssm_sdk)} SDK methods in regions.rs "
+                 f"= the {len(ssm_noted)} the audit trail names",
+                 bool(ssm_sdk) and ssm_sdk == ssm_noted,
+                 f"only in SDK calls: {sorted(ssm_sdk - ssm_noted)}, only noted: "
+                 f"{sorted(ssm_noted - ssm_sdk)}")
     tenant = documents.get("tenant-access-role-policy.json")
     if tenant:
         allowed = {a for st in _statements(tenant) if st.get("Effect") == "Allow"
                    for a in _as_list(st.get("Action", []))}
-        report.check("the tenant access role allows exactly the IAM actions the code calls",
-                     allowed == from_sdk,
-                     f"missing: {sorted(from_sdk - allowed)}, extra: {sorted(allowed - from_sdk)}")
+        wanted = from_sdk | connect_sdk
+        report.check("the tenant access role allows exactly the IAM and Connect actions the "
+                     "code calls", allowed == wanted,
+                     f"missing: {sorted(wanted - allowed)}, extra: {sorted(allowed - wanted)}")
         wildcard = [a for a in allowed if "*" in a]
         report.check("the tenant policy has no wildcard actions", not wildcard, f"{wildcard}")
         connect_path = "arn:aws:iam::*:role/aws-service-role/connect.amazonaws.com/"
@@ -98,6 +112,10 @@ def check_aws(report: Report, production: dict) -> None:
         sts = sts_actions_from_code()
         report.check(f"the central role allows the STS calls the code makes ({sorted(sts)})",
                      sts <= allowed and not {a for a in allowed if a.startswith("iam:")},
+                     f"allowed = {sorted(allowed)}")
+        report.check(f"the central role allows exactly the SSM calls the code makes "
+                     f"({sorted(ssm_sdk)})",
+                     {a for a in allowed if a.startswith("ssm:")} == ssm_sdk,
                      f"allowed = {sorted(allowed)}")
         assume = [r for st in _statements(central)
                   if "sts:AssumeRole" in _as_list(st.get("Action", []))

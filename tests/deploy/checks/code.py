@@ -33,18 +33,36 @@ def snake_to_action(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_"))
 
 
-def iam_actions_from_code() -> tuple[set[str], set[str]]:
-    """IAM actions the code calls, two ways: the SDK client's methods in
-    iam.rs (snake_case -> IAM action), and the names the audit trail records
-    (`noted("iam", "Action", ...)`) anywhere in services/."""
-    iam_rs = (ROOT / "services/slrgov-aws/src/iam.rs").read_text()
-    methods = set(re.findall(r"self\s*\.\s*client\s*\.\s*([a-z_]+)\s*\(\s*\)", iam_rs))
-    from_sdk = {f"iam:{snake_to_action(m)}" for m in methods}
+def actions_from_code(service: str, source: str) -> tuple[set[str], set[str]]:
+    """The actions of `service` (`iam`, `connect`, `ssm`) the code calls, two
+    ways: the SDK client's methods in `source` (snake_case -> action), and
+    the names the audit trail records (`noted("iam", "Action", ...)`)
+    anywhere in services/."""
+    text = (ROOT / source).read_text()
+    methods = set(re.findall(r"\bclient\s*\.\s*([a-z_]+)\s*\(\s*\)", text))
+    from_sdk = {f"{service}:{snake_to_action(m)}" for m in methods}
     noted: set[str] = set()
     for path in (ROOT / "services").rglob("*.rs"):
-        for action in re.findall(r'noted\(\s*"iam",\s*"([A-Za-z]+)"', path.read_text()):
-            noted.add(f"iam:{action}")
+        for action in re.findall(rf'noted\(\s*"{service}",\s*"([A-Za-z]+)"', path.read_text()):
+            noted.add(f"{service}:{action}")
     return from_sdk, noted
+
+
+def iam_actions_from_code() -> tuple[set[str], set[str]]:
+    """IAM actions the code calls (iam.rs), and the ones it audits."""
+    return actions_from_code("iam", "services/slrgov-aws/src/iam.rs")
+
+
+def connect_actions_from_code() -> tuple[set[str], set[str]]:
+    """Amazon Connect actions the code calls (connect.rs), and the ones it
+    audits."""
+    return actions_from_code("connect", "services/slrgov-aws/src/connect.rs")
+
+
+def ssm_actions_from_code() -> tuple[set[str], set[str]]:
+    """SSM actions the code calls (regions.rs: the region table), and the
+    ones it audits."""
+    return actions_from_code("ssm", "services/slrgov-aws/src/regions.rs")
 
 
 def sts_actions_from_code() -> set[str]:

@@ -148,6 +148,7 @@ impl Row {
             update_time: Some(timestamp(self.update_time)),
             etag: self.revision.to_string(),
             account_id: self.account_id,
+            ..Default::default()
         }
     }
 }
@@ -315,6 +316,15 @@ impl InstanceService for Baseline {
     async fn delete_instance(
         &self,
         _request: Request<pb::DeleteInstanceRequest>,
+    ) -> Result<Response<Operation>, Status> {
+        Err(Status::unimplemented(
+            "the baseline serves Get and Update only",
+        ))
+    }
+
+    async fn sync_instances(
+        &self,
+        _request: Request<pb::SyncInstancesRequest>,
     ) -> Result<Response<Operation>, Status> {
         Err(Status::unimplemented(
             "the baseline serves Get and Update only",

@@ -11,8 +11,10 @@ mod e2e {
     pub mod auth_sweep_support;
     pub mod auth_tls;
     pub mod bad_input;
+    pub mod connect_roles;
     pub mod crash;
     pub mod deploy;
+    pub mod discovery;
     pub mod grpc_web;
     pub mod grpcurl;
     pub mod handover;

@@ -27,7 +27,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use slrgov_aws::iam::{CONNECT_SERVICE, CONNECT_SLR_PATH, classify_code};
 use slrgov_aws::{
-    AccessError, AccountTarget, DeletionStatus, IamApi, IamError, IamProvider, RoleInfo,
+    AccessError, AccountTarget, AwsProvider, DeletionStatus, IamApi, IamError, RoleInfo,
     RolePolicy, RoleUsage,
 };
 
@@ -431,6 +431,7 @@ impl IamApi for FakeIam {
 #[derive(Debug, Default)]
 pub struct FakeAws {
     accounts: Mutex<HashMap<String, Arc<FakeIam>>>,
+    connects: Mutex<HashMap<(String, String), Arc<crate::FakeConnect>>>,
 }
 
 impl FakeAws {
@@ -448,11 +449,29 @@ impl FakeAws {
             .or_insert_with(|| Arc::new(FakeIam::new(account)))
             .clone()
     }
+
+    /// The Amazon Connect of `account` in `region` (made on first use).
+    pub fn connect(&self, account: &str, region: &str) -> Arc<crate::FakeConnect> {
+        self.connects
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((account.to_owned(), region.to_owned()))
+            .or_insert_with(|| Arc::new(crate::FakeConnect::new(account, region)))
+            .clone()
+    }
 }
 
 #[async_trait]
-impl IamProvider for FakeAws {
+impl AwsProvider for FakeAws {
     async fn iam(&self, target: &AccountTarget) -> Result<Arc<dyn IamApi>, AccessError> {
         Ok(self.account(target.account_id.as_str()))
+    }
+
+    async fn connect(
+        &self,
+        target: &AccountTarget,
+        region: &str,
+    ) -> Result<Arc<dyn slrgov_aws::ConnectApi>, AccessError> {
+        Ok(FakeAws::connect(self, target.account_id.as_str(), region))
     }
 }

@@ -130,6 +130,12 @@ impl TestServer {
             // (`events`), not its text.
             .env("SLRGOV_LOG_FORMAT", "json")
             .env_remove("SLRGOV_CONFIG")
+            // The periodic jobs that call AWS on their own (background
+            // syncs from Connect, the region refresh from SSM) are off
+            // unless a test turns them on: a test counts the calls it
+            // causes.
+            .env("SLRGOV_SYNC_INTERVAL", "0")
+            .env("SLRGOV_REGIONS_REFRESH", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -353,6 +359,60 @@ impl Clients {
             .expect("account");
     }
 
+    /// Creates an Amazon Connect instance in `moto` (in `account`, through
+    /// the access role `assume` when given; with its own service-linked
+    /// role, as real Connect does, unless `alias` marks a legacy instance,
+    /// see [`crate::LEGACY_ALIAS_PREFIX`]) and registers it by hand in the
+    /// registered `account`, as an operator would before any sync.
+    pub async fn add_connect_instance(
+        &mut self,
+        moto: &crate::Moto,
+        account: &str,
+        assume: Option<&str>,
+        region: &str,
+        alias: &str,
+    ) -> crate::CreatedInstance {
+        let created = moto.create_connect_instance(assume, region, alias).await;
+        assert!(
+            created.arn.contains(&format!(":{account}:")),
+            "the Connect instance is made in {account}: {created:?}"
+        );
+        self.instances
+            .create_instance(pb::CreateInstanceRequest {
+                parent: format!("accounts/{account}"),
+                instance_id: created.id.clone(),
+                instance: Some(pb::Instance {
+                    region: region.to_owned(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .expect("instance");
+        created
+    }
+
+    /// Creates a legacy Amazon Connect instance (one of before October
+    /// 2018: Connect names no role, so an ensure creates the deterministic
+    /// one) of the registered `account` in moto's `region`, reached with
+    /// `assume`, registers it and returns its id.
+    pub async fn add_legacy_instance(
+        &mut self,
+        moto: &crate::Moto,
+        account: &str,
+        assume: Option<&str>,
+        region: &str,
+    ) -> String {
+        let alias = format!(
+            "{}{}",
+            crate::LEGACY_ALIAS_PREFIX,
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        self.add_connect_instance(moto, account, assume, region, &alias)
+            .await
+            .id
+    }
+
     /// Registers a new instance of the registered `account` in `region` and
     /// returns its id.
     pub async fn add_instance(&mut self, account: &str, region: &str) -> String {
@@ -372,9 +432,29 @@ impl Clients {
         id
     }
 
+    /// Registers the service's own `account` (if it is not there yet) and a
+    /// new legacy Connect instance of it in moto's `region`
+    /// ([`Clients::add_legacy_instance`]); returns the instance id.
+    pub async fn register_legacy_instance(
+        &mut self,
+        moto: &crate::Moto,
+        account: &str,
+        region: &str,
+    ) -> String {
+        self.register_account(account).await;
+        self.add_legacy_instance(moto, account, None, region).await
+    }
+
     /// Registers a new instance of `account` in `region` (registering the
     /// account first if it is not there yet) and returns the instance id.
     pub async fn register_instance(&mut self, account: &str, region: &str) -> String {
+        self.register_account(account).await;
+        self.add_instance(account, region).await
+    }
+
+    /// Registers `account`, reached with the service's own credentials, if
+    /// it is not there yet.
+    async fn register_account(&mut self, account: &str) {
         let created = self
             .accounts
             .create_account(pb::CreateAccountRequest {
@@ -393,7 +473,6 @@ impl Clients {
                 "create account: {status:?}"
             );
         }
-        self.add_instance(account, region).await
     }
 
     /// Ensures the linked role `name` (no description, no request id) and

@@ -64,7 +64,17 @@ const IMMUTABLE: &[(&str, &str)] = &[
         "linked_role_state",
         "is output only: use the LinkedRoleService",
     ),
+    ("connect_arn", CONNECT_OUTPUT),
+    ("connect_status", CONNECT_OUTPUT),
+    ("service_role_arn", CONNECT_OUTPUT),
+    ("identity_management_type", CONNECT_OUTPUT),
+    ("observed_state", CONNECT_OUTPUT),
+    ("last_seen_time", CONNECT_OUTPUT),
+    ("sync_time", CONNECT_OUTPUT),
 ];
+
+/// Why the fields Amazon Connect fills cannot be updated.
+const CONNECT_OUTPUT: &str = "is output only: Amazon Connect says it (SyncInstances reads it)";
 
 #[tonic::async_trait]
 impl InstanceService for Instances {
@@ -101,6 +111,14 @@ impl InstanceService for Instances {
                 update_time: _,
                 etag: _,
                 account_id: body_account_id,
+                // Output only: what Connect says, filled by discovery.
+                connect_arn: _,
+                connect_status: _,
+                service_role_arn: _,
+                identity_management_type: _,
+                observed_state: _,
+                last_seen_time: _,
+                sync_time: _,
             } = instance;
             if !body_instance_id.is_empty()
                 && instance_id.as_ref().is_some_and(|id| {
@@ -240,6 +258,13 @@ impl InstanceService for Instances {
                 update_time: _,
                 etag,
                 account_id: _,
+                connect_arn: _,
+                connect_status: _,
+                service_role_arn: _,
+                identity_management_type: _,
+                observed_state: _,
+                last_seen_time: _,
+                sync_time: _,
             } = instance;
             let key = v.check("instance.name", InstanceKey::parse(&name));
             let expected = convert::parse_etag(&mut v, "instance.etag", &etag);
@@ -351,6 +376,32 @@ impl InstanceService for Instances {
                 }
                 Err(error) => Err(error),
             }
+        })
+        .await
+    }
+
+    async fn sync_instances(
+        &self,
+        request: Request<pb::SyncInstancesRequest>,
+    ) -> Result<Response<Operation>, Status> {
+        let ctx = context(&request, "SyncInstances");
+        let request = request.into_inner();
+        handle(&self.state, &ctx, async {
+            let mut v = Violations::new();
+            let idempotency = convert::idempotency(&mut v, "SyncInstances", &request);
+            let pb::SyncInstancesRequest {
+                parent,
+                request_id: _,
+            } = request;
+            let parent = v.check("parent", AccountSelector::parse(&parent));
+            v.finish()?;
+            let parent = accepted(parent)?;
+            let operation = self
+                .state
+                .lifecycle()?
+                .sync(&ctx, &parent, idempotency.as_ref())
+                .await?;
+            Ok(convert::operation(&operation))
         })
         .await
     }

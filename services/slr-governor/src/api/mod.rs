@@ -13,7 +13,7 @@ use tracing::Instrument;
 use crate::lifecycle::Lifecycle;
 use crate::regions::RegionTable;
 use crate::status::to_status;
-use slrgov_aws::IamProvider;
+use slrgov_aws::AwsProvider;
 
 pub mod accounts;
 pub mod audit;
@@ -27,7 +27,7 @@ pub struct AppState {
     store: OnceLock<Arc<dyn Store>>,
     /// The regions where Amazon Connect is available.
     pub regions: Arc<RegionTable>,
-    aws: Arc<dyn IamProvider>,
+    aws: Arc<dyn AwsProvider>,
     lease: std::time::Duration,
 }
 
@@ -45,7 +45,7 @@ impl AppState {
     /// migrated); until then RPCs answer UNAVAILABLE.
     pub fn new(
         regions: RegionTable,
-        aws: Arc<dyn IamProvider>,
+        aws: Arc<dyn AwsProvider>,
         lease: std::time::Duration,
     ) -> Arc<Self> {
         Arc::new(AppState {

@@ -37,8 +37,9 @@ fn region(entry: &RegionEntry) -> pb::Region {
         source: match entry.source {
             RegionSource::Builtin => pb::region::Source::Builtin,
             RegionSource::Config => pb::region::Source::Config,
+            RegionSource::Ssm => pb::region::Source::Ssm,
         } as i32,
-        refresh_time: None,
+        refresh_time: entry.refresh_time.map(crate::convert::timestamp),
     }
 }
 
@@ -73,8 +74,8 @@ impl RegionService for Regions {
             let mut regions: Vec<pb::Region> = self
                 .state
                 .regions
-                .after(after.as_deref())
-                .take(page.size as usize + 1)
+                .after(after.as_deref(), page.size as usize + 1)
+                .iter()
                 .map(region)
                 .collect();
             let mut next_page_token = String::new();
@@ -101,7 +102,7 @@ impl RegionService for Regions {
         handle(&self.state, &ctx, async {
             let code: RegionCode = parse_region_name(&name).map_err(|e| e.on("name"))?;
             Ok(match self.state.regions.get(&code) {
-                Some(entry) => region(entry),
+                Some(entry) => region(&entry),
                 // A well-formed code the table does not know: Connect is not
                 // available there (as far as this service will act).
                 None => pb::Region {

@@ -5,10 +5,21 @@
 //!
 //! | state (what has happened) | step run next | its action | undo of the step that led here |
 //! | --- | --- | --- | --- |
-//! | `Claimed` | `find` | ListRoles: a role with the planned suffix already there is adopted | the start: the record goes back to ABSENT |
+//! | `Claimed` | `find` | GetRole of the role Connect names (legacy: ListRoles by the planned suffix): a role already there is adopted | the start: the record goes back to ABSENT |
 //! | `Planned` | `create` | CreateServiceLinkedRole with the saved suffix and description; "has been taken" finds the role an earlier attempt made | nothing (find only read) |
 //! | `Created` | `confirm` | GetRole until IAM shows the role (eventual consistency); it must be a Connect SLR | a role this workflow created is deleted |
 //! | `Confirmed` | `record` | the role recorded ACTIVE (ROLE_OWNED_ELSEWHERE if another record holds it) | nothing (confirm only read) |
+//!
+//! Before the workflow starts, the request asks Amazon Connect which role it
+//! links to the instance (the registry's view when a sync saw it within
+//! [`super::connect::FRESH_FOR`], else DescribeInstance): that role's name
+//! and suffix are the plan, saved with the inputs. Connect's role in IAM is
+//! adopted with no mutating call; missing, it is created again with the
+//! same suffix (the ARN Connect holds is valid again, `restored`); an
+//! instance older than October 2018 that Connect names no role for gets the
+//! deterministic legacy role; any other instance without a role is refused
+//! (the service never creates a role nobody uses), as is one Connect does
+//! not have (INSTANCE_NOT_IN_CONNECT), with zero IAM calls.
 //!
 //! The suffix is saved with the inputs before CreateServiceLinkedRole is
 //! called, so a workflow resumed after a crash (by another request or any
@@ -27,13 +38,12 @@ use slrgov_domain::model::{LinkedRole, LinkedRoleState, ObservedRole};
 use slrgov_domain::names::InstanceKey;
 use slrgov_domain::workflow::{
     NewWorkflow, Outcome, Progress, Undo, Workflow, WorkflowError, WorkflowKind, WorkflowRecord,
+    WorkflowTarget,
 };
 use slrgov_domain::{Error, Reason, RequestContext, Role};
 use slrgov_store::{EnsureStart, Idempotency, Replay};
 
-use super::roles::{
-    ROLE_NAME_PREFIX, default_description, has_suffix, is_connect_slr, observed, role_suffix,
-};
+use super::roles::{default_description, has_suffix, is_connect_slr, observed, role_suffix};
 use super::steps::{StepEnv, failed, iam_failed, retry, undo_retry};
 use super::{Lifecycle, iam_error, with_retries};
 
@@ -46,15 +56,23 @@ const INLINE_BUDGET: Duration = Duration::from_secs(25);
 /// What a request keeps of its deadline to answer and record its answer.
 const ANSWER_MARGIN: Duration = Duration::from_millis(500);
 /// How many times `confirm` looks for a new role IAM does not show yet
-/// (about 35 s at the backoff): past that, the ensure is undone.
+/// (about two and a half minutes at the capped backoff): past that, the
+/// ensure is undone.
 const CONFIRM_ATTEMPTS: u32 = 20;
 
 /// The inputs an ensure saves when it starts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnsureInputs {
-    /// The custom suffix to ask IAM for (20 letters and digits derived from
-    /// the instance: every attempt asks for the same name).
-    pub suffix: String,
+    /// The custom suffix to ask IAM for: the one of the role Connect names,
+    /// or for a legacy instance 20 letters and digits derived from the
+    /// instance (every attempt asks for the same name); `None`: Connect
+    /// names the account's unsuffixed role.
+    pub suffix: Option<String>,
+    /// The role Amazon Connect links to the instance (`None`: a legacy
+    /// instance Connect names no role for). Saved by this version on; a
+    /// workflow saved before it has none and behaves as legacy.
+    #[serde(default)]
+    pub connect_role: Option<String>,
     /// The caller's description for a role the service creates (`None`:
     /// the default description).
     pub description: Option<String>,
@@ -100,11 +118,23 @@ impl<'a> EnsureWorkflow<'a> {
             Ok(iam) => iam,
             Err(error) => return failed(error, attempt),
         };
+        if let Some(name) = &inputs.connect_role {
+            // Exactly the role Connect names: adopted when IAM has it.
+            return match iam.get_role(name).await {
+                Ok(role) if is_connect_slr(&role) => Outcome::Next(EnsureState::Created {
+                    role_name: role.role_name,
+                    created_by_us: false,
+                }),
+                Ok(role) => Outcome::Fail(not_connect_slr(&role.role_name)),
+                Err(IamError::NoSuchEntity(_)) => Outcome::Next(EnsureState::Planned),
+                Err(error) => iam_failed("GetRole", error, attempt),
+            };
+        }
+        let Some(suffix) = inputs.suffix.as_deref() else {
+            return Outcome::Next(EnsureState::Planned);
+        };
         match iam.list_roles(CONNECT_SLR_PATH).await {
-            Ok(roles) => match roles
-                .iter()
-                .find(|r| has_suffix(&r.role_name, &inputs.suffix))
-            {
+            Ok(roles) => match roles.iter().find(|r| has_suffix(&r.role_name, suffix)) {
                 // There before this workflow made anything: adopted.
                 Some(role) => Outcome::Next(EnsureState::Created {
                     role_name: role.role_name.clone(),
@@ -135,7 +165,7 @@ impl<'a> EnsureWorkflow<'a> {
                 created_by_us,
             })
         };
-        let suffix = Some(inputs.suffix.as_str());
+        let suffix = inputs.suffix.as_deref();
         match iam
             .create_service_linked_role(CONNECT_SERVICE, suffix, Some(&description))
             .await
@@ -144,11 +174,21 @@ impl<'a> EnsureWorkflow<'a> {
             // `find` saw no role with the suffix: the one IAM has now is
             // this workflow's own (an attempt that died after the call, or
             // whose answer was lost).
-            Err(IamError::NameTaken(_)) => match listed(&*iam, Some(&inputs.suffix)).await {
+            Err(IamError::NameTaken(_)) if suffix.is_some() => match listed(&*iam, suffix).await {
                 Ok(Some(role)) => created(role.role_name, true),
                 Ok(None) => retry(
                     attempt,
                     "iam says the name is taken but does not list the role yet".into(),
+                ),
+                Err(error) => iam_failed("ListRoles", error, attempt),
+            },
+            // The unsuffixed role is the account's, shared: one there now
+            // is adopted, never deleted by an undo.
+            Err(IamError::NameTaken(_)) => match listed(&*iam, None).await {
+                Ok(Some(role)) => created(role.role_name, false),
+                Ok(None) => retry(
+                    attempt,
+                    "iam says the name is taken but lists no role yet".into(),
                 ),
                 Err(error) => iam_failed("ListRoles", error, attempt),
             },
@@ -188,13 +228,7 @@ impl<'a> EnsureWorkflow<'a> {
                 role: observed(&role),
                 created_by_us,
             }),
-            Ok(role) => Outcome::Fail(WorkflowError::from(Error::failed_precondition(
-                Reason::RoleOwnedElsewhere,
-                format!(
-                    "the role {} is not an Amazon Connect service-linked role (path or trust policy)",
-                    role.role_name
-                ),
-            ))),
+            Ok(role) => Outcome::Fail(not_connect_slr(&role.role_name)),
             // IAM is eventually consistent: a new role can be invisible for
             // seconds.
             Err(IamError::NoSuchEntity(_)) if attempt < CONFIRM_ATTEMPTS => retry(
@@ -214,10 +248,13 @@ impl<'a> EnsureWorkflow<'a> {
 
     async fn record(
         &self,
+        inputs: &EnsureInputs,
         role: &ObservedRole,
         created_by_us: bool,
         attempt: u32,
     ) -> Outcome<EnsureState, LinkedRole> {
+        // Made again with the name Connect holds: restored.
+        let restored = created_by_us && inputs.connect_role.is_some();
         match self
             .env
             .store()
@@ -227,6 +264,7 @@ impl<'a> EnsureWorkflow<'a> {
                 &self.env.key,
                 role.clone(),
                 !created_by_us,
+                restored,
             )
             .await
         {
@@ -235,8 +273,29 @@ impl<'a> EnsureWorkflow<'a> {
         }
     }
 
-    /// Deletes the role this workflow created, and waits until IAM has.
+    /// Deletes the role this workflow created, and waits until IAM has;
+    /// unless another instance record holds it now (where custom suffixes
+    /// are refused every instance shares the one unsuffixed role, and
+    /// another ensure may have adopted and recorded it meanwhile): that
+    /// role is left as if this workflow had not created it.
     async fn delete_created(&self, role_name: &str, attempt: u32) -> Undo<EnsureState> {
+        match self
+            .env
+            .store()
+            .linked_role_held_elsewhere(self.env.ctx, &self.env.key, role_name)
+            .await
+        {
+            Ok(None) => {}
+            Ok(Some(holder)) => {
+                tracing::info!(
+                    role_name,
+                    holder = %holder.linked_role_name(),
+                    "an undone ensure keeps the role it created: another record holds it"
+                );
+                return Undo::Back(EnsureState::Planned);
+            }
+            Err(error) => return undo_retry(attempt, error.message),
+        }
         let iam = match self.env.iam().await {
             Ok(iam) => iam,
             Err(error) => return undo_retry(attempt, error.message),
@@ -277,6 +336,16 @@ impl<'a> EnsureWorkflow<'a> {
             ),
         }
     }
+}
+
+/// The failure of a role that is not a Connect service-linked role.
+fn not_connect_slr(role_name: &str) -> WorkflowError {
+    WorkflowError::from(Error::failed_precondition(
+        Reason::RoleOwnedElsewhere,
+        format!(
+            "the role {role_name} is not an Amazon Connect service-linked role (path or trust policy)"
+        ),
+    ))
 }
 
 /// The Connect SLR whose name carries `suffix` (or, without one, the
@@ -331,7 +400,7 @@ impl Workflow for EnsureWorkflow<'_> {
             EnsureState::Confirmed {
                 role,
                 created_by_us,
-            } => self.record(role, *created_by_us, attempt).await,
+            } => self.record(inputs, role, *created_by_us, attempt).await,
         }
     }
 
@@ -339,7 +408,7 @@ impl Workflow for EnsureWorkflow<'_> {
         &self,
         _inputs: &EnsureInputs,
         state: &EnsureState,
-        _error: &WorkflowError,
+        error: &WorkflowError,
         attempt: u32,
     ) -> Undo<EnsureState> {
         match state {
@@ -358,12 +427,16 @@ impl Workflow for EnsureWorkflow<'_> {
                 created_by_us: true,
             } => self.delete_created(role_name, attempt).await,
             EnsureState::Created { .. } => Undo::Back(EnsureState::Planned),
+            // `record` refused because another record holds the role: it
+            // is that record's now, and the unwinding must not delete it,
+            // whoever created it.
             EnsureState::Confirmed {
                 role,
                 created_by_us,
             } => Undo::Back(EnsureState::Created {
                 role_name: role.role_name.clone(),
-                created_by_us: *created_by_us,
+                created_by_us: *created_by_us
+                    && error.reason != Reason::RoleOwnedElsewhere.as_str(),
             }),
         }
     }
@@ -394,23 +467,39 @@ impl Lifecycle {
         {
             return Replay::Response(first).response();
         }
-        let iam = self.iam_client(ctx, key).await?;
         let current = self.store().linked_role_get(ctx, key).await?;
-        let suffix = role_suffix(key);
+        // An ACTIVE record is confirmed as it is (InspectLinkedRole shows a
+        // role Connect no longer names); anything else asks Connect first,
+        // before any IAM call.
+        let plan = if current.state == LinkedRoleState::Active {
+            None
+        } else {
+            Some(self.plan(ctx, key).await?)
+        };
+        let iam = self.iam_client(ctx, key).await?;
         if validate_only {
-            if current.state == LinkedRoleState::Active {
-                return confirm_active(&*iam, current).await;
-            }
-            return preview(&*iam, current, &suffix).await;
+            return match plan {
+                None => confirm_active(&*iam, current).await,
+                Some(plan) => super::plan::preview(&*iam, current, &plan).await,
+            };
         }
-        let inputs = EnsureInputs {
-            suffix,
-            description,
+        let inputs = match plan {
+            Some(plan) => EnsureInputs {
+                description,
+                ..plan
+            },
+            // Only a take-over of a workflow with its own inputs, or a
+            // record gone ACTIVE, can follow: neither uses these.
+            None => EnsureInputs {
+                suffix: Some(role_suffix(key)),
+                connect_role: None,
+                description,
+            },
         };
         let request_id = idempotency.map(|i| i.request_id.to_string());
         let start = NewWorkflow::of::<EnsureWorkflow>(
             WorkflowKind::Ensure,
-            key,
+            WorkflowTarget::linked_role(key),
             &inputs,
             &EnsureState::Claimed,
             request_id,
@@ -502,7 +591,7 @@ impl Lifecycle {
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(Error::operation_in_progress(
-                    record.target(),
+                    record.target.name.clone(),
                     "another ensure",
                 ));
             }
@@ -520,7 +609,7 @@ impl Lifecycle {
         owner: &str,
     ) -> Result<LinkedRole, Error> {
         let engine = self.engine(owner);
-        let workflow = EnsureWorkflow::new(StepEnv::new(self, ctx, &record, owner, Some(iam)));
+        let workflow = EnsureWorkflow::new(StepEnv::new(self, ctx, &record, owner, Some(iam))?);
         let deadline = tokio::time::Instant::now() + ctx.budget(INLINE_BUDGET, ANSWER_MARGIN);
         loop {
             let budget = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -568,30 +657,4 @@ async fn confirm_active(iam: &dyn IamApi, role: LinkedRole) -> Result<LinkedRole
         )),
         Err(error) => Err(iam_error("GetRole", error)),
     }
-}
-
-/// What an ensure would do, changing nothing.
-async fn preview(
-    iam: &dyn IamApi,
-    mut current: LinkedRole,
-    suffix: &str,
-) -> Result<LinkedRole, Error> {
-    let existing = with_retries("ListRoles", || iam.list_roles(CONNECT_SLR_PATH))
-        .await
-        .map_err(|e| iam_error("ListRoles", e))?
-        .into_iter()
-        .find(|r| has_suffix(&r.role_name, suffix));
-    match existing {
-        Some(role) => {
-            let o = observed(&role);
-            current.role_name = Some(o.role_name);
-            current.role_arn = Some(o.role_arn);
-            current.role_id = Some(o.role_id);
-            current.path = Some(o.path);
-            current.description = o.description;
-            current.adopted = true;
-        }
-        None => current.role_name = Some(format!("{ROLE_NAME_PREFIX}{suffix}")),
-    }
-    Ok(current)
 }

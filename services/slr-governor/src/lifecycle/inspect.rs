@@ -5,12 +5,13 @@
 use chrono::{DateTime, Utc};
 use slrgov_aws::IamError;
 use slrgov_aws::iam::CONNECT_SLR_PATH;
-use slrgov_domain::model::{LinkedRole, LinkedRoleState};
+use slrgov_domain::model::{Instance, LinkedRole, LinkedRoleState};
 use slrgov_domain::names::InstanceKey;
 use slrgov_domain::permissions::required_permissions;
 use slrgov_domain::policy::{Decision, NamedPolicy, evaluate};
 use slrgov_domain::{Error, RequestContext, Role};
 
+use super::connect::ServiceRole;
 use super::roles::{observed, trusts_only_connect};
 use super::{Lifecycle, iam_error, with_retries};
 
@@ -35,6 +36,9 @@ pub enum FindingCode {
     LegacyInstanceWithoutRole,
     /// IAM's role is not the recorded one.
     RoleMismatch,
+    /// The governed role is not the one Amazon Connect links to the
+    /// instance.
+    ServiceRoleMismatch,
 }
 
 /// How serious a finding is.
@@ -131,25 +135,62 @@ impl Lifecycle {
         let inspect_time = Utc::now();
         let mut findings = Vec::new();
         let mut observed_role = record.clone();
-        let Some(role_name) = record.role_name.clone() else {
-            if instance.is_legacy() {
-                findings.push(Finding::new(
-                    FindingCode::LegacyInstanceWithoutRole,
-                    Severity::Error,
-                    "the instance was created before 2018-10-01 and has no service-linked role: EnsureLinkedRole creates one",
-                ));
+        // The role Connect links to the instance: the one to govern.
+        let connect_role = self.connect_role_live(ctx, &instance).await?;
+        let service_role = connect_role
+            .as_ref()
+            .and_then(|arn| arn.as_deref())
+            .and_then(ServiceRole::parse);
+        findings.extend(connect_findings(&instance, &record, connect_role.as_ref()));
+        let role_name = match (record.role_name.clone(), &service_role) {
+            (Some(name), _) => name,
+            // Nothing recorded, but Connect names a role: that is the one
+            // to inspect (and to adopt, or restore when it is missing).
+            (None, Some(service_role)) => {
+                match with_retries("GetRole", || iam.get_role(&service_role.name)).await {
+                    Ok(_) => {
+                        findings.push(Finding::new(
+                            FindingCode::RoleMismatch,
+                            Severity::Warning,
+                            format!(
+                                "the role Amazon Connect uses ({}) is not recorded: EnsureLinkedRole adopts it",
+                                service_role.arn
+                            ),
+                        ));
+                        service_role.name.clone()
+                    }
+                    Err(IamError::NoSuchEntity(_)) => {
+                        findings.push(Finding::new(
+                            FindingCode::RoleMissing,
+                            Severity::Error,
+                            format!(
+                                "the role Amazon Connect links to the instance ({}) does not exist in IAM: EnsureLinkedRole restores it under the same name",
+                                service_role.arn
+                            ),
+                        ));
+                        return Ok(Inspection {
+                            linked_role: record,
+                            findings,
+                            permissions: Vec::new(),
+                            inspect_time,
+                        });
+                    }
+                    Err(error) => return Err(iam_error("GetRole", error)),
+                }
             }
-            findings.push(Finding::new(
-                FindingCode::RoleMissing,
-                Severity::Error,
-                "no role is recorded for the instance: EnsureLinkedRole creates or adopts one",
-            ));
-            return Ok(Inspection {
-                linked_role: record,
-                findings,
-                permissions: Vec::new(),
-                inspect_time,
-            });
+            (None, None) => {
+                findings.push(Finding::new(
+                    FindingCode::RoleMissing,
+                    Severity::Error,
+                    "no role is recorded for the instance and Amazon Connect names none",
+                ));
+                return Ok(Inspection {
+                    linked_role: record,
+                    findings,
+                    permissions: Vec::new(),
+                    inspect_time,
+                });
+            }
         };
         let role = match with_retries("GetRole", || iam.get_role(&role_name)).await {
             Ok(role) => role,
@@ -170,8 +211,9 @@ impl Lifecycle {
             Err(error) => return Err(iam_error("GetRole", error)),
         };
         let o = observed(&role);
-        if record.role_arn.as_deref() != Some(o.role_arn.as_str())
-            || record.role_id.as_deref() != Some(o.role_id.as_str())
+        if record.role_name.is_some()
+            && (record.role_arn.as_deref() != Some(o.role_arn.as_str())
+                || record.role_id.as_deref() != Some(o.role_id.as_str()))
         {
             findings.push(Finding::new(
                 FindingCode::RoleMismatch,
@@ -289,5 +331,74 @@ impl Lifecycle {
             permissions,
             inspect_time,
         })
+    }
+}
+
+/// What Amazon Connect's view of the instance says about the governed role
+/// (`connect_role`: `None` when Connect does not have the instance, else
+/// the role it links, if any).
+fn connect_findings(
+    instance: &Instance,
+    record: &LinkedRole,
+    connect_role: Option<&Option<String>>,
+) -> Vec<Finding> {
+    let Some(linked) = connect_role else {
+        // Connect does not have the instance: nothing to compare with (a
+        // legacy instance without a role still says so).
+        return if instance.is_legacy() && record.role_name.is_none() {
+            vec![legacy_finding(record)]
+        } else {
+            Vec::new()
+        };
+    };
+    match (
+        linked.as_deref(),
+        linked.as_deref().and_then(ServiceRole::parse),
+    ) {
+        (_, Some(service_role)) => match record.role_arn.as_deref() {
+            Some(governed) if governed != service_role.arn => vec![Finding::new(
+                FindingCode::ServiceRoleMismatch,
+                Severity::Error,
+                format!(
+                    "the governed role {governed} is not the role Amazon Connect uses ({})",
+                    service_role.arn
+                ),
+            )],
+            _ => Vec::new(),
+        },
+        // No Connect service-linked role: a legacy instance keeps its
+        // finding until Connect reports one.
+        _ if instance.is_legacy() => vec![legacy_finding(record)],
+        (Some(other), None) => vec![Finding::new(
+            FindingCode::ServiceRoleMismatch,
+            Severity::Warning,
+            format!(
+                "Amazon Connect links {other} to the instance, which is not a Connect service-linked role"
+            ),
+        )],
+        (None, None) => vec![Finding::new(
+            FindingCode::ServiceRoleMismatch,
+            Severity::Warning,
+            "Amazon Connect links no service-linked role to the instance",
+        )],
+    }
+}
+
+/// The finding of a legacy instance Connect links no role to: an error
+/// while it has no role at all, a warning once the service governs one.
+fn legacy_finding(record: &LinkedRole) -> Finding {
+    match &record.role_name {
+        None => Finding::new(
+            FindingCode::LegacyInstanceWithoutRole,
+            Severity::Error,
+            "the instance was created before 2018-10-01 and has no service-linked role: EnsureLinkedRole creates one",
+        ),
+        Some(name) => Finding::new(
+            FindingCode::LegacyInstanceWithoutRole,
+            Severity::Warning,
+            format!(
+                "the instance was created before 2018-10-01 and Amazon Connect links no service-linked role to it; the service governs {name} for it"
+            ),
+        ),
     }
 }

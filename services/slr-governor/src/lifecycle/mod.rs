@@ -13,20 +13,26 @@
 //!   workflow;
 //! - `inspect.rs`: InspectLinkedRole and its findings;
 //! - `describe.rs`: UpdateLinkedRoleDescription;
-//! - `roles.rs`: what a Connect service-linked role is (names, trust).
+//! - `roles.rs`: what a Connect service-linked role is (names, trust);
+//! - `connect.rs`: Amazon Connect, the source of truth: its clients, the
+//!   role it links to each instance, a fresh look at one instance;
+//! - `sync.rs`: SyncInstances, its workflow, and the background syncs.
 
+pub mod connect;
 pub mod describe;
 pub mod ensure;
 pub mod inspect;
+pub mod plan;
 pub mod retire;
 pub mod roles;
 mod steps;
+pub mod sync;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use slrgov_aws::{AccessError, AccountTarget, IamApi, IamError, IamProvider};
+use slrgov_aws::{AccessError, AccountTarget, AwsProvider, IamApi, IamError};
 use slrgov_domain::model::Instance;
 use slrgov_domain::names::InstanceKey;
 use slrgov_domain::workflow::{Engine, Progress, StepHook, WorkflowKind, WorkflowRecord};
@@ -104,7 +110,7 @@ where
 #[derive(Clone)]
 pub struct Lifecycle {
     store: Arc<dyn Store>,
-    iam: Arc<dyn IamProvider>,
+    iam: Arc<dyn AwsProvider>,
     regions: Arc<RegionTable>,
     lease: Duration,
     hook: Option<Arc<dyn StepHook>>,
@@ -124,7 +130,7 @@ impl Lifecycle {
     /// A lifecycle over `store`, acting through `iam`.
     pub fn new(
         store: Arc<dyn Store>,
-        iam: Arc<dyn IamProvider>,
+        iam: Arc<dyn AwsProvider>,
         regions: Arc<RegionTable>,
         lease: Duration,
     ) -> Self {
@@ -213,9 +219,9 @@ impl Lifecycle {
         owner: &str,
     ) -> Result<Resumed, Error> {
         let engine = self.engine(owner);
-        let env = steps::StepEnv::new(self, ctx, &record, owner, None);
         let resumed = match record.kind {
             WorkflowKind::Ensure => {
+                let env = steps::StepEnv::new(self, ctx, &record, owner, None)?;
                 let workflow = ensure::EnsureWorkflow::new(env);
                 Resumed::of(
                     engine
@@ -224,7 +230,16 @@ impl Lifecycle {
                 )
             }
             WorkflowKind::Retire | WorkflowKind::Delete => {
+                let env = steps::StepEnv::new(self, ctx, &record, owner, None)?;
                 let workflow = retire::RetireWorkflow::new(env, record.kind);
+                Resumed::of(
+                    engine
+                        .advance(ctx, &workflow, &mut record, Duration::ZERO)
+                        .await?,
+                )
+            }
+            WorkflowKind::Sync => {
+                let workflow = sync::SyncWorkflow::new(self, ctx);
                 Resumed::of(
                     engine
                         .advance(ctx, &workflow, &mut record, Duration::ZERO)

@@ -4,7 +4,7 @@
 //!
 //! | state (what has happened) | step run next | its action | undo of the step that led here |
 //! | --- | --- | --- | --- |
-//! | `Claimed` | `submit` | DeleteServiceLinkedRole: the deletion task is recorded | the start: the record becomes what IAM says (ACTIVE, DELETION_FAILED with the role's usage, or DELETED) |
+//! | `Claimed` | `submit` | Connect asked whether a live instance uses the role (ROLE_IN_USE, zero IAM calls), then DeleteServiceLinkedRole: the deletion task is recorded | the start: the record becomes what IAM says (ACTIVE, DELETION_FAILED with the role's usage, or DELETED) |
 //! | `Submitted` | `await` | GetServiceLinkedRoleDeletionStatus until it ends; FAILED fails with ROLE_IN_USE; a purged task with the role still there submits again | nothing (IAM's task cannot be called back) |
 //! | `Gone` | `record` | the role recorded DELETED (a `delete` removes the instance) | nothing |
 
@@ -15,11 +15,13 @@ use slrgov_domain::model::{DeletionFailure, LinkedRole, LinkedRoleState};
 use slrgov_domain::names::InstanceKey;
 use slrgov_domain::types::Revision;
 use slrgov_domain::workflow::{
-    NewWorkflow, Outcome, Undo, Workflow, WorkflowError, WorkflowKind, WorkflowRecord, backoff,
+    NewWorkflow, Outcome, Undo, Workflow, WorkflowError, WorkflowKind, WorkflowRecord,
+    WorkflowTarget, backoff,
 };
 use slrgov_domain::{Error, Reason, RequestContext, Role};
 use slrgov_store::{Idempotency, Replay, RestoredRole, RetireStart};
 
+use super::connect::role_in_use;
 use super::steps::{RETRY_CAP, StepEnv, failed, iam_failed, retry, undo_retry};
 use super::{Lifecycle, iam_error, with_retries};
 
@@ -69,6 +71,20 @@ impl<'a> RetireWorkflow<'a> {
     ) -> Outcome<RetireState, Option<LinkedRole>> {
         if role_name.is_empty() {
             return Outcome::Next(RetireState::Gone);
+        }
+        // Asked again right before the deletion: an instance Connect still
+        // has may have come to use the role since the request.
+        match self
+            .env
+            .lifecycle
+            .role_user(self.env.ctx, &self.env.key, role_name)
+            .await
+        {
+            Ok(None) => {}
+            Ok(Some(user)) => {
+                return Outcome::Fail(WorkflowError::from(role_in_use(role_name, &user)));
+            }
+            Err(error) => return failed(error, attempt),
         }
         let iam = match self.env.iam().await {
             Ok(iam) => iam,
@@ -145,8 +161,15 @@ impl<'a> RetireWorkflow<'a> {
             Err(IamError::NoSuchEntity(_)) => match iam.get_role(role_name).await {
                 Err(IamError::NoSuchEntity(_)) => Outcome::Next(RetireState::Gone),
                 Ok(_) => Outcome::Next(RetireState::Claimed),
+                Err(error) if error.is_transient() => polled_again("GetRole", &error, attempt),
                 Err(error) => iam_failed("GetRole", error, attempt),
             },
+            // IAM accepted the deletion and cannot call it back: a transient
+            // failure to read its progress never fails the retirement (the
+            // polls before it count towards the hour, not towards giving up).
+            Err(error) if error.is_transient() => {
+                polled_again("GetServiceLinkedRoleDeletionStatus", &error, attempt)
+            }
             Err(error) => iam_failed("GetServiceLinkedRoleDeletionStatus", error, attempt),
         }
     }
@@ -254,6 +277,20 @@ impl Workflow for RetireWorkflow<'_> {
     }
 }
 
+/// Polls a submitted deletion again after a transient failure of
+/// `operation`, at the capped backoff.
+fn polled_again(
+    operation: &str,
+    error: &IamError,
+    attempt: u32,
+) -> Outcome<RetireState, Option<LinkedRole>> {
+    slrgov_aws::telemetry::count_retry("iam", operation);
+    Outcome::Retry {
+        after: backoff(attempt, RETRY_CAP),
+        reason: format!("iam {operation}: {error}"),
+    }
+}
+
 /// What RetireLinkedRole started (or, with validate_only, would start).
 #[derive(Debug, Clone)]
 pub enum Retirement {
@@ -288,7 +325,6 @@ impl Lifecycle {
         {
             return self.replayed(ctx, first).await;
         }
-        let iam = self.iam_client(ctx, key).await?;
         let current = self.store().linked_role_get(ctx, key).await?;
         let name = key.linked_role_name();
         if expected.is_some_and(|e| e != current.revision) {
@@ -305,6 +341,12 @@ impl Lifecycle {
                 format!("{name} has no role to retire (it is {})", current.state),
             ));
         };
+        // Never break a live instance: zero IAM calls when Connect says an
+        // instance still uses the role.
+        if let Some(user) = self.role_user(ctx, key, &role_name).await? {
+            return Err(role_in_use(&role_name, &user));
+        }
+        let iam = self.iam_client(ctx, key).await?;
         if validate_only {
             return match with_retries("GetRole", || iam.get_role(&role_name)).await {
                 Ok(_) => Ok(Retirement::Preview(Box::new(current))),
@@ -317,7 +359,7 @@ impl Lifecycle {
         }
         let start = NewWorkflow::of::<RetireWorkflow>(
             kind,
-            key,
+            retire_target(kind, key),
             &RetireInputs { role_name },
             &RetireState::Claimed,
             idempotency.map(|i| i.request_id.to_string()),
@@ -346,12 +388,21 @@ impl Lifecycle {
     ) -> Result<NewWorkflow, Error> {
         NewWorkflow::of::<RetireWorkflow>(
             WorkflowKind::Delete,
-            key,
+            WorkflowTarget::instance(key),
             &RetireInputs {
                 role_name: String::new(),
             },
             &RetireState::Gone,
             request_id,
         )
+    }
+}
+
+/// What a retirement acts on: the linked role, or (DeleteInstance) the
+/// instance.
+fn retire_target(kind: WorkflowKind, key: &InstanceKey) -> WorkflowTarget {
+    match kind {
+        WorkflowKind::Delete => WorkflowTarget::instance(key),
+        _ => WorkflowTarget::linked_role(key),
     }
 }

@@ -35,24 +35,25 @@ pub struct StepEnv<'a> {
 
 impl<'a> StepEnv<'a> {
     /// The environment of `record`'s steps, run as `owner`; `iam` is the
-    /// client a request already verified, if any.
+    /// client a request already verified, if any. INTERNAL for a workflow
+    /// of no instance.
     pub fn new(
         lifecycle: &'a Lifecycle,
         ctx: &'a RequestContext,
         record: &WorkflowRecord,
         owner: &str,
         iam: Option<Arc<dyn IamApi>>,
-    ) -> Self {
-        StepEnv {
+    ) -> Result<Self, Error> {
+        Ok(StepEnv {
             lifecycle,
             ctx,
-            key: record.key(),
+            key: record.key()?,
             fence: Fence {
                 workflow_id: record.id.clone(),
                 owner: owner.to_owned(),
             },
             iam: OnceCell::new_with(iam),
-        }
+        })
     }
 
     /// The store.

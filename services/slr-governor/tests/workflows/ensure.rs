@@ -9,7 +9,7 @@ use slrgov_domain::workflow::{Phase, Workflow};
 use slrgov_store::Engine;
 
 use super::script::{Act, At, Script};
-use super::world::{DESCRIPTION, EndState, World};
+use super::world::{CONNECT_ROLE, DESCRIPTION, EndState, Source, World};
 
 /// Every step of the ensure workflow.
 pub fn steps() -> &'static [&'static str] {
@@ -30,9 +30,10 @@ fn every_undo() -> At {
     }
 }
 
-/// The end of an ensure that ran without a hook.
-pub async fn clean(engine: Engine) -> EndState {
-    let world = World::new(engine).await;
+/// The end of an ensure that ran without a hook: the legacy role created,
+/// or (`Source::Restore`) the role Connect names made again.
+pub async fn clean(engine: Engine, source: Source) -> EndState {
+    let world = World::of(engine, source).await;
     let role = world
         .ensure(&world.lifecycle(None))
         .await
@@ -49,6 +50,17 @@ pub async fn clean(engine: Engine) -> EndState {
     );
     let record = end.record.clone().expect("a record");
     assert!(!record.adopted, "the service created it");
+    match source {
+        Source::Legacy => assert!(!record.restored, "a legacy role is new, not restored"),
+        Source::Restore => {
+            assert!(record.restored, "Connect's role is restored: {record:?}");
+            assert_eq!(
+                record.role_name.as_deref(),
+                Some(CONNECT_ROLE),
+                "exactly the name Connect holds"
+            );
+        }
+    }
     assert_eq!(record.description.as_deref(), Some(DESCRIPTION));
     // The trail tells what happened: the start, the create with its AWS
     // call, the role recorded.
@@ -77,8 +89,8 @@ pub async fn clean(engine: Engine) -> EndState {
 
 /// Runs an ensure under `script`; whatever is left after a crash is
 /// finished by a fresh engine.
-async fn scripted(engine: Engine, rules: Vec<(At, Act)>) -> (World, EndState) {
-    let world = World::new(engine).await;
+async fn scripted(engine: Engine, source: Source, rules: Vec<(At, Act)>) -> (World, EndState) {
+    let world = World::of(engine, source).await;
     let first = world.lifecycle(Some(Script::new(rules)));
     let _ = world.ensure(&first).await;
     world.finish_fresh().await;
@@ -87,15 +99,16 @@ async fn scripted(engine: Engine, rules: Vec<(At, Act)>) -> (World, EndState) {
 }
 
 /// Each step run twice ends where a clean run ends.
-pub async fn each_step_twice(engine: Engine) {
-    let clean = clean(engine).await;
+pub async fn each_step_twice(engine: Engine, source: Source) {
+    let clean = clean(engine, source).await;
     for step in steps() {
-        let (_, end) = scripted(engine, vec![(at(step), Act::Twice)]).await;
+        let (_, end) = scripted(engine, source, vec![(at(step), Act::Twice)]).await;
         end.assert_consistent(&format!("{step} twice"));
         assert_eq!(end, clean, "{step} run twice");
     }
     let (_, end) = scripted(
         engine,
+        source,
         vec![(
             At {
                 step: None,
@@ -111,11 +124,11 @@ pub async fn each_step_twice(engine: Engine) {
 /// A crash before or after saving each step, resumed by a fresh engine with
 /// the saved inputs, ends where a clean run ends: one role, the caller's
 /// description, not adopted.
-pub async fn crash_after_each_step(engine: Engine) {
-    let clean = clean(engine).await;
+pub async fn crash_after_each_step(engine: Engine, source: Source) {
+    let clean = clean(engine, source).await;
     for step in steps() {
         for act in [Act::CrashBeforeSave, Act::CrashAfterSave] {
-            let (world, end) = scripted(engine, vec![(at(step), act)]).await;
+            let (world, end) = scripted(engine, source, vec![(at(step), act)]).await;
             end.assert_consistent(&format!("{act:?} at {step}"));
             assert_eq!(end, clean, "{act:?} at {step}, then resumed");
             assert!(
@@ -129,10 +142,11 @@ pub async fn crash_after_each_step(engine: Engine) {
 /// Failing each step for good undoes everything before it: no role made by
 /// the service is left in IAM, the record is ABSENT again, and the workflow
 /// ended FAILED with the step's error. Every undo runs twice.
-pub async fn fail_each_step(engine: Engine) {
+pub async fn fail_each_step(engine: Engine, source: Source) {
     for step in steps() {
         let (world, end) = scripted(
             engine,
+            source,
             vec![(at(step), Act::Fail), (every_undo(), Act::Twice)],
         )
         .await;
@@ -160,11 +174,12 @@ pub async fn fail_each_step(engine: Engine) {
 
 /// A crash in any undo of a failed ensure is resumed by a fresh engine,
 /// which finishes the unwinding.
-pub async fn crash_in_each_undo(engine: Engine) {
+pub async fn crash_in_each_undo(engine: Engine, source: Source) {
     let last = *steps().last().expect("steps");
     for undone in steps() {
         let (_, end) = scripted(
             engine,
+            source,
             vec![
                 (at(last), Act::Fail),
                 (

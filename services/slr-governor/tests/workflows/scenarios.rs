@@ -192,3 +192,162 @@ async fn two_replicas_ensuring_at_once_make_one_role() {
     assert_eq!(world.iam().calls("CreateServiceLinkedRole"), 1);
     world.end_state().await.assert_consistent("four at once");
 }
+
+/// A second instance of the account.
+const OTHER: &str = "4a3b2c1d-0000-4000-8000-123456789abd";
+
+/// What two instances sharing the one unsuffixed role end with, once the
+/// first one's ensure unwound: the role the other records ACTIVE is still
+/// in IAM (the unwinding deleted nothing), and the first is ABSENT.
+async fn assert_shared_role_kept(world: &World, other: &slrgov_domain::names::InstanceKey) {
+    let first = world.workflow().await.expect("the first instance's ensure");
+    assert_eq!(first.phase, Phase::Failed, "{first:#?}");
+    assert_eq!(
+        first.error.as_ref().map(|e| e.reason.as_str()),
+        Some(Reason::RoleOwnedElsewhere.as_str()),
+        "{first:#?}"
+    );
+    let held = world.record_of(other).await;
+    assert_eq!(held.state, LinkedRoleState::Active);
+    let roles = world.iam().roles();
+    assert_eq!(
+        roles
+            .iter()
+            .map(|r| Some(r.arn.clone()))
+            .collect::<Vec<_>>(),
+        vec![held.role_arn.clone()],
+        "the role the other instance holds is still in IAM"
+    );
+    assert_eq!(world.iam().calls("DeleteServiceLinkedRole"), 0);
+    let undone = world.record_of(&world.key).await;
+    assert_eq!(undone.state, LinkedRoleState::Absent, "{undone:#?}");
+}
+
+#[tokio::test]
+async fn an_ensure_refused_at_record_keeps_the_shared_role_another_instance_holds() {
+    let world = World::new(Engine::Sqlite).await;
+    world.iam().set(|b| b.refuse_suffix = true);
+    let other = world.add_instance(OTHER).await;
+    // The first instance's ensure creates the account's one Connect role;
+    // its process dies before recording it.
+    let dying = world.lifecycle(Some(Script::new(at("confirm", Act::CrashAfterSave))));
+    world
+        .ensure(&dying)
+        .await
+        .expect_err("the first process died");
+    assert_eq!(world.iam().roles().len(), 1);
+    // The other instance adopts that role and records it first.
+    let adopted = world
+        .ensure_of(&world.lifecycle(None), &other)
+        .await
+        .expect("the other instance's ensure");
+    assert!(adopted.adopted);
+    // The first ensure resumes: the role is the other record's
+    // (ROLE_OWNED_ELSEWHERE), and its unwinding leaves the role alone.
+    world.finish_fresh().await;
+    assert_shared_role_kept(&world, &other).await;
+}
+
+#[tokio::test]
+async fn an_undone_ensure_does_not_delete_a_role_it_created_that_another_record_holds() {
+    let world = World::new(Engine::Sqlite).await;
+    world.iam().set(|b| b.refuse_suffix = true);
+    let other = world.add_instance(OTHER).await;
+    // The first instance's ensure creates the role and dies before saving
+    // its confirmation: it resumes knowing only that it created the role.
+    let dying = world.lifecycle(Some(Script::new(at("confirm", Act::CrashBeforeSave))));
+    world
+        .ensure(&dying)
+        .await
+        .expect_err("the first process died");
+    let adopted = world
+        .ensure_of(&world.lifecycle(None), &other)
+        .await
+        .expect("the other instance's ensure");
+    assert!(adopted.adopted);
+    // The resumed ensure fails at confirm: the undo of the create must not
+    // delete the role the other record holds now.
+    tokio::time::sleep(super::world::LEASE).await;
+    let failing = world.lifecycle(Some(Script::new(at("confirm", Act::Fail))));
+    let id = world.workflow().await.expect("workflow").id;
+    assert_eq!(
+        world.work(&failing, "resumer", &id).await,
+        Resumed::Finished
+    );
+    let first = world.workflow().await.expect("workflow");
+    assert_eq!(first.phase, Phase::Failed);
+    let held = world.record_of(&other).await;
+    assert_eq!(held.state, LinkedRoleState::Active);
+    assert_eq!(
+        world
+            .iam()
+            .roles()
+            .iter()
+            .map(|r| Some(r.arn.clone()))
+            .collect::<Vec<_>>(),
+        vec![held.role_arn.clone()],
+        "the role the other instance holds is still in IAM"
+    );
+    assert_eq!(world.iam().calls("DeleteServiceLinkedRole"), 0);
+    assert_eq!(
+        world.record_of(&world.key).await.state,
+        LinkedRoleState::Absent
+    );
+}
+
+/// Claims the due workflow `id` as a worker `owner` would (with the
+/// harness's lease), waiting for it to become due.
+async fn claim_as(world: &World, owner: &str, id: &str) -> slrgov_domain::workflow::WorkflowRecord {
+    let worker = slrgov_domain::RequestContext::for_worker("harness");
+    for _ in 0..200 {
+        let due = world
+            .store
+            .workflow_claim_due(&worker, owner, super::world::LEASE, 8)
+            .await
+            .expect("claim due workflows");
+        if let Some(record) = due.into_iter().find(|r| r.id == id) {
+            return record;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("{id} never became due for {owner}");
+}
+
+#[tokio::test]
+async fn a_worker_whose_claimed_workflow_was_taken_over_makes_no_iam_call() {
+    let world = World::new(Engine::Sqlite).await;
+    let lifecycle = world.lifecycle(None);
+    world.ensure(&lifecycle).await.expect("ensure");
+    let record = world.retire(&lifecycle, WorkflowKind::Retire).await;
+    // Worker A claims the retirement with others and is held up by them
+    // past its lease; worker B claims it meanwhile.
+    let stale = claim_as(&world, "worker-a", &record.id).await;
+    tokio::time::sleep(super::world::LEASE + std::time::Duration::from_millis(50)).await;
+    let taken = claim_as(&world, "worker-b", &record.id).await;
+    assert_eq!(taken.lease_owner.as_deref(), Some("worker-b"));
+    let before = world.iam().all_calls();
+    // A reaches its copy of the row: it must not act on it.
+    let worker = slrgov_domain::RequestContext::for_worker("harness");
+    let unit = worker.unit_of_work("retire");
+    let result = slrgov_aws::audit::recording(
+        unit.audit.clone(),
+        lifecycle.resume(&unit, stale, "worker-a"),
+    )
+    .await;
+    let error = result.expect_err("the stale holder is refused");
+    assert_eq!(error.kind, Kind::Aborted, "{error:?}");
+    assert_eq!(
+        world.iam().all_calls(),
+        before,
+        "a holder whose lease was taken over made IAM calls"
+    );
+    // B, the holder, finishes the retirement.
+    assert_eq!(
+        world.work(&lifecycle, "worker-b", &record.id).await,
+        Resumed::Finished
+    );
+    let end = world.end_state().await;
+    end.assert_consistent("taken over");
+    assert_eq!(end.phase, Phase::Succeeded);
+    assert_eq!(world.iam().calls("DeleteServiceLinkedRole"), 1);
+}

@@ -34,6 +34,20 @@ pub const LEASE: Duration = Duration::from_millis(300);
 /// The description the caller gives an ensure.
 pub const DESCRIPTION: &str = "Connect role of the harness instance (caller's words)";
 
+/// The role Connect links to the harness instance in [`Source::Restore`].
+pub const CONNECT_ROLE: &str = "AWSServiceRoleForAmazonConnect_Hx7Connect0Role00001";
+
+/// What Amazon Connect says of the harness instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Created in 2017: Connect names no role, the service creates the
+    /// deterministic legacy one.
+    Legacy,
+    /// Created in 2023 with its own role, [`CONNECT_ROLE`], which is
+    /// missing from IAM: the ensure restores it with the same suffix.
+    Restore,
+}
+
 /// A fresh world.
 pub struct World {
     pub db: TestDb,
@@ -56,6 +70,11 @@ impl World {
     /// One account, one instance in us-east-1, IAM empty; deletions stay
     /// NOT_STARTED then IN_PROGRESS for two polls, as IAM's do.
     pub async fn new(engine: Engine) -> World {
+        World::of(engine, Source::Legacy).await
+    }
+
+    /// A fresh world whose Connect says `source` of the instance.
+    pub async fn of(engine: Engine, source: Source) -> World {
         let db = TestDb::new(engine).await;
         let store = db.open().await;
         let account = AccountId::parse(ACCOUNT).expect("account id");
@@ -98,12 +117,67 @@ impl World {
             .expect("create the instance");
         let aws = FakeAws::new();
         aws.account(ACCOUNT).set(|b| b.deletion_polls = 2);
+        let connect = aws.connect(ACCOUNT, "us-east-1");
+        match source {
+            Source::Legacy => connect.put_instance(
+                INSTANCE,
+                "harness-legacy",
+                chrono::DateTime::from_timestamp(1_496_275_200, 0).expect("2017"),
+                None,
+            ),
+            Source::Restore => connect.put_instance(
+                INSTANCE,
+                "harness",
+                chrono::DateTime::from_timestamp(1_672_531_200, 0).expect("2023"),
+                Some(CONNECT_ROLE),
+            ),
+        }
         World {
             db,
             store,
             aws,
             key,
         }
+    }
+
+    /// Registers another instance of the account, in us-east-1.
+    pub async fn add_instance(&self, instance: &str) -> InstanceKey {
+        let key = InstanceKey {
+            account_id: self.key.account_id.clone(),
+            instance_id: InstanceId::parse(instance).expect("instance id"),
+        };
+        self.store
+            .instance_create(
+                &ctx("harness/setup"),
+                NewInstance {
+                    key: key.clone(),
+                    region: RegionCode::parse("us-east-1").expect("region"),
+                    fields: InstanceFields {
+                        instance_alias: None,
+                        instance_create_time: None,
+                        features: InstanceFeatures::default(),
+                    },
+                },
+                None,
+            )
+            .await
+            .expect("create the instance");
+        // A legacy instance too: Connect names no role for it.
+        self.aws.connect(ACCOUNT, "us-east-1").put_instance(
+            instance,
+            "harness-legacy-other",
+            chrono::DateTime::from_timestamp(1_496_275_200, 0).expect("2017"),
+            None,
+        );
+        key
+    }
+
+    /// The recorded linked role of `key`.
+    pub async fn record_of(&self, key: &InstanceKey) -> LinkedRole {
+        self.store
+            .linked_role_get(&ctx("harness/read"), key)
+            .await
+            .expect("get the linked role")
     }
 
     /// The account's IAM.
@@ -131,6 +205,20 @@ impl World {
         slrgov_aws::audit::recording(
             ctx.audit.clone(),
             lifecycle.ensure(&ctx, &self.key, Some(DESCRIPTION.to_owned()), false, None),
+        )
+        .await
+    }
+
+    /// EnsureLinkedRole of another instance of the account.
+    pub async fn ensure_of(
+        &self,
+        lifecycle: &Lifecycle,
+        key: &InstanceKey,
+    ) -> Result<LinkedRole, Error> {
+        let ctx = ctx("slrgov.v1.LinkedRoleService/EnsureLinkedRole");
+        slrgov_aws::audit::recording(
+            ctx.audit.clone(),
+            lifecycle.ensure(&ctx, key, Some(DESCRIPTION.to_owned()), false, None),
         )
         .await
     }
@@ -255,6 +343,8 @@ impl World {
                 role_arn: r.role_arn,
                 description: r.description,
                 adopted: r.adopted,
+                restored: r.restored,
+                role_name: r.role_name,
             }),
             instance_state: instance.map(|i| i.linked_role_state),
             phase: workflow.phase,
@@ -270,6 +360,8 @@ pub struct Recorded {
     pub role_arn: Option<String>,
     pub description: Option<String>,
     pub adopted: bool,
+    pub restored: bool,
+    pub role_name: Option<String>,
 }
 
 /// What a user would check once a workflow ended.

@@ -13,6 +13,9 @@ use super::{Outcome, Phase, Undo, Workflow, WorkflowError, WorkflowKind, Workflo
 use super::{WorkflowRecord, WorkflowUpdate};
 use crate::{Error, RequestContext, Result};
 
+/// The longest wait before a timed-out step runs again.
+const TIMED_OUT_CAP: Duration = Duration::from_secs(10);
+
 /// Where a step runs, for a [`StepHook`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepPoint {
@@ -134,6 +137,38 @@ impl Engine {
         from + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::seconds(60))
     }
 
+    /// The longest a step may run: half the lease. A step that takes longer
+    /// is cut short (as a crash would cut it) and retried, so that its
+    /// holder saves before the lease it renewed runs out.
+    pub fn step_timeout(&self) -> Duration {
+        self.lease / 2
+    }
+
+    /// How much of its lease the holder must have left to start a step
+    /// (else it renews the lease first): more than a step may take.
+    fn start_margin(&self) -> Duration {
+        self.lease * 3 / 4
+    }
+
+    /// Makes sure this engine still holds `record` with enough of its lease
+    /// left to run a step: renews it when it has less (the row as the
+    /// worker claimed it may have waited behind other work), and fails with
+    /// the store's ABORTED / OPERATION_IN_PROGRESS when another process
+    /// took it over, so that no step of a lost workflow calls AWS.
+    async fn hold(&self, ctx: &RequestContext, record: &mut WorkflowRecord) -> Result<()> {
+        let margin = chrono::Duration::from_std(self.start_margin())
+            .unwrap_or(chrono::Duration::seconds(45));
+        let held = record.lease_owner.as_deref() == Some(self.owner.as_str())
+            && record.lease_until.is_some_and(|t| t - Utc::now() > margin);
+        if !held {
+            *record = self
+                .log
+                .workflow_renew(ctx, &record.id, &self.owner, self.lease)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Runs `workflow` from `record` (which this engine must hold) until it
     /// finishes, waits, or a hook crashes it, saving the row after every
     /// step. A step that asks to wait at most `hold_retries` keeps the
@@ -162,6 +197,7 @@ impl Engine {
                 step,
                 undo: record.phase == Phase::Unwinding,
             };
+            self.hold(ctx, record).await?;
             let attempt = record.attempt.saturating_add(1);
             let mut ran = self
                 .run(workflow, &inputs, &state, record, &point, attempt)
@@ -212,7 +248,47 @@ impl Engine {
         }
     }
 
+    /// Runs the step within [`Engine::step_timeout`]: one that takes
+    /// longer is retried (it may have acted; every step is safe to run
+    /// again, as after a crash).
     async fn run<W: Workflow>(
+        &self,
+        workflow: &W,
+        inputs: &W::Inputs,
+        state: &W::State,
+        record: &WorkflowRecord,
+        point: &StepPoint,
+        attempt: u32,
+    ) -> Ran<W::State, W::Output> {
+        let limit = self.step_timeout();
+        match tokio::time::timeout(
+            limit,
+            self.run_once(workflow, inputs, state, record, point, attempt),
+        )
+        .await
+        {
+            Ok(ran) => ran,
+            Err(_) => {
+                let after = super::backoff(attempt, TIMED_OUT_CAP);
+                let reason = format!("the step did not finish within {} ms", limit.as_millis());
+                tracing::warn!(
+                    workflow = %record.id,
+                    kind = %point.kind,
+                    step = point.step,
+                    undo = point.undo,
+                    attempt,
+                    "a workflow step timed out: it is retried"
+                );
+                if point.undo {
+                    Ran::Undo(Undo::Retry { after, reason })
+                } else {
+                    Ran::Action(Outcome::Retry { after, reason })
+                }
+            }
+        }
+    }
+
+    async fn run_once<W: Workflow>(
         &self,
         workflow: &W,
         inputs: &W::Inputs,

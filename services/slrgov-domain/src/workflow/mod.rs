@@ -49,14 +49,18 @@ pub enum WorkflowKind {
     Retire,
     /// DeleteInstance: retire the role, then remove the instance record.
     Delete,
+    /// SyncInstances: discover an account's instances (or every account's
+    /// of a caller) from Amazon Connect.
+    Sync,
 }
 
 impl WorkflowKind {
     /// Every kind.
-    pub const ALL: [WorkflowKind; 3] = [
+    pub const ALL: [WorkflowKind; 4] = [
         WorkflowKind::Ensure,
         WorkflowKind::Retire,
         WorkflowKind::Delete,
+        WorkflowKind::Sync,
     ];
 
     /// The kind as stored and shown (the Operation metadata's `verb`).
@@ -65,6 +69,7 @@ impl WorkflowKind {
             WorkflowKind::Ensure => "ensure",
             WorkflowKind::Retire => "retire",
             WorkflowKind::Delete => "delete",
+            WorkflowKind::Sync => "sync",
         }
     }
 
@@ -195,6 +200,66 @@ impl From<Error> for WorkflowError {
     }
 }
 
+/// What a workflow acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkflowTarget {
+    /// The account it acts in (for a sync of several accounts, the first:
+    /// the row's tenant for row-level security; the inputs list the rest).
+    pub account_id: AccountId,
+    /// The instance, for the workflows of one instance.
+    pub instance_id: Option<InstanceId>,
+    /// The resource name it acts on, e.g. the linked role's, the instance's
+    /// (DeleteInstance), `accounts/{id}` or `accounts/-`.
+    pub name: String,
+}
+
+impl WorkflowTarget {
+    /// An instance's linked role (ensure, retire).
+    pub fn linked_role(key: &InstanceKey) -> Self {
+        WorkflowTarget {
+            account_id: key.account_id.clone(),
+            instance_id: Some(key.instance_id.clone()),
+            name: key.linked_role_name(),
+        }
+    }
+
+    /// An instance itself (DeleteInstance).
+    pub fn instance(key: &InstanceKey) -> Self {
+        WorkflowTarget {
+            account_id: key.account_id.clone(),
+            instance_id: Some(key.instance_id.clone()),
+            name: key.name(),
+        }
+    }
+
+    /// An account (SyncInstances of `accounts/{id}`).
+    pub fn account(account: &AccountId) -> Self {
+        WorkflowTarget {
+            account_id: account.clone(),
+            instance_id: None,
+            name: crate::names::account_name(account),
+        }
+    }
+
+    /// Every account a caller may change (SyncInstances of `accounts/-`),
+    /// held under the first of them.
+    pub fn every_account(first: &AccountId) -> Self {
+        WorkflowTarget {
+            account_id: first.clone(),
+            instance_id: None,
+            name: "accounts/-".to_owned(),
+        }
+    }
+
+    /// The instance's key, for the workflows of one instance.
+    pub fn key(&self) -> Option<InstanceKey> {
+        self.instance_id.as_ref().map(|instance_id| InstanceKey {
+            account_id: self.account_id.clone(),
+            instance_id: instance_id.clone(),
+        })
+    }
+}
+
 /// A workflow as stored: the row the engine reads and writes, and the
 /// Operation the API shows for the kinds that are operations.
 #[derive(Debug, Clone, PartialEq)]
@@ -203,10 +268,8 @@ pub struct WorkflowRecord {
     pub id: String,
     /// What it does.
     pub kind: WorkflowKind,
-    /// The account it acts in.
-    pub account_id: AccountId,
-    /// The instance it acts on.
-    pub instance_id: InstanceId,
+    /// What it acts on.
+    pub target: WorkflowTarget,
     /// The inputs saved when it started (JSON of the workflow's `Inputs`).
     pub inputs: serde_json::Value,
     /// The state between steps (JSON of the workflow's `State` enum).
@@ -242,17 +305,17 @@ pub struct WorkflowRecord {
 }
 
 impl WorkflowRecord {
-    /// The instance it acts on.
-    pub fn key(&self) -> InstanceKey {
-        InstanceKey {
-            account_id: self.account_id.clone(),
-            instance_id: self.instance_id.clone(),
-        }
+    /// The account it acts in.
+    pub fn account_id(&self) -> &AccountId {
+        &self.target.account_id
     }
 
-    /// The resource name of the thing it acts on (the linked role).
-    pub fn target(&self) -> String {
-        self.key().linked_role_name()
+    /// The instance it acts on; INTERNAL for a workflow of no instance.
+    pub fn key(&self) -> Result<InstanceKey, Error> {
+        self.target.key().ok_or_else(|| {
+            tracing::error!(workflow = %self.id, "a workflow of one instance has none");
+            Error::internal("internal error: the workflow has no instance")
+        })
     }
 
     /// True once it finished.
@@ -290,8 +353,8 @@ fn corrupt(id: &str, what: &str, error: impl fmt::Display) -> Error {
 pub struct NewWorkflow {
     /// What it does.
     pub kind: WorkflowKind,
-    /// The instance it acts on.
-    pub key: InstanceKey,
+    /// What it acts on.
+    pub target: WorkflowTarget,
     /// The inputs (JSON of the workflow's `Inputs`).
     pub inputs: serde_json::Value,
     /// The first state (JSON of the workflow's `State`).
@@ -305,10 +368,10 @@ pub struct NewWorkflow {
 }
 
 impl NewWorkflow {
-    /// The start of a workflow `W` of `kind` on `key`, in its first state.
+    /// The start of a workflow `W` of `kind` on `target`, in its first state.
     pub fn of<W: Workflow>(
         kind: WorkflowKind,
-        key: &InstanceKey,
+        target: WorkflowTarget,
         inputs: &W::Inputs,
         first: &W::State,
         request_id: Option<String>,
@@ -318,7 +381,7 @@ impl NewWorkflow {
         };
         Ok(NewWorkflow {
             kind,
-            key: key.clone(),
+            target,
             inputs: to_json(serde_json::to_value(inputs))?,
             state: to_json(serde_json::to_value(first))?,
             step: W::step_of(first),
@@ -448,6 +511,20 @@ pub trait WorkflowLog: Send + Sync {
         id: &str,
         owner: &str,
         update: WorkflowUpdate,
+    ) -> crate::Result<WorkflowRecord>;
+
+    /// Extends `owner`'s hold on a running workflow to `lease` from now, if
+    /// `owner` still holds it (even past its lease, as long as no one took
+    /// it over); ABORTED / OPERATION_IN_PROGRESS otherwise: another process
+    /// took it over, or it finished. Called before a step runs, so that a
+    /// process whose lease ran out never calls AWS for a workflow that
+    /// another process runs now.
+    async fn workflow_renew(
+        &self,
+        ctx: &crate::RequestContext,
+        id: &str,
+        owner: &str,
+        lease: Duration,
     ) -> crate::Result<WorkflowRecord>;
 }
 

@@ -63,11 +63,17 @@ pub(crate) fn push_scoped_end(query: &mut QueryBuilder<Db>) {
     query.push(") AS o WHERE slrgov_scope.v IS NOT NULL OFFSET 0) AS q");
 }
 
+/// `(<the text values of a JSON array>)`, a subquery for `column IN ...`.
+pub(crate) fn push_json_values(query: &mut QueryBuilder<Db>, json: String) {
+    query.push("(SELECT jsonb_array_elements_text(");
+    query.push_bind(json);
+    query.push("::jsonb))");
+}
+
 /// `account_id IN (<the JSON array of scope accounts>)`.
 pub(crate) fn push_scope(query: &mut QueryBuilder<Db>, accounts_json: String) {
-    query.push("account_id IN (SELECT jsonb_array_elements_text(");
-    query.push_bind(accounts_json);
-    query.push("::jsonb))");
+    query.push("account_id IN ");
+    push_json_values(query, accounts_json);
 }
 
 pub(crate) async fn connect(config: &StoreConfig) -> Result<Pool<Db>, OpenError> {

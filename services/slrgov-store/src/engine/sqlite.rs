@@ -51,11 +51,17 @@ pub(crate) fn push_scoped_end(query: &mut QueryBuilder<Db>) {
     query.push(") AS q");
 }
 
+/// `(<the text values of a JSON array>)`, a subquery for `column IN ...`.
+pub(crate) fn push_json_values(query: &mut QueryBuilder<Db>, json: String) {
+    query.push("(SELECT value FROM json_each(");
+    query.push_bind(json);
+    query.push("))");
+}
+
 /// `account_id IN (<the JSON array of scope accounts>)`.
 pub(crate) fn push_scope(query: &mut QueryBuilder<Db>, accounts_json: String) {
-    query.push("account_id IN (SELECT value FROM json_each(");
-    query.push_bind(accounts_json);
-    query.push("))");
+    query.push("account_id IN ");
+    push_json_values(query, accounts_json);
 }
 
 pub(crate) async fn connect(config: &StoreConfig) -> Result<Pool<Db>, OpenError> {

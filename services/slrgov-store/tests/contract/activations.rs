@@ -24,7 +24,7 @@ pub async fn case_linked_role_activate(store: Arc<dyn Store>) {
     let observed = observed(&a, "Ab12");
     tick().await;
     let active = store
-        .linked_role_activate(&admin(), &held(&record), &k, observed.clone(), true)
+        .linked_role_activate(&admin(), &held(&record), &k, observed.clone(), true, false)
         .await
         .expect("activate");
     assert_records(&active, &k, &observed, true);
@@ -57,12 +57,12 @@ pub async fn case_linked_role_activate(store: Arc<dyn Store>) {
     // Twice with the same role: nothing changes, even once the workflow
     // has finished (a step replayed after a crash).
     let twice = store
-        .linked_role_activate(&admin(), &held(&record), &k, observed.clone(), true)
+        .linked_role_activate(&admin(), &held(&record), &k, observed.clone(), true, false)
         .await;
     assert_eq!(twice.expect("activate twice"), active);
     let done = finish(&store, &record, Phase::Succeeded).await;
     let replayed = store
-        .linked_role_activate(&admin(), &held(&record), &k, observed.clone(), true)
+        .linked_role_activate(&admin(), &held(&record), &k, observed.clone(), true, false)
         .await;
     assert_eq!(replayed.expect("activate after the end"), active);
     // Another role under the finished workflow's fence: ABORTED.
@@ -73,6 +73,7 @@ pub async fn case_linked_role_activate(store: Arc<dyn Store>) {
                 &held(&record),
                 &k,
                 observed_bare(&a, "Zz99"),
+                false,
                 false,
             )
             .await,
@@ -86,7 +87,7 @@ pub async fn case_linked_role_activate(store: Arc<dyn Store>) {
     let record = claim(&store, &fresh, "worker-c", "Cd34").await;
     let bare = observed_bare(&a, "Cd34");
     let created = store
-        .linked_role_activate(&admin(), &held(&record), &fresh, bare.clone(), false)
+        .linked_role_activate(&admin(), &held(&record), &fresh, bare.clone(), false, false)
         .await
         .expect("activate");
     assert_records(&created, &fresh, &bare, false);
@@ -118,6 +119,7 @@ pub async fn case_linked_role_activate_needs_fence(store: Arc<dyn Store>) {
                     &k,
                     observed.clone(),
                     false,
+                    false,
                 )
                 .await,
             Kind::Aborted,
@@ -136,6 +138,7 @@ pub async fn case_linked_role_activate_needs_fence(store: Arc<dyn Store>) {
                 &held(&record),
                 &unclaimed,
                 observed_bare(&a, "Ef56"),
+                false,
                 false,
             )
             .await,
@@ -156,6 +159,7 @@ pub async fn case_linked_role_activate_needs_fence(store: Arc<dyn Store>) {
                 &key(&a, &instance_id(9)),
                 observed_bare(&a, "Ef56"),
                 false,
+                false,
             )
             .await,
         Kind::NotFound,
@@ -164,7 +168,7 @@ pub async fn case_linked_role_activate_needs_fence(store: Arc<dyn Store>) {
 
     // The holder still can.
     store
-        .linked_role_activate(&admin(), &held(&record), &k, observed, false)
+        .linked_role_activate(&admin(), &held(&record), &k, observed, false, false)
         .await
         .expect("the holder activates");
     assert_eq!(instance_state(&store, &k).await, LinkedRoleState::Active);
@@ -186,7 +190,14 @@ pub async fn case_linked_role_owned_elsewhere(store: Arc<dyn Store>) {
     for adopted in [true, false] {
         let error = expect_err(
             store
-                .linked_role_activate(&admin(), &held(&y_record), &y, shared.clone(), adopted)
+                .linked_role_activate(
+                    &admin(),
+                    &held(&y_record),
+                    &y,
+                    shared.clone(),
+                    adopted,
+                    false,
+                )
                 .await,
             Kind::FailedPrecondition,
             Reason::RoleOwnedElsewhere,
@@ -207,7 +218,7 @@ pub async fn case_linked_role_owned_elsewhere(store: Arc<dyn Store>) {
     // Y still holds its workflow: it records a role of its own.
     let own = observed(&a, "Own2");
     let y_active = store
-        .linked_role_activate(&admin(), &held(&y_record), &y, own.clone(), false)
+        .linked_role_activate(&admin(), &held(&y_record), &y, own.clone(), false, false)
         .await
         .expect("activate Y with its own role");
     assert_records(&y_active, &y, &own, false);
@@ -265,7 +276,14 @@ pub async fn case_linked_role_abandon(store: Arc<dyn Store>) {
     // A record that has its role keeps it.
     let record = claim(&store, &kept, "worker-c", "Keep").await;
     let role = store
-        .linked_role_activate(&admin(), &held(&record), &kept, observed(&a, "Keep"), false)
+        .linked_role_activate(
+            &admin(),
+            &held(&record),
+            &kept,
+            observed(&a, "Keep"),
+            false,
+            false,
+        )
         .await
         .expect("activate");
     let got = store

@@ -199,6 +199,7 @@ pub async fn case_audit_event_per_mutation(store: Arc<dyn Store>) {
                 last_used_region: None,
             },
             false,
+            false,
         )
         .await
         .expect("activate");

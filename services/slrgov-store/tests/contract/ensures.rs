@@ -44,7 +44,7 @@ pub async fn case_begin_ensure_new(store: Arc<dyn Store>) {
     let before = chrono::Utc::now();
     let record = claim(&store, &k, "worker-a", "Xy12").await;
     assert_eq!(record.kind, WorkflowKind::Ensure);
-    assert_eq!(record.key(), k);
+    assert_eq!(record.key().ok(), Some(k.clone()));
     assert_eq!(
         (record.phase, record.step.as_str()),
         (Phase::Running, "find")
@@ -206,6 +206,7 @@ pub async fn case_begin_ensure_states(store: Arc<dyn Store>) {
                 &expiring,
                 observed_bare(&a, "Plan"),
                 false,
+                false,
             )
             .await,
         Kind::Aborted,
@@ -220,7 +221,14 @@ pub async fn case_begin_ensure_states(store: Arc<dyn Store>) {
     // worker-b's does.
     let observed = observed_bare(&a, "Plan");
     let active = store
-        .linked_role_activate(&admin(), &held(&late), &expiring, observed.clone(), false)
+        .linked_role_activate(
+            &admin(),
+            &held(&late),
+            &expiring,
+            observed.clone(),
+            false,
+            false,
+        )
         .await
         .expect("the new holder activates");
     assert_records(&active, &expiring, &observed, false);
@@ -300,7 +308,7 @@ pub async fn case_linked_role_races(store: Arc<dyn Store>) {
             let (store, observed) = (store.clone(), observed(&a, "Same"));
             tokio::spawn(async move {
                 store
-                    .linked_role_activate(&admin(), &fence, &k, observed, false)
+                    .linked_role_activate(&admin(), &fence, &k, observed, false, false)
                     .await
             })
         })

@@ -12,7 +12,7 @@ use slrgov_domain::model::{LinkedRole, LinkedRoleState, ObservedRole};
 use slrgov_domain::names::{AccountSelector, InstanceKey};
 use slrgov_domain::types::AccountId;
 use slrgov_domain::workflow::{
-    NewWorkflow, Phase, WorkflowError, WorkflowKind, WorkflowRecord, WorkflowUpdate,
+    NewWorkflow, Phase, WorkflowError, WorkflowKind, WorkflowRecord, WorkflowTarget, WorkflowUpdate,
 };
 use slrgov_domain::{RequestContext, Role};
 use slrgov_store::{EnsureStart, Fence, Idempotency, RetireStart, Store};
@@ -75,7 +75,7 @@ pub fn observed_bare(account: &AccountId, suffix: &str) -> ObservedRole {
 pub fn ensure_start(k: &InstanceKey, suffix: &str) -> NewWorkflow {
     NewWorkflow {
         kind: WorkflowKind::Ensure,
-        key: k.clone(),
+        target: WorkflowTarget::linked_role(k),
         inputs: json!({"suffix": suffix, "description": null}),
         state: json!({"state": "claimed"}),
         step: "find",
@@ -88,8 +88,11 @@ pub fn ensure_start(k: &InstanceKey, suffix: &str) -> NewWorkflow {
 /// the role `role_name`.
 pub fn retire_start(kind: WorkflowKind, k: &InstanceKey, role_name: &str) -> NewWorkflow {
     NewWorkflow {
+        target: match kind {
+            WorkflowKind::Delete => WorkflowTarget::instance(k),
+            _ => WorkflowTarget::linked_role(k),
+        },
         kind,
-        key: k.clone(),
         inputs: json!({"role_name": role_name}),
         state: json!({"state": "claimed"}),
         step: "submit",
@@ -102,7 +105,7 @@ pub fn retire_start(kind: WorkflowKind, k: &InstanceKey, role_name: &str) -> New
 pub fn delete_done(k: &InstanceKey) -> NewWorkflow {
     NewWorkflow {
         kind: WorkflowKind::Delete,
-        key: k.clone(),
+        target: WorkflowTarget::instance(k),
         inputs: json!({"role_name": ""}),
         state: json!({"state": "gone"}),
         step: "record",
@@ -205,6 +208,7 @@ pub async fn make_active(store: &Arc<dyn Store>, k: &InstanceKey, suffix: &str) 
             &held(&record),
             k,
             observed(&k.account_id, suffix),
+            false,
             false,
         )
         .await
@@ -315,6 +319,7 @@ pub fn assert_no_role_fields(role: &LinkedRole) {
         last_used_time: None,
         last_used_region: None,
         adopted: false,
+        restored: false,
         deletion_task_id: None,
         deletion_failure: None,
     };
@@ -341,6 +346,7 @@ pub fn assert_records(role: &LinkedRole, k: &InstanceKey, observed: &ObservedRol
         last_used_time: micros(observed.last_used_time),
         last_used_region: observed.last_used_region.clone(),
         adopted,
+        restored: false,
         deletion_task_id: None,
         deletion_failure: None,
         update_time: role.update_time,

@@ -159,8 +159,8 @@ pub async fn case_request_id_replays_first_response(store: Arc<dyn Store>) {
         .await
         .expect("delete");
     assert_eq!(
-        (removed.kind, removed.key()),
-        (WorkflowKind::Delete, k.clone())
+        (removed.kind, removed.key().ok()),
+        (WorkflowKind::Delete, Some(k.clone()))
     );
     let again = store
         .instance_delete(

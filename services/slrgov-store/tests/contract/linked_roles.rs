@@ -261,7 +261,7 @@ pub async fn case_linked_role_roles(store: Arc<dyn Store>) {
     let fence = held(&record);
     denied(
         store
-            .linked_role_activate(&victor, &fence, &k, observed(&a, "Held"), false)
+            .linked_role_activate(&victor, &fence, &k, observed(&a, "Held"), false, false)
             .await
             .map(drop),
     );
@@ -315,7 +315,7 @@ pub async fn case_linked_role_roles(store: Arc<dyn Store>) {
     not_found(start(&b1).await);
     not_found(
         store
-            .linked_role_activate(&victor, &fence_b, &b1, observed(&b, "Bbbb"), false)
+            .linked_role_activate(&victor, &fence_b, &b1, observed(&b, "Bbbb"), false, false)
             .await
             .map(drop),
     );

@@ -62,7 +62,7 @@ pub async fn case_workflow_operations(store: Arc<dyn Store>) {
     assert_eq!(
         list(viewer_a.clone(), 1).await,
         want.iter()
-            .filter(|w| w.account_id == a)
+            .filter(|w| *w.account_id() == a)
             .cloned()
             .collect::<Vec<_>>(),
         "another tenant's operations are hidden"
@@ -118,7 +118,10 @@ pub async fn case_instance_delete_records_workflow(store: Arc<dyn Store>) {
     };
 
     let record = delete(1, "fp-1").await.expect("delete");
-    assert_eq!((record.kind, record.key()), (WorkflowKind::Delete, k(1)));
+    assert_eq!(
+        (record.kind, record.key().ok()),
+        (WorkflowKind::Delete, Some(k(1)))
+    );
     assert_eq!(record.phase, Phase::Succeeded);
     assert_eq!(record.end_time, Some(record.create_time));
     assert_eq!(

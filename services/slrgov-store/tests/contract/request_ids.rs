@@ -271,7 +271,7 @@ pub async fn case_ensure_id_after_failed_workflow(store: Arc<dyn Store>) {
 
     // Once it succeeded, the id keeps its workflow.
     let role = store
-        .linked_role_activate(&ctx, &held(&second), &k, observed(&a, "Ens1"), false)
+        .linked_role_activate(&ctx, &held(&second), &k, observed(&a, "Ens1"), false, false)
         .await
         .expect("activate");
     finish(&store, &second, Phase::Succeeded).await;

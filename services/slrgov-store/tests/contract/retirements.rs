@@ -84,8 +84,8 @@ pub async fn case_begin_retire(store: Arc<dyn Store>) {
         panic!("expected Started");
     };
     assert_eq!(
-        (record.kind, record.key()),
-        (WorkflowKind::Retire, r.clone())
+        (record.kind, record.key().ok()),
+        (WorkflowKind::Retire, Some(r.clone()))
     );
     assert_eq!(
         (record.phase, record.step.as_str()),

@@ -392,7 +392,7 @@ pub async fn case_roles(store: Arc<dyn Store>) {
         )
         .await
         .expect("an operator removes instances");
-    assert_eq!(removed.key(), updated.key());
+    assert_eq!(removed.key().ok(), Some(updated.key()));
     assert_eq!(removed.principal, "olga");
 
     // An admin (scoped) manages accounts in its scope.

@@ -471,3 +471,78 @@ pub async fn case_workflow_release_all(store: Arc<dyn Store>) {
     }
     assert_eq!(ids, want);
 }
+
+/// A holder renews its lease before a step (even past the lease, while no
+/// one took the workflow over); anyone else, a holder that was taken over,
+/// and a finished workflow are refused (ABORTED / OPERATION_IN_PROGRESS).
+pub async fn case_workflow_renew(store: Arc<dyn Store>) {
+    let a = create_account(&store, 1).await.account_id;
+    let k = create_instance(&store, &a, &instance_id(1), "us-east-1")
+        .await
+        .key();
+    let short = Duration::from_millis(300);
+    let record = match store
+        .linked_role_begin_ensure(&admin(), ensure_start(&k, "Ren1"), "worker-a", short, None)
+        .await
+        .expect("begin")
+    {
+        EnsureStart::Claimed(record) => *record,
+        other => panic!("expected Claimed, got {other:?}"),
+    };
+    let before = Utc::now();
+    let renewed = store
+        .workflow_renew(&admin(), &record.id, "worker-a", LONG)
+        .await
+        .expect("the holder renews");
+    assert_eq!(renewed.lease_owner.as_deref(), Some("worker-a"));
+    assert_about(renewed.lease_until.expect("held"), before, LONG);
+    assert_eq!(
+        (renewed.state.clone(), renewed.step.clone(), renewed.attempt),
+        (record.state.clone(), record.step.clone(), record.attempt),
+        "a renewal changes nothing but the lease"
+    );
+    expect_err(
+        store
+            .workflow_renew(&admin(), &record.id, "worker-b", LONG)
+            .await,
+        Kind::Aborted,
+        Reason::OperationInProgress,
+    );
+    // Past its lease, untaken: the holder may still renew.
+    store
+        .workflow_renew(&admin(), &record.id, "worker-a", short)
+        .await
+        .expect("renew short");
+    tokio::time::sleep(short + Duration::from_millis(100)).await;
+    store
+        .workflow_renew(&admin(), &record.id, "worker-a", short)
+        .await
+        .expect("a lapsed lease no one took is renewed");
+    // Taken over by another worker: the old holder is refused.
+    tokio::time::sleep(short + Duration::from_millis(100)).await;
+    let taken = hold(&store, &record.id, "worker-b").await;
+    assert_eq!(taken.lease_owner.as_deref(), Some("worker-b"));
+    expect_err(
+        store
+            .workflow_renew(&admin(), &record.id, "worker-a", LONG)
+            .await,
+        Kind::Aborted,
+        Reason::OperationInProgress,
+    );
+    assert_eq!(
+        get_workflow(&store, &record.id)
+            .await
+            .lease_owner
+            .as_deref(),
+        Some("worker-b")
+    );
+    // Finished: nothing to renew.
+    finish(&store, &taken, Phase::Failed).await;
+    expect_err(
+        store
+            .workflow_renew(&admin(), &record.id, "worker-b", LONG)
+            .await,
+        Kind::Aborted,
+        Reason::OperationInProgress,
+    );
+}

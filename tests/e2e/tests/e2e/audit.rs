@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use slrgov_proto::slrgov::v1 as pb;
 use tonic::Code;
 
-use super::support::{Clients, Engine, HOME, Moto, TestDb, TestServer, instance_id, refused};
+use super::support::{Clients, Engine, HOME, Moto, TestDb, TestServer, refused};
 
 /// A request carrying `x-request-id: id`.
 fn tagged<T>(message: T, id: &str) -> tonic::Request<T> {
@@ -95,7 +95,11 @@ async fn audit_trail_of_the_lifecycle(engine: Engine) {
         ))
         .await
         .expect("account");
-    let id = instance_id();
+    // A legacy Connect instance: the service creates its role.
+    let id = moto
+        .create_connect_instance(None, "us-east-1", "legacy-audited")
+        .await
+        .id;
     let instance_name = format!("accounts/{HOME}/instances/{id}");
     let name = format!("{instance_name}/linkedRole");
     c.instances
@@ -291,8 +295,20 @@ async fn audit_trail_of_the_lifecycle(engine: Engine) {
         for event in &mine {
             assert_eq!(event.method, "slrgov.v1.LinkedRoleService/EnsureLinkedRole");
             assert_eq!(event.principal, "local-operator");
-            assert_eq!(event.resource, name);
+            // The role's events, and what Connect said of the instance
+            // when the ensure asked (recorded on the account).
+            if event.resource != name {
+                assert_eq!(event.resource, format!("accounts/{HOME}"), "{event:#?}");
+                assert!(
+                    event.detail.starts_with("amazon connect in us-east-1"),
+                    "{event:#?}"
+                );
+            }
         }
+        assert!(
+            mine.iter().filter(|e| e.resource == name).count() >= 2,
+            "{request_id}: {mine:#?}"
+        );
     }
 
     // The failed ensure: its events carry the create (with IAM's request

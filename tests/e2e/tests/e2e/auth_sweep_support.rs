@@ -41,6 +41,7 @@ pub const METHODS: &[(&str, Need)] = &[
     ("/slrgov.v1.InstanceService/ListInstances", Need::Viewer),
     ("/slrgov.v1.InstanceService/UpdateInstance", Need::Operator),
     ("/slrgov.v1.InstanceService/DeleteInstance", Need::Operator),
+    ("/slrgov.v1.InstanceService/SyncInstances", Need::Operator),
     (
         "/slrgov.v1.LinkedRoleService/EnsureLinkedRole",
         Need::Operator,
@@ -161,6 +162,11 @@ pub fn request(method: &str, t: &Target) -> Vec<u8> {
         "/slrgov.v1.InstanceService/GetInstance" => {
             pb::GetInstanceRequest { name: instance }.encode_to_vec()
         }
+        "/slrgov.v1.InstanceService/SyncInstances" => pb::SyncInstancesRequest {
+            parent: account.clone(),
+            request_id: String::new(),
+        }
+        .encode_to_vec(),
         "/slrgov.v1.InstanceService/ListInstances" => pb::ListInstancesRequest {
             parent: account,
             page_size: 50,

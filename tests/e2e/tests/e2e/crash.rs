@@ -58,7 +58,7 @@ async fn ensures_survive_sigkill_with_exactly_one_role_each() {
     println!("crash test seed {seed}: SLRGOV_CRASH_SEED={seed} replays these kill timings");
     let mut names = Vec::new();
     for _ in 0..INSTANCES {
-        let id = c.add_instance(HOME, "us-east-1").await;
+        let id = c.add_legacy_instance(&moto, HOME, None, "us-east-1").await;
         names.push(linked_role_name(HOME, &id));
     }
 
@@ -154,7 +154,7 @@ async fn an_ensure_killed_before_its_create_resumes_with_the_callers_description
     )
     .await;
     let mut c = server.clients().await;
-    let id = c.register_instance(HOME, "us-east-1").await;
+    let id = c.register_legacy_instance(&moto, HOME, "us-east-1").await;
     let name = linked_role_name(HOME, &id);
     let request = pb::EnsureLinkedRoleRequest {
         name: name.clone(),

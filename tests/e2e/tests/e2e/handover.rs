@@ -38,7 +38,7 @@ async fn a_stopped_replica_hands_its_running_retirement_over_at_once() {
     // The role, made through a replica that reaches IAM, which then stops.
     let setup = TestServer::start_with(&db, &moto_env).await;
     let mut c = setup.clients().await;
-    let id = c.register_instance(HOME, "us-east-1").await;
+    let id = c.register_legacy_instance(&moto, HOME, "us-east-1").await;
     let name = linked_role_name(HOME, &id);
     let role = c.ensure_role(&name).await;
     assert!(setup.stop().await.success());

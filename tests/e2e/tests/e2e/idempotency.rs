@@ -24,8 +24,8 @@ fn ensure(name: &str, request_id: &str) -> pb::EnsureLinkedRoleRequest {
     }
 }
 
-async fn ensured(c: &mut Clients) -> (String, pb::LinkedRole) {
-    let id = c.register_instance(HOME, "us-east-1").await;
+async fn ensured(c: &mut Clients, moto: &Moto) -> (String, pb::LinkedRole) {
+    let id = c.register_legacy_instance(moto, HOME, "us-east-1").await;
     let name = linked_role_name(HOME, &id);
     let role = c
         .linked_roles
@@ -42,7 +42,7 @@ async fn a_retried_description_edit_replays_instead_of_etag_mismatch() {
     let db = TestDb::new(Engine::Postgres).await;
     let server = start(&moto, &db).await;
     let mut c = server.clients().await;
-    let (name, role) = ensured(&mut c).await;
+    let (name, role) = ensured(&mut c, &moto).await;
     let edit = pb::UpdateLinkedRoleDescriptionRequest {
         name: name.clone(),
         description: "first words".into(),
@@ -92,7 +92,7 @@ async fn a_retried_retirement_returns_the_same_operation() {
     let db = TestDb::new(Engine::Sqlite).await;
     let server = start(&moto, &db).await;
     let mut c = server.clients().await;
-    let (name, role) = ensured(&mut c).await;
+    let (name, role) = ensured(&mut c, &moto).await;
     let retire = pb::RetireLinkedRoleRequest {
         name: name.clone(),
         etag: role.etag.clone(),
@@ -148,7 +148,7 @@ async fn a_replayed_ensure_answers_as_the_first_time_and_creates_nothing() {
     let db = TestDb::new(Engine::Sqlite).await;
     let server = start(&moto, &db).await;
     let mut c = server.clients().await;
-    let (name, role) = ensured(&mut c).await;
+    let (name, role) = ensured(&mut c, &moto).await;
     let id = name
         .split('/')
         .nth(3)

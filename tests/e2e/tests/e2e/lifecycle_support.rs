@@ -35,9 +35,27 @@ pub async fn register(c: &mut Clients, account: &str, role: Option<&str>) {
         .expect("account");
 }
 
-/// Registers a new instance of `account` in `region` and returns the name
-/// of its linked role.
-pub async fn instance(c: &mut Clients, account: &str, region: &str) -> String {
+/// The access role the tests reach `account` through ([`TENANT`]'s), or
+/// none (the service's own credentials, [`HOME`]).
+pub fn assume_of(account: &str) -> Option<String> {
+    (account == TENANT).then(|| format!("arn:aws:iam::{TENANT}:role/SlrGovernor"))
+}
+
+/// Creates a legacy Amazon Connect instance of `account` in moto's
+/// `region` (Connect names no role for it: an ensure creates the
+/// deterministic one), registers it, and returns the name of its linked
+/// role.
+pub async fn instance(c: &mut Clients, moto: &Moto, account: &str, region: &str) -> String {
+    let id = c
+        .add_legacy_instance(moto, account, assume_of(account).as_deref(), region)
+        .await;
+    linked_role_name(account, &id)
+}
+
+/// Registers an instance of `account` in `region` by hand, one Amazon
+/// Connect does not have (for the region gate, which refuses before any
+/// call), and returns the name of its linked role.
+pub async fn unlisted_instance(c: &mut Clients, account: &str, region: &str) -> String {
     let id = c.add_instance(account, region).await;
     linked_role_name(account, &id)
 }

@@ -26,7 +26,7 @@ async fn a_refused_deletion_reports_what_uses_the_role() {
     let server = server_with_faults(&moto, &db, plan).await;
     let mut c = server.clients().await;
     register(&mut c, HOME, None).await;
-    let name = instance(&mut c, HOME, "us-east-1").await;
+    let name = instance(&mut c, &moto, HOME, "us-east-1").await;
     c.ensure_role(&name).await;
     let mut operations = Vec::new();
     for _ in 0..2 {
@@ -119,7 +119,7 @@ async fn ensure_rides_out_throttling_and_eventual_consistency() {
     .await;
     let mut c = server.clients().await;
     register(&mut c, HOME, None).await;
-    let name = instance(&mut c, HOME, "us-east-1").await;
+    let name = instance(&mut c, &moto, HOME, "us-east-1").await;
     let role = c.ensure_role(&name).await;
     assert_eq!(role.state, pb::linked_role::State::Active as i32);
     assert!(!role.adopted);
@@ -150,11 +150,11 @@ async fn a_refused_suffix_falls_back_and_never_takes_another_instances_role() {
     let server = server_with_faults(&moto, &db, serde_json::json!({"refuse_suffix": true})).await;
     let mut c = server.clients().await;
     register(&mut c, HOME, None).await;
-    let first = instance(&mut c, HOME, "us-east-1").await;
+    let first = instance(&mut c, &moto, HOME, "us-east-1").await;
     let role = c.ensure_role(&first).await;
     assert_eq!(role.state, pb::linked_role::State::Active as i32);
     // The only name left without a suffix is the first instance's role.
-    let second = instance(&mut c, HOME, "us-east-1").await;
+    let second = instance(&mut c, &moto, HOME, "us-east-1").await;
     let elsewhere = refused(c.linked_roles.ensure_linked_role(ensure(&second)).await);
     assert_eq!(
         (elsewhere.code, elsewhere.reason.as_str()),
@@ -191,7 +191,7 @@ async fn a_failure_at_each_iam_step_leaves_a_state_the_background_completes() {
     .await;
     let mut c = server.clients().await;
     register(&mut c, HOME, None).await;
-    let name = instance(&mut c, HOME, "us-east-1").await;
+    let name = instance(&mut c, &moto, HOME, "us-east-1").await;
 
     // The caller's deadline comes while the create is still being retried:
     // UNAVAILABLE with RetryInfo, nothing ACTIVE, nothing in IAM yet.
@@ -253,7 +253,7 @@ async fn no_usable_credentials_is_a_precondition_not_an_outage() {
     let server = TestServer::start_with(&db, &env).await;
     let mut c = server.clients().await;
     register(&mut c, HOME, None).await;
-    let name = instance(&mut c, HOME, "us-east-1").await;
+    let name = instance(&mut c, &moto, HOME, "us-east-1").await;
     let refusal = refused(c.linked_roles.ensure_linked_role(ensure(&name)).await);
     assert_eq!(
         (refusal.code, refusal.reason.as_str()),
@@ -283,7 +283,7 @@ async fn iam_calls_queue_for_the_accounts_rate_limit() {
     register(&mut c, HOME, None).await;
     let mut names = Vec::new();
     for _ in 0..3 {
-        names.push(instance(&mut c, HOME, "us-east-1").await);
+        names.push(instance(&mut c, &moto, HOME, "us-east-1").await);
     }
     let calls: Vec<_> = names
         .iter()
@@ -298,7 +298,11 @@ async fn iam_calls_queue_for_the_accounts_rate_limit() {
         assert_eq!(role.state, pb::linked_role::State::Active as i32);
     }
     assert_eq!(moto.connect_roles(&moto.iam(None).await).await.len(), 3);
-    let waited = server.event("iam call waits for the account's rate limit");
+    let waited = server
+        .events_with("aws call waits for the account's rate limit")
+        .into_iter()
+        .find(|e| e["service"] == "iam")
+        .unwrap_or_else(|| panic!("no IAM call waited at one call a second:\n{}", server.log()));
     assert_eq!(waited["account"], HOME, "{waited}");
     assert!(waited["wait_ms"].as_u64().is_some(), "{waited}");
 

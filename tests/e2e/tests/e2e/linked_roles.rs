@@ -7,7 +7,9 @@
 use slrgov_proto::slrgov::v1 as pb;
 use tonic::Code;
 
-use super::lifecycle_support::{HOME, TENANT, TwoAccounts, ensure, instance, register, wait};
+use super::lifecycle_support::{
+    HOME, TENANT, TwoAccounts, ensure, instance, register, unlisted_instance, wait,
+};
 use super::support::{
     Engine, Moto, TestDb, TestServer, instance_id, linked_role_name, refused, role_description,
 };
@@ -18,7 +20,7 @@ async fn lifecycle_against_moto(engine: Engine) {
     let (home_iam, tenant_iam) = (&two.home_iam, &two.tenant_iam);
 
     // Ensure creates the role; ensuring again changes nothing.
-    let home = instance(c, HOME, "us-east-1").await;
+    let home = instance(c, moto, HOME, "us-east-1").await;
     let first = c.ensure_role(&home).await;
     assert_eq!(first.state, pb::linked_role::State::Active as i32);
     assert_eq!(first.path, "/aws-service-role/connect.amazonaws.com/");
@@ -58,7 +60,7 @@ async fn lifecycle_against_moto(engine: Engine) {
     assert_eq!(listed.instances.len(), 1);
 
     // The tenant's role is made in the tenant account, through AssumeRole.
-    let tenant = instance(c, TENANT, "eu-west-2").await;
+    let tenant = instance(c, moto, TENANT, "eu-west-2").await;
     let theirs = c
         .linked_roles
         .ensure_linked_role(ensure(&tenant))
@@ -77,7 +79,7 @@ async fn lifecycle_against_moto(engine: Engine) {
     );
 
     // A region without Connect is refused before any call reaches moto.
-    let nowhere = instance(c, HOME, "eu-west-1").await;
+    let nowhere = unlisted_instance(c, HOME, "eu-west-1").await;
     let before = moto.requests();
     assert!(
         before > 0,
@@ -131,7 +133,7 @@ async fn lifecycle_against_moto(engine: Engine) {
     );
 
     // A role that already has the instance's name is adopted, not duplicated.
-    let adoptee = instance(c, HOME, "ap-southeast-2").await;
+    let adoptee = instance(c, moto, HOME, "ap-southeast-2").await;
     let preview = c
         .linked_roles
         .ensure_linked_role(pb::EnsureLinkedRoleRequest {
@@ -201,7 +203,7 @@ async fn concurrent_ensures_make_exactly_one_role() {
     register(&mut c, HOME, None).await;
     let mut names = Vec::new();
     for _ in 0..3 {
-        names.push(instance(&mut c, HOME, "us-west-2").await);
+        names.push(instance(&mut c, &moto, HOME, "us-west-2").await);
     }
     let mut calls = Vec::new();
     for name in &names {
@@ -244,7 +246,11 @@ async fn inspection_evaluates_what_the_features_need() {
     let mut c = server.clients().await;
     register(&mut c, HOME, None).await;
     let bot = format!("arn:aws:lex:us-east-1:{HOME}:bot:Booking");
-    let id = instance_id();
+    // A legacy Connect instance: the service creates its role.
+    let id = moto
+        .create_connect_instance(None, "us-east-1", "legacy-inspected")
+        .await
+        .id;
     c.instances
         .create_instance(pb::CreateInstanceRequest {
             parent: format!("accounts/{HOME}"),
@@ -391,7 +397,7 @@ async fn retirement_and_deletion(engine: Engine) {
     let (home_iam, tenant_iam) = (&two.home_iam, &two.tenant_iam);
 
     // Retire: the operation ends with the role DELETED, gone from IAM.
-    let home = instance(c, HOME, "us-east-1").await;
+    let home = instance(c, moto, HOME, "us-east-1").await;
     let role = c.ensure_role(&home).await;
     let preview = c
         .linked_roles
@@ -451,7 +457,7 @@ async fn retirement_and_deletion(engine: Engine) {
     assert!(listed.operations.iter().any(|o| o.name == started.name));
 
     // DeleteInstance retires the role, then removes the record.
-    let tenant = instance(c, TENANT, "eu-west-2").await;
+    let tenant = instance(c, moto, TENANT, "eu-west-2").await;
     c.linked_roles
         .ensure_linked_role(ensure(&tenant))
         .await

@@ -31,7 +31,9 @@ async fn three_replicas_share_ensures_retires_and_background_work() {
     clients[0].add_account(HOME).await;
     let mut names = Vec::new();
     for n in 0..INSTANCES {
-        let id = clients[n % 3].add_instance(HOME, "us-east-1").await;
+        let id = clients[n % 3]
+            .add_legacy_instance(&moto, HOME, None, "us-east-1")
+            .await;
         names.push(linked_role_name(HOME, &id));
     }
 

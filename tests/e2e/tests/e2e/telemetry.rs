@@ -220,7 +220,7 @@ async fn spans_metrics_and_logs_reach_an_otlp_collector() {
     let mut server = TestServer::start_with(&db, &env_refs(&env)).await;
     let mut c = server.clients().await;
 
-    let id = c.register_instance(HOME, "us-east-1").await;
+    let id = c.register_legacy_instance(&moto, HOME, "us-east-1").await;
 
     // A connection of its own for each call, as grpcurl and most
     // automation make them: the server then serves each on a fresh task.

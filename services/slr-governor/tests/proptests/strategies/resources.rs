@@ -56,6 +56,14 @@ pub fn instance(fx: &Fixture, name: BoxedStrategy<String>) -> BoxedStrategy<pb::
         update_time: timestamp(),
         etag: etag(),
         account_id: prop_oneof![6 => Just(String::new()), 2 => account_id(fx), 1 => junk()],
+        // Output only (what Amazon Connect says): anything, ignored.
+        connect_arn: junk(),
+        connect_status: enum_value(),
+        service_role_arn: junk(),
+        identity_management_type: junk(),
+        observed_state: enum_value(),
+        last_seen_time: timestamp(),
+        sync_time: timestamp(),
     })
 }
 
@@ -120,6 +128,7 @@ pub fn linked_role(fx: &Fixture) -> BoxedStrategy<pb::LinkedRole> {
         last_used_time: timestamp(),
         last_used_region: junk(),
         adopted: any::<bool>(),
+        restored: any::<bool>(),
         deletion_task_id: junk(),
         deletion_failure: proptest::option::of(deletion_failure),
         update_time: timestamp(),

@@ -2,7 +2,9 @@
 
 use async_trait::async_trait;
 use slrgov_domain::filter::InstanceFilter;
-use slrgov_domain::model::{Instance, InstancePatch, LinkedRoleState, NewInstance};
+use slrgov_domain::model::{
+    ConnectView, Instance, InstancePatch, LinkedRoleState, NewInstance, legacy_cutoff,
+};
 use slrgov_domain::names::{AccountSelector, InstanceKey, account_name};
 use slrgov_domain::types::{InstanceAlias, Revision};
 use slrgov_domain::workflow::{NewWorkflow, WorkflowRecord};
@@ -56,6 +58,7 @@ impl InstanceStore for EngineStore {
                 instance_create_time: new.fields.instance_create_time.map(to_micros),
                 features: new.fields.features,
                 linked_role_state: LinkedRoleState::Absent,
+                connect: ConnectView::default(),
                 create_time: now,
                 update_time: now,
                 revision: Revision(1),
@@ -189,6 +192,28 @@ impl InstanceStore for EngineStore {
                     if let Some(state) = filter.linked_role_state {
                         query.push(" AND linked_role_state = ");
                         query.push_bind(state.as_str());
+                    }
+                    if let Some(status) = filter.connect_status {
+                        query.push(" AND connect_status = ");
+                        query.push_bind(status.as_str());
+                    }
+                    if let Some(state) = filter.observed_state {
+                        query.push(" AND observed_state = ");
+                        query.push_bind(state.as_str());
+                    }
+                    match filter.legacy {
+                        Some(true) => {
+                            query.push(" AND instance_create_time < ");
+                            query.push_bind(legacy_cutoff());
+                        }
+                        Some(false) => {
+                            query.push(
+                                " AND (instance_create_time IS NULL OR instance_create_time >= ",
+                            );
+                            query.push_bind(legacy_cutoff());
+                            query.push(")");
+                        }
+                        None => {}
                     }
                 },
                 InstanceRow::into_instance,

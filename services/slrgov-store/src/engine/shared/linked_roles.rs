@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use slrgov_domain::model::{LinkedRole, LinkedRoleState, ObservedRole};
 use slrgov_domain::names::InstanceKey;
-use slrgov_domain::types::Revision;
+use slrgov_domain::types::{InstanceId, Revision};
 use slrgov_domain::workflow::{NewWorkflow, Phase, WorkflowKind};
 use slrgov_domain::{Error, Reason, RequestContext, Result, Role};
 use tracing::Instrument;
@@ -121,7 +121,9 @@ impl LinkedRoleStore for EngineStore {
         idempotency: Option<&Idempotency>,
     ) -> Result<EnsureStart> {
         async move {
-            let key = start.key.clone();
+            let key = start.target.key().ok_or_else(|| {
+            Error::internal("internal error: a retirement of no instance")
+        })?;
             let name = key.linked_role_name();
             ctx.check_visible(&key.account_id, &name)?;
             ctx.check_role(Role::Operator, "EnsureLinkedRole")?;
@@ -246,6 +248,7 @@ impl LinkedRoleStore for EngineStore {
         key: &InstanceKey,
         observed: ObservedRole,
         adopted: bool,
+        restored: bool,
     ) -> Result<LinkedRole> {
         async move {
             let name = key.linked_role_name();
@@ -270,7 +273,7 @@ impl LinkedRoleStore for EngineStore {
                 "UPDATE linked_roles SET state = 'ACTIVE', role_name = $3, role_arn = $4, role_id = $5, \
                  path = $6, description = $7, iam_create_time = $8, last_used_time = $9, \
                  last_used_region = $10, adopted = $11, deletion_task_id = NULL, deletion_failure = NULL, \
-                 revision = revision + 1, update_time = $12 \
+                 revision = revision + 1, update_time = $12, restored = $13 \
                  WHERE account_id = $1 AND instance_id = $2 RETURNING {LINKED_ROLE_COLUMNS}"
             )))
             .bind(key.account_id.as_str())
@@ -285,6 +288,7 @@ impl LinkedRoleStore for EngineStore {
             .bind(&observed.last_used_region)
             .bind(adopted)
             .bind(now())
+            .bind(restored)
             .fetch_one(&mut *tx)
             .await;
             let updated = match updated {
@@ -315,6 +319,43 @@ impl LinkedRoleStore for EngineStore {
             updated.into_linked_role()
         }
         .instrument(db_span!("linked_role_activate"))
+        .await
+    }
+
+    async fn linked_role_held_elsewhere(
+        &self,
+        ctx: &RequestContext,
+        key: &InstanceKey,
+        role_name: &str,
+    ) -> Result<Option<InstanceKey>> {
+        async move {
+            ctx.check_visible(&key.account_id, &key.linked_role_name())?;
+            ctx.check_role(Role::Viewer, "GetLinkedRole")?;
+            let sql = scoped_sql(
+                "SELECT instance_id FROM linked_roles WHERE account_id = $1 AND role_name = $2 \
+                 AND state <> 'DELETED' AND instance_id <> $3",
+                4,
+            );
+            let holder: Option<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(key.account_id.as_str())
+                .bind(role_name)
+                .bind(key.instance_id.as_str())
+                .bind(scope_setting(ctx))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error)?;
+            holder
+                .map(|(instance,)| {
+                    InstanceId::parse(&instance)
+                        .map(|instance_id| InstanceKey {
+                            account_id: key.account_id.clone(),
+                            instance_id,
+                        })
+                        .map_err(|e| crate::error::corrupt("linked_roles.instance_id", e))
+                })
+                .transpose()
+        }
+        .instrument(db_span!("linked_role_held_elsewhere"))
         .await
     }
 

@@ -25,8 +25,8 @@ use crate::page_token::PageTokenKey;
 use crate::{Engine, GaugeRow, OpenError, Store, StoreConfig};
 
 pub(crate) use super::{
-    DB_SYSTEM, Db, ENGINE, FOR_UPDATE, SKIP_LOCKED, begin, connect, push_scope, push_scoped_end,
-    push_scoped_start, scoped_sql,
+    DB_SYSTEM, Db, ENGINE, FOR_UPDATE, SKIP_LOCKED, begin, connect, push_json_values, push_scope,
+    push_scoped_end, push_scoped_start, scoped_sql,
 };
 
 /// The client span of one store method (`db <operation>`, with the engine
@@ -47,6 +47,7 @@ macro_rules! db_span {
 
 mod accounts;
 mod audit;
+mod discovery;
 mod instances;
 mod linked_roles;
 mod request_ids;

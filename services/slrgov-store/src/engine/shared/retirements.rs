@@ -29,7 +29,10 @@ impl EngineStore {
         expected: Option<Revision>,
         idempotency: Option<&Idempotency>,
     ) -> Result<RetireStart> {
-        let key = start.key.clone();
+        let key = start
+            .target
+            .key()
+            .ok_or_else(|| Error::internal("internal error: a retirement of no instance"))?;
         let name = key.linked_role_name();
         ctx.check_visible(&key.account_id, &name)?;
         ctx.check_role(Role::Operator, "RetireLinkedRole")?;

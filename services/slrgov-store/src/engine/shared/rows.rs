@@ -5,12 +5,13 @@ use chrono::{DateTime, Utc};
 use slrgov_domain::Result;
 use slrgov_domain::audit::{AuditEvent, AwsCall};
 use slrgov_domain::model::{
-    Account, DeletionFailure, Instance, InstanceFeatures, LinkedRole, LinkedRoleState,
+    Account, ConnectStatus, ConnectView, DeletionFailure, Instance, InstanceFeatures, LinkedRole,
+    LinkedRoleState, ObservedState,
 };
 use slrgov_domain::types::{
     AccountId, Arn, InstanceAlias, InstanceId, Partition, RegionCode, Revision,
 };
-use slrgov_domain::workflow::{Phase, WorkflowError, WorkflowKind, WorkflowRecord};
+use slrgov_domain::workflow::{Phase, WorkflowError, WorkflowKind, WorkflowRecord, WorkflowTarget};
 use sqlx::types::Json;
 
 use crate::error::corrupt;
@@ -52,7 +53,9 @@ impl AccountRow {
 }
 
 pub(crate) const INSTANCE_COLUMNS: &str = "account_id, instance_id, instance_alias, region, \
-     instance_create_time, features, linked_role_state, revision, create_time, update_time";
+     instance_create_time, features, linked_role_state, connect_arn, connect_status, \
+     service_role_arn, identity_management_type, observed_state, last_seen_time, sync_time, \
+     revision, create_time, update_time";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct InstanceRow {
@@ -63,6 +66,13 @@ pub(crate) struct InstanceRow {
     instance_create_time: Option<DateTime<Utc>>,
     features: Json<InstanceFeatures>,
     linked_role_state: String,
+    connect_arn: Option<String>,
+    connect_status: Option<String>,
+    service_role_arn: Option<String>,
+    identity_management_type: Option<String>,
+    observed_state: String,
+    last_seen_time: Option<DateTime<Utc>>,
+    sync_time: Option<DateTime<Utc>>,
     revision: i64,
     create_time: DateTime<Utc>,
     update_time: DateTime<Utc>,
@@ -85,6 +95,22 @@ impl InstanceRow {
             features: self.features.0,
             linked_role_state: LinkedRoleState::parse(&self.linked_role_state)
                 .ok_or_else(|| corrupt("instances.linked_role_state", &self.linked_role_state))?,
+            connect: ConnectView {
+                connect_arn: self.connect_arn,
+                connect_status: self
+                    .connect_status
+                    .map(|s| {
+                        ConnectStatus::parse(&s)
+                            .ok_or_else(|| corrupt("instances.connect_status", &s))
+                    })
+                    .transpose()?,
+                service_role_arn: self.service_role_arn,
+                identity_management_type: self.identity_management_type,
+                observed_state: ObservedState::parse(&self.observed_state)
+                    .ok_or_else(|| corrupt("instances.observed_state", &self.observed_state))?,
+                last_seen_time: self.last_seen_time,
+                sync_time: self.sync_time,
+            },
             create_time: self.create_time,
             update_time: self.update_time,
             revision: Revision(self.revision),
@@ -94,7 +120,7 @@ impl InstanceRow {
 
 pub(crate) const LINKED_ROLE_COLUMNS: &str = "account_id, instance_id, state, role_name, \
      role_arn, role_id, path, description, iam_create_time, last_used_time, last_used_region, \
-     adopted, deletion_task_id, deletion_failure, revision, update_time";
+     adopted, restored, deletion_task_id, deletion_failure, revision, update_time";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct LinkedRoleRow {
@@ -110,6 +136,7 @@ pub(crate) struct LinkedRoleRow {
     last_used_time: Option<DateTime<Utc>>,
     last_used_region: Option<String>,
     adopted: bool,
+    restored: bool,
     deletion_task_id: Option<String>,
     deletion_failure: Option<Json<DeletionFailure>>,
     pub(crate) revision: i64,
@@ -134,6 +161,7 @@ impl LinkedRoleRow {
             last_used_time: self.last_used_time,
             last_used_region: self.last_used_region,
             adopted: self.adopted,
+            restored: self.restored,
             deletion_task_id: self.deletion_task_id,
             deletion_failure: self.deletion_failure.map(|f| f.0),
             update_time: self.update_time,
@@ -177,7 +205,7 @@ impl AuditRow {
     }
 }
 
-pub(crate) const WORKFLOW_COLUMNS: &str = "workflow_id, kind, account_id, instance_id, inputs, \
+pub(crate) const WORKFLOW_COLUMNS: &str = "workflow_id, kind, account_id, instance_id, target, inputs, \
      state, step, phase, attempt, not_before, error, output, principal, request_id, \
      status_message, lease_owner, lease_until, create_time, update_time, end_time";
 
@@ -186,7 +214,8 @@ pub(crate) struct WorkflowRow {
     workflow_id: String,
     kind: String,
     account_id: String,
-    instance_id: String,
+    instance_id: Option<String>,
+    target: String,
     inputs: Json<serde_json::Value>,
     state: Json<serde_json::Value>,
     step: String,
@@ -210,10 +239,16 @@ impl WorkflowRow {
         Ok(WorkflowRecord {
             kind: WorkflowKind::parse(&self.kind)
                 .ok_or_else(|| corrupt("workflows.kind", &self.kind))?,
-            account_id: AccountId::parse(&self.account_id)
-                .map_err(|e| corrupt("workflows.account_id", e))?,
-            instance_id: InstanceId::parse(&self.instance_id)
-                .map_err(|e| corrupt("workflows.instance_id", e))?,
+            target: WorkflowTarget {
+                account_id: AccountId::parse(&self.account_id)
+                    .map_err(|e| corrupt("workflows.account_id", e))?,
+                instance_id: self
+                    .instance_id
+                    .map(|id| InstanceId::parse(&id))
+                    .transpose()
+                    .map_err(|e| corrupt("workflows.instance_id", e))?,
+                name: self.target,
+            },
             phase: Phase::parse(&self.phase)
                 .ok_or_else(|| corrupt("workflows.phase", &self.phase))?,
             id: self.workflow_id,

@@ -61,16 +61,16 @@ async fn insert(
     let now = now();
     let done = phase.is_done();
     sqlx::query_as::<_, WorkflowRow>(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO workflows (workflow_id, kind, account_id, instance_id, inputs, state, step, \
-         phase, attempt, not_before, output, principal, request_id, status_message, lease_owner, \
-         lease_until, create_time, update_time, end_time) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, $11, $12, $13, $14, $15, $9, $9, $16) \
+        "INSERT INTO workflows (workflow_id, kind, account_id, instance_id, target, inputs, state, \
+         step, phase, attempt, not_before, output, principal, request_id, status_message, \
+         lease_owner, lease_until, create_time, update_time, end_time) \
+         VALUES ($1, $2, $3, $4, $17, $5, $6, $7, $8, 0, $9, $10, $11, $12, $13, $14, $15, $9, $9, $16) \
          RETURNING {WORKFLOW_COLUMNS}"
     )))
     .bind(uuid::Uuid::now_v7().to_string())
     .bind(new.kind.as_str())
-    .bind(new.key.account_id.as_str())
-    .bind(new.key.instance_id.as_str())
+    .bind(new.target.account_id.as_str())
+    .bind(new.target.instance_id.as_ref().map(|id| id.as_str().to_owned()))
     .bind(Json(&new.inputs))
     .bind(Json(&new.state))
     .bind(new.step)
@@ -87,6 +87,7 @@ async fn insert(
     .bind(owner)
     .bind(lease_until)
     .bind(done.then_some(now))
+    .bind(&new.target.name)
     .fetch_one(&mut **tx)
     .await
     .map_err(db_error)?
@@ -167,14 +168,14 @@ pub(crate) async fn fence_in_txn(
         .await?
         .ok_or_else(|| Error::not_found(format!("operations/{}", fence.workflow_id)))?;
     // A fence is for its own instance only.
-    if record.key() != *key {
+    if record.target.key().as_ref() != Some(key) {
         return Err(Error::internal(
             "internal error: a workflow step wrote to another instance",
         ));
     }
     if record.done() || record.lease_owner.as_deref() != Some(fence.owner.as_str()) {
         return Err(Error::operation_in_progress(
-            record.target(),
+            record.target.name.clone(),
             "another holder of the workflow",
         ));
     }
@@ -196,7 +197,7 @@ impl WorkflowLog for EngineStore {
             let current = workflow_select_in_txn(&mut tx, id)
                 .await?
                 .ok_or_else(|| Error::not_found(name.clone()))?;
-            ctx.check_visible(&current.account_id, &current.target())?;
+            ctx.check_visible(&current.target.account_id, &current.target.name.clone())?;
             ctx.check_role(Role::Operator, "run a workflow step")?;
             // Saved twice, a finished workflow stays as it finished.
             if current.done() {
@@ -204,7 +205,7 @@ impl WorkflowLog for EngineStore {
             }
             if current.lease_owner.as_deref() != Some(owner) {
                 return Err(Error::operation_in_progress(
-                    current.target(),
+                    current.target.name.clone(),
                     "another holder of the workflow",
                 ));
             }
@@ -256,8 +257,8 @@ impl WorkflowLog for EngineStore {
                 audit_in_txn(
                     &mut tx,
                     ctx,
-                    &record.account_id,
-                    &record.target(),
+                    &record.target.account_id,
+                    &record.target.name.clone(),
                     &outcome,
                     detail,
                 )
@@ -267,6 +268,43 @@ impl WorkflowLog for EngineStore {
             Ok(record)
         }
         .instrument(db_span!("workflow_save"))
+        .await
+    }
+
+    async fn workflow_renew(
+        &self,
+        ctx: &RequestContext,
+        id: &str,
+        owner: &str,
+        lease: std::time::Duration,
+    ) -> Result<WorkflowRecord> {
+        async move {
+            let name = format!("operations/{id}");
+            let mut tx = begin_scoped(&self.pool, ctx).await?;
+            let current = workflow_select_in_txn(&mut tx, id)
+                .await?
+                .ok_or_else(|| Error::not_found(name.clone()))?;
+            ctx.check_visible(&current.target.account_id, &current.target.name.clone())?;
+            ctx.check_role(Role::Operator, "run a workflow step")?;
+            if current.done() {
+                return Err(Error::operation_in_progress(
+                    current.target.name.clone(),
+                    "a finished workflow (nothing to run)",
+                ));
+            }
+            // Past its lease, a holder may still renew as long as no one
+            // took the workflow over: then no one else ran it meanwhile.
+            if current.lease_owner.as_deref() != Some(owner) {
+                return Err(Error::operation_in_progress(
+                    current.target.name.clone(),
+                    "another holder of the workflow",
+                ));
+            }
+            let record = workflow_take_in_txn(&mut tx, id, owner, lease_from_now(lease)).await?;
+            tx.commit().await.map_err(db_error)?;
+            Ok(record)
+        }
+        .instrument(db_span!("workflow_renew"))
         .await
     }
 }
@@ -294,7 +332,7 @@ impl WorkflowStore for EngineStore {
                 .ok_or_else(|| Error::not_found(name.clone()))?
                 .into_record()?;
             // Another tenant's workflow is NOT_FOUND, exactly like a missing one.
-            ctx.check_visible(&record.account_id, &name)?;
+            ctx.check_visible(&record.target.account_id, &name)?;
             Ok(record)
         }
         .instrument(db_span!("workflow_get"))

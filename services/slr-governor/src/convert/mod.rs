@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use prost::Message;
 use sha2::{Digest, Sha256};
 use slrgov_domain::model::{
-    Account, AccountFields, ExternalId, ExternalIdChange, Instance, InstanceFeatures,
-    LinkedRoleState,
+    Account, AccountFields, ConnectStatus, ExternalId, ExternalIdChange, Instance,
+    InstanceFeatures, LinkedRoleState, ObservedState,
 };
 use slrgov_domain::model::{MAX_LEX_BOTS, MAX_STREAMS};
 use slrgov_domain::names::account_name;
@@ -20,6 +20,9 @@ use slrgov_domain::types::{
 use slrgov_domain::{FieldError, Violations};
 use slrgov_proto::slrgov::v1 as pb;
 use slrgov_store::Idempotency;
+
+mod operations;
+pub use operations::operation;
 
 // ---------------------------------------------------------------------------
 // Domain to proto
@@ -75,6 +78,7 @@ pub fn linked_role(role: &slrgov_domain::model::LinkedRole) -> pb::LinkedRole {
         last_used_time: role.last_used_time.map(timestamp),
         last_used_region: role.last_used_region.clone().unwrap_or_default(),
         adopted: role.adopted,
+        restored: role.restored,
         deletion_task_id: role.deletion_task_id.clone().unwrap_or_default(),
         deletion_failure: role.deletion_failure.as_ref().map(|f| {
             pb::linked_role::DeletionFailure {
@@ -95,65 +99,6 @@ pub fn linked_role(role: &slrgov_domain::model::LinkedRole) -> pb::LinkedRole {
         } else {
             String::new()
         },
-    }
-}
-
-/// A workflow as a google.longrunning.Operation (for the kinds that are
-/// operations): its metadata is the row seen through the API, so a
-/// watcher, a poller and a restart all see the same thing.
-pub fn operation(
-    record: &slrgov_domain::workflow::WorkflowRecord,
-) -> slrgov_proto::google::longrunning::Operation {
-    use slrgov_domain::model::LinkedRole;
-    use slrgov_domain::workflow::{Phase, WorkflowKind};
-    use slrgov_proto::google::longrunning::{Operation, operation::Result as OpResult};
-    let key = record.key();
-    let target = match record.kind {
-        WorkflowKind::Delete => key.name(),
-        WorkflowKind::Retire | WorkflowKind::Ensure => key.linked_role_name(),
-    };
-    let metadata = pb::OperationMetadata {
-        create_time: Some(timestamp(record.create_time)),
-        end_time: record.end_time.map(timestamp),
-        target: target.clone(),
-        verb: record.kind.as_str().to_owned(),
-        status_message: record.status_message.clone(),
-        principal: record.principal.clone(),
-        request_id: record.request_id.clone().unwrap_or_default(),
-        step: record.step.clone(),
-        attempt: i32::try_from(record.attempt).unwrap_or(i32::MAX),
-    };
-    let result = match (record.phase, &record.error) {
-        (Phase::Running | Phase::Unwinding, _) => None,
-        (Phase::Failed, Some(error)) => Some(OpResult::Error(crate::status::operation_error(
-            error, &target,
-        ))),
-        (Phase::Failed, None) => Some(OpResult::Error(crate::status::operation_error(
-            &slrgov_domain::workflow::WorkflowError::from(slrgov_domain::Error::internal(
-                "the operation failed",
-            )),
-            &target,
-        ))),
-        (Phase::Succeeded, _) => Some(OpResult::Response(
-            match record
-                .output::<Option<LinkedRole>>()
-                .ok()
-                .flatten()
-                .flatten()
-            {
-                Some(role) => slrgov_proto::to_any(&linked_role(&role)),
-                None => prost_types::Any {
-                    type_url: "type.googleapis.com/google.protobuf.Empty".to_owned(),
-                    value: Vec::new(),
-                },
-            },
-        )),
-    };
-    Operation {
-        name: format!("operations/{}", record.id),
-        metadata: Some(slrgov_proto::to_any(&metadata)),
-        done: record.done(),
-        result,
     }
 }
 
@@ -180,6 +125,7 @@ pub fn inspection(inspection: &crate::lifecycle::Inspection) -> pb::Inspection {
                     FindingCode::RoleUnused => Code::RoleUnused,
                     FindingCode::LegacyInstanceWithoutRole => Code::LegacyInstanceWithoutRole,
                     FindingCode::RoleMismatch => Code::RoleMismatch,
+                    FindingCode::ServiceRoleMismatch => Code::ServiceRoleMismatch,
                 } as i32,
                 severity: match f.severity {
                     Severity::Info => PbSeverity::Info,
@@ -269,6 +215,42 @@ pub fn instance(instance: &Instance) -> pb::Instance {
         update_time: Some(timestamp(instance.update_time)),
         etag: instance.revision.etag(),
         account_id: instance.account_id.to_string(),
+        connect_arn: instance.connect.connect_arn.clone().unwrap_or_default(),
+        connect_status: connect_status(instance.connect.connect_status) as i32,
+        service_role_arn: instance
+            .connect
+            .service_role_arn
+            .clone()
+            .unwrap_or_default(),
+        identity_management_type: instance
+            .connect
+            .identity_management_type
+            .clone()
+            .unwrap_or_default(),
+        observed_state: observed_state(instance.connect.observed_state) as i32,
+        last_seen_time: instance.connect.last_seen_time.map(timestamp),
+        sync_time: instance.connect.sync_time.map(timestamp),
+    }
+}
+
+/// The API enum value of a Connect status.
+pub fn connect_status(status: Option<ConnectStatus>) -> pb::instance::ConnectStatus {
+    use pb::instance::ConnectStatus as Pb;
+    match status {
+        None => Pb::Unspecified,
+        Some(ConnectStatus::CreationInProgress) => Pb::CreationInProgress,
+        Some(ConnectStatus::Active) => Pb::Active,
+        Some(ConnectStatus::CreationFailed) => Pb::CreationFailed,
+    }
+}
+
+/// The API enum value of an observed state.
+pub fn observed_state(state: ObservedState) -> pb::instance::ObservedState {
+    use pb::instance::ObservedState as Pb;
+    match state {
+        ObservedState::Unobserved => Pb::Unobserved,
+        ObservedState::Observed => Pb::Observed,
+        ObservedState::Vanished => Pb::Vanished,
     }
 }
 
@@ -520,6 +502,7 @@ with_request_id!(
     pb::UpdateLinkedRoleDescriptionRequest,
     pb::UpdateLinkedRoleRequest,
     pb::RetireLinkedRoleRequest,
+    pb::SyncInstancesRequest,
 );
 
 /// Makes the idempotency key of a request: its request id (validated, a

@@ -1,0 +1,127 @@
+//! Workflows as google.longrunning.Operations, and what a sync reports.
+
+use slrgov_domain::model::LinkedRole;
+use slrgov_domain::workflow::{Phase, WorkflowError, WorkflowKind, WorkflowRecord};
+use slrgov_proto::google::longrunning::{Operation, operation::Result as OpResult};
+use slrgov_proto::slrgov::v1 as pb;
+
+use super::{linked_role, timestamp};
+use crate::lifecycle::sync::{Look, SyncInputs, SyncReport, SyncState, SyncTotals, totals};
+
+/// A workflow as a google.longrunning.Operation (for the kinds that are
+/// operations): its metadata is the row seen through the API, so a
+/// watcher, a poller and a restart all see the same thing.
+pub fn operation(record: &WorkflowRecord) -> Operation {
+    let target = record.target.name.clone();
+    let sync = match record.kind {
+        WorkflowKind::Sync => Some(sync_looks(record)),
+        _ => None,
+    };
+    let metadata = pb::OperationMetadata {
+        create_time: Some(timestamp(record.create_time)),
+        end_time: record.end_time.map(timestamp),
+        target: target.clone(),
+        verb: record.kind.as_str().to_owned(),
+        status_message: record.status_message.clone(),
+        principal: record.principal.clone(),
+        request_id: record.request_id.clone().unwrap_or_default(),
+        step: record.step.clone(),
+        attempt: i32::try_from(record.attempt).unwrap_or(i32::MAX),
+        sync_progress: sync
+            .as_ref()
+            .map(|(accounts, looks)| sync_progress(totals(*accounts, looks))),
+    };
+    let result = match (record.phase, &record.error) {
+        (Phase::Running | Phase::Unwinding, _) => None,
+        (Phase::Failed, Some(error)) => Some(OpResult::Error(crate::status::operation_error(
+            error, &target,
+        ))),
+        (Phase::Failed, None) => Some(OpResult::Error(crate::status::operation_error(
+            &WorkflowError::from(slrgov_domain::Error::internal("the operation failed")),
+            &target,
+        ))),
+        (Phase::Succeeded, _) if sync.is_some() => {
+            let (accounts, looks) = sync.unwrap_or_default();
+            Some(OpResult::Response(slrgov_proto::to_any(&sync_response(
+                accounts, &looks,
+            ))))
+        }
+        (Phase::Succeeded, _) => Some(OpResult::Response(
+            match record
+                .output::<Option<LinkedRole>>()
+                .ok()
+                .flatten()
+                .flatten()
+            {
+                Some(role) => slrgov_proto::to_any(&linked_role(&role)),
+                None => prost_types::Any {
+                    type_url: "type.googleapis.com/google.protobuf.Empty".to_owned(),
+                    value: Vec::new(),
+                },
+            },
+        )),
+    };
+    Operation {
+        name: format!("operations/{}", record.id),
+        metadata: Some(slrgov_proto::to_any(&metadata)),
+        done: record.done(),
+        result,
+    }
+}
+
+/// A sync's accounts and looks so far: from its output once done, else
+/// from its state (none before it planned).
+fn sync_looks(record: &WorkflowRecord) -> (usize, Vec<Look>) {
+    let accounts = record
+        .inputs::<SyncInputs>()
+        .map(|i| i.accounts.len())
+        .unwrap_or_default();
+    let looks = match record.output::<SyncReport>().ok().flatten() {
+        Some(report) => report.looks,
+        None => match record.state::<SyncState>() {
+            Ok(SyncState::Looking { looks }) => looks,
+            _ => Vec::new(),
+        },
+    };
+    (accounts, looks)
+}
+
+fn count(value: u32) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
+}
+
+/// A sync's totals as the API shows them.
+pub fn sync_progress(totals: SyncTotals) -> pb::SyncProgress {
+    pb::SyncProgress {
+        accounts_total: count(totals.accounts),
+        regions_total: count(totals.regions),
+        regions_done: count(totals.done),
+        regions_failed: count(totals.failed),
+        instances_seen: count(totals.counts.seen),
+        instances_created: count(totals.counts.created),
+        instances_updated: count(totals.counts.updated),
+        instances_vanished: count(totals.counts.vanished),
+    }
+}
+
+/// A finished sync's response: each look and the totals.
+pub fn sync_response(accounts: usize, looks: &[Look]) -> pb::SyncInstancesResponse {
+    pb::SyncInstancesResponse {
+        regions: looks
+            .iter()
+            .map(|look| pb::sync_instances_response::RegionResult {
+                account_id: look.account_id.clone(),
+                region: look.region.clone(),
+                error: look.error.as_ref().map(|error| {
+                    let target = format!("accounts/{}", look.account_id);
+                    crate::status::operation_error(error, &target)
+                }),
+                instances_seen: count(look.counts.seen),
+                instances_created: count(look.counts.created),
+                instances_updated: count(look.counts.updated),
+                instances_vanished: count(look.counts.vanished),
+            })
+            .collect(),
+        totals: Some(sync_progress(totals(accounts, looks))),
+    }
+}
