@@ -330,6 +330,15 @@ impl Lifecycle {
         if expected.is_some_and(|e| e != current.revision) {
             return Err(Error::etag_mismatch(name));
         }
+        // A retirement already runs: asked again (a retry without its
+        // request id), the caller gets that Operation, or
+        // OPERATION_IN_PROGRESS when it is the other kind.
+        if current.state == LinkedRoleState::Deleting && !validate_only {
+            let role_name = current.role_name.clone().unwrap_or_default();
+            return self
+                .begin(ctx, key, role_name, expected, kind, idempotency)
+                .await;
+        }
         let Some(role_name) = current.role_name.clone().filter(|_| {
             matches!(
                 current.state,
@@ -357,6 +366,20 @@ impl Lifecycle {
                 Err(error) => Err(iam_error("GetRole", error)),
             };
         }
+        self.begin(ctx, key, role_name, expected, kind, idempotency)
+            .await
+    }
+
+    /// Records the retirement's start (or finds the one running).
+    async fn begin(
+        &self,
+        ctx: &RequestContext,
+        key: &InstanceKey,
+        role_name: String,
+        expected: Option<Revision>,
+        kind: WorkflowKind,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Retirement, Error> {
         let start = NewWorkflow::of::<RetireWorkflow>(
             kind,
             retire_target(kind, key),

@@ -209,3 +209,61 @@ async fn a_retirement_asks_connect_again_before_it_deletes() {
         LinkedRoleState::Active
     );
 }
+
+#[tokio::test]
+async fn inspect_reports_a_governed_role_connect_no_longer_uses() {
+    use slr_governor::lifecycle::inspect::FindingCode;
+    let world = World::of(Engine::Sqlite, Source::Restore).await;
+    world
+        .iam()
+        .put_role(CONNECT_ROLE, Some("made by Amazon Connect"));
+    world.ensure(&world.lifecycle(None)).await.expect("ensure");
+    let read = ctx("slrgov.v1.LinkedRoleService/InspectLinkedRole");
+    let codes = |inspection: &slr_governor::lifecycle::inspect::Inspection| {
+        inspection
+            .findings
+            .iter()
+            .map(|f| f.code)
+            .collect::<Vec<_>>()
+    };
+    let healthy = world
+        .lifecycle(None)
+        .inspect(&read, &world.key)
+        .await
+        .expect("inspect");
+    assert!(
+        !codes(&healthy).contains(&FindingCode::ServiceRoleMismatch),
+        "{healthy:?}"
+    );
+    // Connect now links another role to the instance; a sync records it.
+    let other = "AWSServiceRoleForAmazonConnect_AnotherRole000000009";
+    world.iam().put_role(other, None);
+    world.aws.connect(ACCOUNT, "us-east-1").put_instance(
+        INSTANCE,
+        "harness",
+        chrono::DateTime::from_timestamp(1_672_531_200, 0).expect("2023"),
+        Some(other),
+    );
+    let sync = world
+        .lifecycle(None)
+        .sync(
+            &ctx("slrgov.v1.InstanceService/SyncInstances"),
+            &slrgov_domain::names::AccountSelector::One(world.key.account_id.clone()),
+            None,
+        )
+        .await
+        .expect("sync");
+    world
+        .work(&world.lifecycle(None), "sync-worker", &sync.id)
+        .await;
+    let drifted = world
+        .lifecycle(None)
+        .inspect(&read, &world.key)
+        .await
+        .expect("inspect");
+    assert!(
+        codes(&drifted).contains(&FindingCode::ServiceRoleMismatch),
+        "{drifted:?}"
+    );
+    assert!(!drifted.healthy(), "{drifted:?}");
+}

@@ -351,3 +351,24 @@ async fn a_worker_whose_claimed_workflow_was_taken_over_makes_no_iam_call() {
     assert_eq!(end.phase, Phase::Succeeded);
     assert_eq!(world.iam().calls("DeleteServiceLinkedRole"), 1);
 }
+
+#[tokio::test]
+async fn a_second_retirement_while_one_runs_answers_with_the_running_operation() {
+    let world = World::new(Engine::Sqlite).await;
+    world.ensure(&world.lifecycle(None)).await.expect("ensure");
+    let lifecycle = world.lifecycle(None);
+    let first = world.retire(&lifecycle, WorkflowKind::Retire).await;
+    // Asked again without a request id while the first runs (DELETING).
+    let again = world.retire(&lifecycle, WorkflowKind::Retire).await;
+    assert_eq!(again.id, first.id, "the same Operation");
+    // DeleteInstance meanwhile: the other kind runs.
+    let ctx = ctx("slrgov.v1.InstanceService/DeleteInstance");
+    let refused = lifecycle
+        .retire(&ctx, &world.key, None, WorkflowKind::Delete, false, None)
+        .await
+        .expect_err("a retirement runs");
+    assert_eq!(refused.reason, Reason::OperationInProgress, "{refused:?}");
+    let end = world.finish_fresh().await;
+    assert_eq!(end.phase, Phase::Succeeded);
+    assert_eq!(world.iam().calls("DeleteServiceLinkedRole"), 1);
+}
