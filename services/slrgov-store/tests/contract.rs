@@ -157,6 +157,8 @@ contract! {
     ensures::case_begin_ensure_states
         => begin_ensure_states_postgres, begin_ensure_states_sqlite;
     ensures::case_linked_role_races => linked_role_races_postgres, linked_role_races_sqlite;
+    ensures::case_begin_ensure_waits_for_not_before
+        => begin_ensure_waits_for_not_before_postgres, begin_ensure_waits_for_not_before_sqlite;
 
     activations::case_linked_role_activate
         => linked_role_activate_postgres, linked_role_activate_sqlite;

@@ -332,3 +332,32 @@ pub async fn case_linked_role_races(store: Arc<dyn Store>) {
     states.sort_by_key(|s| s.as_str());
     assert_eq!(states, [LinkedRoleState::Active, LinkedRoleState::Creating]);
 }
+
+/// A workflow its holder let go to wait (a throttled step's backoff, the
+/// inline budget spent) is not taken over before its `not_before`: a new
+/// request waits for it (Running), and takes it once the time has come.
+pub async fn case_begin_ensure_waits_for_not_before(store: Arc<dyn Store>) {
+    let a = create_account(&store, 1).await.account_id;
+    create_instance(&store, &a, &instance_id(1), "us-east-1").await;
+    let k = key(&a, &instance_id(1));
+    let held = claim(&store, &k, "worker-a", "Wait").await;
+    let mut update = crate::flows::update_of(&held, Phase::Running);
+    update.not_before = chrono::Utc::now() + chrono::Duration::milliseconds(400);
+    let waiting = store
+        .workflow_save(&admin(), &held.id, "worker-a", update)
+        .await
+        .expect("let go until not_before");
+    assert_eq!(waiting.lease_owner, None);
+    match begin(&store, &k, "worker-b", LONG, "Wait").await {
+        EnsureStart::Running(record) => assert_eq!(record.id, held.id),
+        other => panic!("before its not_before, the workflow is waited for: {other:?}"),
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    match begin(&store, &k, "worker-b", LONG, "Wait").await {
+        EnsureStart::Claimed(record) => {
+            assert_eq!(record.id, held.id);
+            assert_eq!(record.lease_owner.as_deref(), Some("worker-b"));
+        }
+        other => panic!("once due, the workflow is taken over: {other:?}"),
+    }
+}

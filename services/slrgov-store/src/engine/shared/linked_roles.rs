@@ -166,7 +166,13 @@ impl LinkedRoleStore for EngineStore {
                 Some(running) if running.kind != WorkflowKind::Ensure => {
                     return Err(Error::operation_in_progress(name, running.kind.as_str()));
                 }
-                Some(running) if held_by_other(&running, owner) => {
+                // Held by another process, or let go by its holder until a
+                // time (a step's backoff): waited for, not run early.
+                Some(running)
+                    if held_by_other(&running, owner)
+                        || (running.lease_owner.as_deref() != Some(owner)
+                            && running.not_before > now()) =>
+                {
                     self.request_id_answer_in_txn(
                         &mut tx,
                         ctx,
