@@ -506,6 +506,7 @@ impl Lifecycle {
         )?;
         let owner = format!("ensure-{}", uuid::Uuid::new_v4());
         let deadline = tokio::time::Instant::now() + ctx.budget(WAIT_FOR_OTHER, ANSWER_MARGIN);
+        let joined_by_request_id = idempotency.is_some();
         let mut idempotency = idempotency;
         loop {
             let started = self
@@ -527,9 +528,23 @@ impl Lifecycle {
             // Another process runs it: wait for its result. If that process
             // dies (its lease runs out), take the workflow over: the next
             // start does, with the workflow's own saved inputs.
-            match self.wait_for(ctx, &waiting_for, deadline).await? {
-                Some(result) => return result,
-                None => idempotency = None,
+            match self.wait_for(ctx, &waiting_for, deadline).await {
+                Ok(Some(result)) => return result,
+                Ok(None) => idempotency = None,
+                // The caller's request id names this workflow: it is the
+                // caller's own ensure, going on in the background, not
+                // someone else's in the way.
+                Err(error)
+                    if joined_by_request_id && error.reason == Reason::OperationInProgress =>
+                {
+                    return Err(continues_in_background(
+                        Reason::Unavailable,
+                        &waiting_for,
+                        "another process runs it",
+                        Duration::from_secs(2),
+                    ));
+                }
+                Err(error) => return Err(error),
             }
         }
     }
@@ -624,12 +639,12 @@ impl Lifecycle {
                         continue;
                     }
                     engine.release(ctx, &mut record).await?;
-                    return Err(Error::unavailable(
+                    // Its steps wait on IAM (throttled, not showing a new
+                    // role yet).
+                    return Err(continues_in_background(
                         Reason::IamUnavailable,
-                        format!(
-                            "the ensure continues in the background ({reason}): call \
-                             EnsureLinkedRole again, with the same request_id, for its result"
-                        ),
+                        &record.id,
+                        &reason,
                         wait.max(Duration::from_secs(1)),
                     ));
                 }
@@ -639,6 +654,19 @@ impl Lifecycle {
             }
         }
     }
+}
+
+/// UNAVAILABLE with RetryInfo: the caller's ensure (workflow `id`) goes
+/// on in the background, and a retry with the same request id joins it.
+fn continues_in_background(reason: Reason, id: &str, why: &str, retry_after: Duration) -> Error {
+    Error::unavailable(
+        reason,
+        format!(
+            "the ensure continues in the background (operations/{id}: {why}): call \
+             EnsureLinkedRole again, with the same request_id, for its result"
+        ),
+        retry_after,
+    )
 }
 
 /// An ACTIVE record is returned once IAM confirms the role, with no

@@ -372,3 +372,76 @@ async fn a_second_retirement_while_one_runs_answers_with_the_running_operation()
     assert_eq!(end.phase, Phase::Succeeded);
     assert_eq!(world.iam().calls("DeleteServiceLinkedRole"), 1);
 }
+
+#[tokio::test]
+async fn a_caller_whose_own_ensure_runs_elsewhere_is_told_to_retry_not_aborted() {
+    use slr_governor::lifecycle::ensure::{EnsureInputs, EnsureState, EnsureWorkflow};
+    use slrgov_domain::types::RequestId;
+    use slrgov_domain::workflow::{NewWorkflow, WorkflowTarget};
+    use slrgov_store::Idempotency;
+
+    let world = World::new(Engine::Sqlite).await;
+    let idempotency = Idempotency {
+        request_id: RequestId::parse("ensure-the-callers-own").expect("request id"),
+        method: "EnsureLinkedRole".to_owned(),
+        fingerprint: vec![7; 32],
+    };
+    // The caller's first try started the workflow; another live process
+    // holds it now (for a minute).
+    let start = NewWorkflow::of::<EnsureWorkflow>(
+        WorkflowKind::Ensure,
+        WorkflowTarget::linked_role(&world.key),
+        &EnsureInputs {
+            suffix: Some(role_suffix(&world.key)),
+            connect_role: None,
+            description: None,
+        },
+        &EnsureState::Claimed,
+        Some(idempotency.request_id.to_string()),
+    )
+    .expect("a start");
+    world
+        .store
+        .linked_role_begin_ensure(
+            &ctx("harness/setup"),
+            start,
+            "another-process",
+            std::time::Duration::from_secs(60),
+            Some(&idempotency),
+        )
+        .await
+        .expect("held elsewhere");
+    let soon = || {
+        ctx("slrgov.v1.LinkedRoleService/EnsureLinkedRole").with_deadline(Some(
+            std::time::Instant::now() + std::time::Duration::from_millis(1500),
+        ))
+    };
+    let lifecycle = world.lifecycle(None);
+    // The retry with its request id: its own ensure goes on, come back.
+    let own = lifecycle
+        .ensure(&soon(), &world.key, None, false, Some(&idempotency))
+        .await
+        .expect_err("still running elsewhere");
+    assert_eq!(
+        (own.kind, own.reason),
+        (Kind::Unavailable, Reason::Unavailable),
+        "{own:?}"
+    );
+    assert!(own.retry_after.is_some(), "RetryInfo: {own:?}");
+    assert!(own.message.contains("same request_id"), "{own:?}");
+    // Another caller, without a request id: someone else's ensure is in
+    // the way.
+    let other = lifecycle
+        .ensure(&soon(), &world.key, None, false, None)
+        .await
+        .expect_err("another ensure runs");
+    assert_eq!(
+        (other.kind, other.reason),
+        (Kind::Aborted, Reason::OperationInProgress),
+        "{other:?}"
+    );
+    assert!(
+        world.iam().all_calls().is_empty(),
+        "nothing ran in this process"
+    );
+}
