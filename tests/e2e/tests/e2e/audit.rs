@@ -310,6 +310,15 @@ async fn audit_trail_of_the_lifecycle(engine: Engine) {
             "{request_id}: {mine:#?}"
         );
     }
+    // The first ensure asked Connect which role the instance uses: the
+    // call is in its trail, like the IAM calls.
+    assert!(
+        by_request(&events, "req-ensure-failed")
+            .iter()
+            .any(|e| operations(e).contains(&("DescribeInstance".to_owned(), "OK".to_owned()))),
+        "DescribeInstance in the trail: {:#?}",
+        by_request(&events, "req-ensure-failed")
+    );
 
     // The failed ensure: its events carry the create (with IAM's request
     // id, as moto answered it) and the throttled confirmations, and one of
