@@ -553,24 +553,10 @@ fn default_sqlite_url(data_dir: &Path) -> anyhow::Result<String> {
     Ok(format!("sqlite://{}", file.display()))
 }
 
-/// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`.
+/// The database URL as logs and errors may show it: user, host, port and
+/// database, never a password ([`slrgov_store::url_for_logs`]).
 pub fn mask_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            let masked = if userinfo.contains(':') {
-                format!("{user}:***")
-            } else {
-                user.to_owned()
-            };
-            format!("{scheme}://{masked}@{host}/{path}")
-        }
-        None => url.to_owned(),
-    }
+    slrgov_store::url_for_logs(url)
 }
 
 #[cfg(test)]
@@ -634,11 +620,11 @@ mod tests {
     fn passwords_are_masked() {
         assert_eq!(
             mask_password("postgres://svc:s3cret@db:5432/slrgov"),
-            "postgres://svc:***@db:5432/slrgov"
+            "postgres://svc@db:5432/slrgov"
         );
         assert_eq!(
             mask_password("postgres://postgres@127.0.0.1/test"),
-            "postgres://postgres@127.0.0.1/test"
+            "postgres://postgres@127.0.0.1:5432/test"
         );
     }
 }

@@ -93,3 +93,101 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, OpenError> {
         Err(OpenError::UnsupportedUrl)
     }
 }
+
+/// What a database URL may show in a log or an error. Postgres: the user,
+/// host (or socket directory), port and database only, read the way the
+/// driver reads the URL, so a password is never shown wherever the URL
+/// carries it (`user:password@`, `?password=`, characters left
+/// unencoded). SQLite: the file, without its query. Anything else, or a
+/// URL the driver cannot read: nothing of it.
+pub fn url_for_logs(url: &str) -> String {
+    use std::str::FromStr;
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return match sqlx::postgres::PgConnectOptions::from_str(url) {
+            Ok(options) => {
+                let host = match options.get_socket() {
+                    Some(socket) => socket.display().to_string(),
+                    None => options.get_host().to_owned(),
+                };
+                format!(
+                    "postgres://{}@{}:{}/{}",
+                    options.get_username(),
+                    host,
+                    options.get_port(),
+                    options.get_database().unwrap_or_default()
+                )
+            }
+            Err(_) => "postgres://(a URL the driver cannot read: not shown)".to_owned(),
+        };
+    }
+    if let Some(rest) = url.strip_prefix("sqlite:") {
+        let file = rest.split_once('?').map_or(rest, |(file, _)| file);
+        return format!("sqlite:{file}");
+    }
+    "(not a postgres:// or sqlite: URL: not shown)".to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_for_logs;
+
+    /// Every URL form of the PostgreSQL documentation (libpq's connection
+    /// URIs), plus passwords in the query and unencoded: the password
+    /// never shows, the rest does.
+    #[test]
+    fn no_url_form_shows_its_password() {
+        let secret = "Hunter2Secret";
+        let cases = [
+            ("postgresql://", "postgres://"),
+            ("postgresql://localhost", "@localhost:5432/"),
+            ("postgresql://localhost:5433", "@localhost:5433/"),
+            ("postgresql://localhost/mydb", "@localhost:5432/mydb"),
+            ("postgresql://user@localhost", "postgres://user@localhost"),
+            (
+                "postgresql://user:Hunter2Secret@localhost",
+                "postgres://user@localhost:5432/",
+            ),
+            (
+                "postgresql://other@localhost/otherdb?connect_timeout=10&application_name=myapp",
+                "postgres://other@localhost:5432/otherdb",
+            ),
+            (
+                "postgresql:///mydb?host=localhost&port=5433",
+                "@localhost:5433/mydb",
+            ),
+            ("postgresql://[2001:db8::1234]/database", "/database"),
+            (
+                "postgresql:///dbname?host=/var/lib/postgresql",
+                "/var/lib/postgresql",
+            ),
+            ("postgresql://%2Fvar%2Flib%2Fpostgresql/dbname", "/dbname"),
+            (
+                "postgres://svc@db.internal:5432/slrgov?password=Hunter2Secret",
+                "postgres://svc@db.internal:5432/slrgov",
+            ),
+            (
+                "postgres://svc:Hunter2Secret@db.internal/slrgov?sslmode=require",
+                "postgres://svc@db.internal:5432/slrgov",
+            ),
+            (
+                "postgres://svc:Hun/ter2Secret@db.internal/slrgov",
+                "postgres://",
+            ),
+            (
+                "postgres://svc:Hunter2Secret@db.internal:notaport/x",
+                "not shown",
+            ),
+            ("sqlite:///tmp/store.db?mode=rwc", "sqlite:///tmp/store.db"),
+            ("mysql://root:Hunter2Secret@db/x", "not shown"),
+        ];
+        for (url, shows) in cases {
+            let logged = url_for_logs(url);
+            assert!(!logged.contains(secret), "{url} -> {logged}");
+            assert!(!logged.contains("ter2Secret"), "{url} -> {logged}");
+            assert!(
+                logged.contains(shows),
+                "{url} -> {logged}, expected {shows}"
+            );
+        }
+    }
+}

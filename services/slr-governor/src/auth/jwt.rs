@@ -190,10 +190,13 @@ impl JwtVerifier {
 /// a JWT may not claim one, so that a principal in the audit trail always
 /// says how the caller was authenticated.
 fn reserved_principal(sub: &str) -> bool {
+    // Compared as a reader of the audit trail would read them: without
+    // surrounding whitespace, in any case.
+    let sub = sub.trim().to_lowercase();
     ["token:", "spiffe://", "service:"]
         .iter()
         .any(|prefix| sub.starts_with(prefix))
-        || ["local-operator", "anonymous"].contains(&sub)
+        || ["local-operator", "anonymous"].contains(&sub.as_str())
 }
 
 fn caller(claims: Claims) -> Result<Caller, &'static str> {
@@ -241,6 +244,19 @@ mod tests {
             "anonymous",
         ] {
             assert!(caller(claims(sub)).is_err(), "{sub} was accepted");
+        }
+        // Not by another spelling either.
+        for sub in [
+            " Local-Operator",
+            "LOCAL-OPERATOR",
+            "local-operator\t",
+            "\u{2003}local-operator",
+            "Anonymous ",
+            "Token:deploy-bot",
+            " SPIFFE://example.org/ns/x",
+            "Service:operations",
+        ] {
+            assert!(caller(claims(sub)).is_err(), "{sub:?} was accepted");
         }
         let ok = caller(claims("alice@example.com")).expect("an ordinary sub");
         assert_eq!(ok.principal, "alice@example.com");

@@ -371,3 +371,34 @@ async fn gzip_requests_are_accepted_and_answers_compressed_for_clients_that_ask(
         .expect("list");
     assert!(plain.metadata().get("grpc-encoding").is_none());
 }
+
+/// The database password never reaches the log, at any level, wherever the
+/// URL carries it (userinfo or `?password=`): the server logs the URL as
+/// user, host, port and database. Postgres here trusts local connections,
+/// so the passwords are accepted and ignored.
+#[tokio::test]
+async fn the_database_password_never_reaches_the_log() {
+    let db = TestDb::new(Engine::Postgres).await;
+    let (scheme, rest) = db.url.split_once("://").expect("a URL");
+    let (userinfo, host) = rest.split_once('@').expect("a user");
+    let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+    let url = format!("{scheme}://{user}:Hunter2InUserinfo@{host}?password=Hunter2InQuery");
+    let server = TestServer::start_with(
+        &db,
+        &[("SLRGOV_DATABASE_URL", &url), ("SLRGOV_LOG", "trace")],
+    )
+    .await;
+    let mut c = server.clients().await;
+    c.add_account(&account_id(7)).await;
+    let log = server.log();
+    assert!(log.lines().count() > 100, "a trace-level log");
+    for secret in ["Hunter2InUserinfo", "Hunter2InQuery"] {
+        let leaks: Vec<&str> = log.lines().filter(|l| l.contains(secret)).take(3).collect();
+        assert!(leaks.is_empty(), "{secret} in the log: {leaks:#?}");
+    }
+    let host_part = host.split('/').next().unwrap_or(host);
+    assert!(
+        log.contains(&format!("{user}@{host_part}")),
+        "the URL is logged without its password"
+    );
+}
