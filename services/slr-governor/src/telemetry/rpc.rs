@@ -90,12 +90,13 @@ impl CallEnd {
                 self.span.record("otel.status_message", message);
             }
         }
+        let (service, method) = metric_labels(&self.service, &self.method);
         rpc_instruments().duration.record(
             self.start.elapsed().as_secs_f64(),
             &[
                 KeyValue::new("rpc.system", "grpc"),
-                KeyValue::new("rpc.service", self.service.clone()),
-                KeyValue::new("rpc.method", self.method.clone()),
+                KeyValue::new("rpc.service", service),
+                KeyValue::new("rpc.method", method),
                 KeyValue::new("rpc.grpc.status_code", i64::from(code)),
             ],
         );
@@ -112,6 +113,52 @@ impl CallEnd {
         let message = headers.get("grpc-message").and_then(|v| v.to_str().ok());
         self.finish(code, message);
         true
+    }
+}
+
+/// Every method the server serves, `package.Service/Method`: read from the
+/// descriptor sets it serves (its own API, health), plus reflection.
+static KNOWN_METHODS: std::sync::LazyLock<std::collections::HashSet<String>> =
+    std::sync::LazyLock::new(|| {
+        use prost::Message;
+        let mut known: std::collections::HashSet<String> = [
+            "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+        for set in [
+            slrgov_proto::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+        ] {
+            let Ok(set) = prost_types::FileDescriptorSet::decode(set) else {
+                continue;
+            };
+            for file in set.file {
+                for service in &file.service {
+                    for method in &service.method {
+                        known.insert(format!(
+                            "{}.{}/{}",
+                            file.package(),
+                            service.name(),
+                            method.name()
+                        ));
+                    }
+                }
+            }
+        }
+        known
+    });
+
+/// The metric labels of a call to `service`/`method`: as they are for a
+/// method the server serves, `unknown` for any other path, so that callers
+/// (authenticated or not) cannot mint unbounded metric series.
+fn metric_labels(service: &str, method: &str) -> (String, String) {
+    if KNOWN_METHODS.contains(&format!("{service}/{method}")) {
+        (service.to_owned(), method.to_owned())
+    } else {
+        ("unknown".to_owned(), "unknown".to_owned())
     }
 }
 
@@ -284,4 +331,40 @@ pub fn request_span(method: &'static str, principal: &str, request_id: &str) -> 
         principal = %principal,
         request_id = %request_id,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::metric_labels;
+
+    #[test]
+    fn unknown_paths_share_one_metric_series() {
+        // What the server serves keeps its labels.
+        for (service, method) in [
+            ("slrgov.v1.InstanceService", "SyncInstances"),
+            ("slrgov.v1.LinkedRoleService", "EnsureLinkedRole"),
+            ("google.longrunning.Operations", "WaitOperation"),
+            ("grpc.health.v1.Health", "Check"),
+            (
+                "grpc.reflection.v1.ServerReflection",
+                "ServerReflectionInfo",
+            ),
+        ] {
+            assert_eq!(
+                metric_labels(service, method),
+                (service.to_owned(), method.to_owned())
+            );
+        }
+        // 10,000 made-up paths, some under a real service: one series.
+        let mut series = std::collections::HashSet::new();
+        for n in 0..10_000u32 {
+            let service = if n % 2 == 0 {
+                format!("attacker.Service{n}")
+            } else {
+                "slrgov.v1.InstanceService".to_owned()
+            };
+            series.insert(metric_labels(&service, &format!("Method{n:x}")));
+        }
+        assert_eq!(series.len(), 1, "{series:?}");
+    }
 }
