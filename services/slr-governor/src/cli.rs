@@ -46,7 +46,13 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
             }
         };
     }
-    let config = match Config::resolve(&cli.overrides) {
+    // The configuration is read before logging can start (logging needs
+    // its format): what reading it logs (a JWKS key skipped, a token
+    // file's warning) is held and logged once logging runs.
+    let startup = StartupLog::default();
+    let resolved =
+        tracing::subscriber::with_default(startup.subscriber(), || Config::resolve(&cli.overrides));
+    let config = match resolved {
         Ok(config) => config,
         Err(error) => {
             eprintln!("slr-governor: {error:#}");
@@ -74,6 +80,7 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
             }
         }
     };
+    startup.replay();
     let result = runtime.block_on(async {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => crate::server::serve(config).await,
@@ -88,6 +95,56 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
         Err(error) => {
             tracing::error!("{error:#}");
             std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// What is logged before logging starts, held as text lines.
+#[derive(Clone, Default)]
+struct StartupLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for StartupLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl StartupLog {
+    /// A subscriber that writes into this log (info and above).
+    fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + use<> {
+        let log = self.clone();
+        tracing_subscriber::fmt()
+            .with_writer(move || log.clone())
+            .with_ansi(false)
+            .with_target(false)
+            .without_time()
+            .with_max_level(tracing::Level::INFO)
+            .finish()
+    }
+
+    /// Logs what was held, each line at its own level.
+    fn replay(&self) {
+        let held = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
+        for line in String::from_utf8_lossy(&held).lines() {
+            // `LEVEL message key=value...`
+            let (level, message) = line.trim().split_once(' ').unwrap_or(("INFO", line));
+            let message = message.trim();
+            match level {
+                "ERROR" => tracing::error!(target: "slr_governor::config", "{message}"),
+                "WARN" => tracing::warn!(target: "slr_governor::config", "{message}"),
+                _ if !message.is_empty() => {
+                    tracing::info!(target: "slr_governor::config", "{message}")
+                }
+                _ => {}
+            }
         }
     }
 }

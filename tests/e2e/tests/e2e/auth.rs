@@ -530,3 +530,33 @@ async fn auth_oversized_messages_are_refused() {
         .await
         .expect("still serving");
 }
+
+/// What reading the configuration logs (here: a JWKS key for encryption,
+/// skipped) reaches the log, although it is read before logging starts.
+#[tokio::test]
+async fn configuration_warnings_reach_the_log() {
+    let jwt = super::auth_support::Jwt::new("es256");
+    let mut set: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&jwt.jwks).expect("read jwks")).expect("jwks");
+    let mut enc = set["keys"][0].clone();
+    enc["kid"] = serde_json::json!("an-encryption-key");
+    enc["use"] = serde_json::json!("enc");
+    set["keys"].as_array_mut().expect("keys").push(enc);
+    let dir = tempfile::tempdir().expect("dir");
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, set.to_string()).expect("write jwks");
+    let mut env = jwt.env();
+    env[0].1 = jwks.display().to_string();
+    let db = super::support::TestDb::new(super::support::Engine::Sqlite).await;
+    let server = super::support::TestServer::start_with(&db, &super::support::env_refs(&env)).await;
+    let warned = server.events_with("JWKS key for encryption skipped");
+    assert_eq!(warned.len(), 1, "{}", server.log());
+    assert_eq!(warned[0]["level"], "WARN", "{:?}", warned[0]);
+    assert!(
+        warned[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("an-encryption-key")),
+        "{:?}",
+        warned[0]
+    );
+}
