@@ -43,7 +43,7 @@ use slrgov_domain::workflow::{
 use slrgov_domain::{Error, Reason, RequestContext, Role};
 use slrgov_store::{EnsureStart, Idempotency, Replay};
 
-use super::roles::{default_description, has_suffix, is_connect_slr, observed, role_suffix};
+use super::roles::{default_description, has_suffix, is_connect_slr, observed};
 use super::steps::{StepEnv, failed, iam_failed, retry, undo_retry};
 use super::{Lifecycle, iam_error, with_retries};
 
@@ -166,6 +166,35 @@ impl<'a> EnsureWorkflow<'a> {
             })
         };
         let suffix = inputs.suffix.as_deref();
+        if let Some(name) = &inputs.connect_role {
+            // Exactly the role Connect names, or nothing: never another
+            // role in its place.
+            return match iam
+                .create_service_linked_role(CONNECT_SERVICE, suffix, Some(&description))
+                .await
+            {
+                Ok(role) => created(role.role_name, true),
+                // `find` saw no such role: the one IAM has now is this
+                // workflow's own (an attempt that died after the call).
+                Err(IamError::NameTaken(_)) => match iam.get_role(name).await {
+                    Ok(role) => created(role.role_name, true),
+                    Err(IamError::NoSuchEntity(_)) => retry(
+                        attempt,
+                        format!("iam says {name} is taken but does not show it yet"),
+                    ),
+                    Err(error) => iam_failed("GetRole", error, attempt),
+                },
+                Err(IamError::SuffixNotAllowed(message)) => {
+                    Outcome::Fail(WorkflowError::from(Error::failed_precondition(
+                        Reason::FailedPrecondition,
+                        format!(
+                            "iam refuses the custom suffix of {name}, the role amazon connect names: it cannot be made again under that name ({message})"
+                        ),
+                    )))
+                }
+                Err(error) => iam_failed("CreateServiceLinkedRole", error, attempt),
+            };
+        }
         match iam
             .create_service_linked_role(CONNECT_SERVICE, suffix, Some(&description))
             .await
@@ -215,10 +244,17 @@ impl<'a> EnsureWorkflow<'a> {
 
     async fn confirm(
         &self,
+        inputs: &EnsureInputs,
         role_name: &str,
         created_by_us: bool,
         attempt: u32,
     ) -> Outcome<EnsureState, LinkedRole> {
+        if let Some(name) = inputs.connect_role.as_deref().filter(|n| *n != role_name) {
+            return Outcome::Fail(WorkflowError::from(Error::failed_precondition(
+                Reason::FailedPrecondition,
+                format!("the role {role_name} is not {name}, the role amazon connect names"),
+            )));
+        }
         let iam = match self.env.iam().await {
             Ok(iam) => iam,
             Err(error) => return failed(error, attempt),
@@ -396,7 +432,10 @@ impl Workflow for EnsureWorkflow<'_> {
             EnsureState::Created {
                 role_name,
                 created_by_us,
-            } => self.confirm(role_name, *created_by_us, attempt).await,
+            } => {
+                self.confirm(inputs, role_name, *created_by_us, attempt)
+                    .await
+            }
             EnsureState::Confirmed {
                 role,
                 created_by_us,
@@ -468,33 +507,29 @@ impl Lifecycle {
             return Replay::Response(first).response();
         }
         let current = self.store().linked_role_get(ctx, key).await?;
-        // An ACTIVE record is confirmed as it is (InspectLinkedRole shows a
-        // role Connect no longer names); anything else asks Connect first,
-        // before any IAM call.
-        let plan = if current.state == LinkedRoleState::Active {
-            None
-        } else {
-            Some(self.plan(ctx, key).await?)
+        // Connect first, before any IAM call: the plan is what a new
+        // workflow is started with. An ACTIVE record whose instance Connect
+        // cannot tell about now is confirmed as it is (InspectLinkedRole
+        // shows what drifted), and never starts a workflow.
+        let plan = match self.plan(ctx, key).await {
+            Ok(plan) => plan,
+            Err(_) if current.state == LinkedRoleState::Active => {
+                let iam = self.iam_client(ctx, key).await?;
+                let role = confirm_active(&*iam, current).await?;
+                return self.answer(ctx, key, idempotency, role).await;
+            }
+            Err(error) => return Err(error),
         };
         let iam = self.iam_client(ctx, key).await?;
         if validate_only {
-            return match plan {
-                None => confirm_active(&*iam, current).await,
-                Some(plan) => super::plan::preview(&*iam, current, &plan).await,
+            return match current.state {
+                LinkedRoleState::Active => confirm_active(&*iam, current).await,
+                _ => super::plan::preview(&*iam, current, &plan).await,
             };
         }
-        let inputs = match plan {
-            Some(plan) => EnsureInputs {
-                description,
-                ..plan
-            },
-            // Only a take-over of a workflow with its own inputs, or a
-            // record gone ACTIVE, can follow: neither uses these.
-            None => EnsureInputs {
-                suffix: Some(role_suffix(key)),
-                connect_role: None,
-                description,
-            },
+        let inputs = EnsureInputs {
+            description,
+            ..plan
         };
         let request_id = idempotency.map(|i| i.request_id.to_string());
         let start = NewWorkflow::of::<EnsureWorkflow>(

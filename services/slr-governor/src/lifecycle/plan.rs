@@ -12,7 +12,7 @@ use slrgov_domain::{Error, Reason, RequestContext};
 
 use super::connect::{Described, ServiceRole};
 use super::ensure::EnsureInputs;
-use super::roles::{ROLE_NAME_PREFIX, has_suffix, observed, role_suffix};
+use super::roles::{ROLE_NAME_PREFIX, has_suffix, is_connect_slr, observed, role_suffix};
 use super::{Lifecycle, iam_error, with_retries};
 use slrgov_aws::IamError;
 
@@ -105,6 +105,14 @@ pub(super) async fn preview(
 ) -> Result<LinkedRole, Error> {
     let existing = match (&plan.connect_role, &plan.suffix) {
         (Some(name), _) => match with_retries("GetRole", || iam.get_role(name)).await {
+            Ok(role) if !is_connect_slr(&role) => {
+                return Err(Error::failed_precondition(
+                    Reason::RoleOwnedElsewhere,
+                    format!(
+                        "the role {name} is not an Amazon Connect service-linked role (path or trust policy)"
+                    ),
+                ));
+            }
             Ok(role) => Some(role),
             Err(IamError::NoSuchEntity(_)) => None,
             Err(error) => return Err(iam_error("GetRole", error)),

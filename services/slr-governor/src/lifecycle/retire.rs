@@ -181,8 +181,14 @@ impl<'a> RetireWorkflow<'a> {
         error: &WorkflowError,
         attempt: u32,
     ) -> Undo<RetireState> {
+        let refused_before_submit =
+            error.reason == Reason::RoleInUse.as_str() && error.failure.is_none();
         let restored = if role_name.is_empty() {
             RestoredRole::Deleted
+        } else if refused_before_submit {
+            // Connect said the role is in use, so nothing was asked of IAM:
+            // the role is as it was (and IAM is not called for it).
+            RestoredRole::Active
         } else {
             let iam = match self.env.iam().await {
                 Ok(iam) => Some(iam),

@@ -197,10 +197,11 @@ async fn a_retirement_asks_connect_again_before_it_deletes() {
         chrono::DateTime::from_timestamp(1_672_531_200, 0).expect("2023"),
         Some(CONNECT_ROLE),
     );
-    // The registry's view is fresh from the request: it said "missing".
-    // The step asks Connect (the view is not OBSERVED), refuses, and the
-    // record is ACTIVE again.
+    // The step asks Connect again, refuses, and the record is ACTIVE
+    // again, with no IAM call at all (nothing was asked of IAM).
+    let before = world.iam().all_calls();
     let end = world.finish_fresh().await;
+    assert_eq!(world.iam().all_calls(), before, "zero IAM calls");
     assert_eq!(end.phase, Phase::Failed, "{end:?}");
     assert!(world.iam().role(CONNECT_ROLE).is_some(), "the role is kept");
     assert_eq!(world.iam().calls("DeleteServiceLinkedRole"), 0);
@@ -266,4 +267,24 @@ async fn inspect_reports_a_governed_role_connect_no_longer_uses() {
         "{drifted:?}"
     );
     assert!(!drifted.healthy(), "{drifted:?}");
+}
+
+#[tokio::test]
+async fn a_connect_role_iam_cannot_make_again_is_never_replaced_by_another() {
+    // Connect names a suffixed role that IAM no longer has, and the account
+    // refuses custom suffixes: the service must not create (or adopt) the
+    // account's unsuffixed role in its place.
+    let world = World::of(Engine::Sqlite, Source::Restore).await;
+    world.iam().set(|b| b.refuse_suffix = true);
+    let error = world
+        .ensure(&world.lifecycle(None))
+        .await
+        .expect_err("cannot restore under Connect's name");
+    assert_eq!(error.kind, Kind::FailedPrecondition, "{error:?}");
+    assert!(error.message.contains(CONNECT_ROLE), "{error:?}");
+    assert!(world.iam().roles().is_empty(), "{:?}", world.iam().roles());
+    assert_eq!(
+        world.record_of(&world.key).await.state,
+        LinkedRoleState::Absent
+    );
 }
