@@ -291,7 +291,7 @@ async fn audit_trail_of_the_lifecycle(engine: Engine) {
     }
     for request_id in ["req-ensure-failed", "req-ensure"] {
         let mine = by_request(&events, request_id);
-        assert!(mine.len() >= 2, "{request_id}: {mine:#?}");
+        assert!(!mine.is_empty(), "{request_id}: {mine:#?}");
         for event in &mine {
             assert_eq!(event.method, "slrgov.v1.LinkedRoleService/EnsureLinkedRole");
             assert_eq!(event.principal, "local-operator");
@@ -306,7 +306,7 @@ async fn audit_trail_of_the_lifecycle(engine: Engine) {
             }
         }
         assert!(
-            mine.iter().filter(|e| e.resource == name).count() >= 2,
+            mine.iter().any(|e| e.resource == name),
             "{request_id}: {mine:#?}"
         );
     }
@@ -374,15 +374,25 @@ async fn audit_trail_of_the_lifecycle(engine: Engine) {
     ids.dedup();
     assert_eq!(ids.len(), all, "{failed_events:#?}");
 
-    // The successful ensure took the workflow over and finished it: its
-    // confirmation (GetRole OK) and the role recorded ACTIVE.
-    let succeeded = by_request(&events, "req-ensure");
+    // The workflow let go by the first ensure is finished once it is due,
+    // by whoever claims it first: the successful ensure (taking it over)
+    // or a background worker. Either way the trail has its confirmation
+    // (GetRole OK) and the role recorded ACTIVE.
+    let succeeded: Vec<&pb::AuditEvent> = events
+        .iter()
+        .filter(|e| {
+            e.resource == name
+                && (e.request_id == "req-ensure" || e.request_id.starts_with("worker-"))
+        })
+        .collect();
     assert!(
         succeeded
             .iter()
-            .any(|e| e.detail.contains("took over the ensure workflow")),
+            .any(|e| e.detail.contains("took over the ensure workflow")
+                || e.request_id.starts_with("worker-")),
         "{succeeded:#?}"
     );
+
     let activation = succeeded
         .iter()
         .find(|e| e.detail.contains("ACTIVE"))
