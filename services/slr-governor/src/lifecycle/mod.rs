@@ -21,6 +21,7 @@
 pub mod connect;
 pub mod describe;
 pub mod ensure;
+mod ensure_request;
 pub mod inspect;
 pub mod plan;
 pub mod retire;
