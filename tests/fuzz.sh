@@ -62,10 +62,13 @@ for target in "${targets[@]}"; do
   else
     status=CRASH
     failed=1
-    tail -n 60 "$log"
+    grep -a -m1 -A1 'panicked at' "$log" || true
+    tail -n 40 "$log"
   fi
   execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n1)"
-  echo "$target: ${execs:-?} executions in ${seconds}s, $status"
+  # libFuzzer's last line: the code edges (cov) and features (ft) reached.
+  reach="$(grep -a 'DONE' "$log" | sed -n 's/.*DONE *cov: \([0-9]*\) ft: \([0-9]*\).*/cov \1, ft \2/p' | tail -n1 || true)"
+  echo "$target: ${execs:-?} executions in ${seconds}s (${reach:-cov ?}), $status"
   rm -f "$log"
 done
 exit "$failed"
