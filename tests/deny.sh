@@ -20,6 +20,7 @@ tools="$root/tests/.tools"
 deny_version="0.20.2"
 stamp="$tools/.cargo-deny.version"
 if [ ! -x "$tools/bin/cargo-deny" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$deny_version" ]; then
+  # About 2¼ minutes cold on the 2-core machine (3½ beside another build).
   echo "==> installing cargo-deny $deny_version into tests/.tools (a few minutes, once)"
   cargo install --locked --quiet "cargo-deny@$deny_version" --root "$tools" --force
   echo "$deny_version" > "$stamp"
