@@ -21,6 +21,16 @@ pub(crate) fn db_error(error: sqlx::Error) -> Error {
                 Duration::from_secs(1),
             )
         }
+        // The server is shutting down, restarting or out of connections,
+        // or the connection broke: another attempt soon may well succeed.
+        sqlx::Error::Database(db) if is_connection_lost(db.as_ref()) => {
+            tracing::warn!(error = %error, "database unavailable");
+            Error::unavailable(
+                Reason::Unavailable,
+                "the database is unavailable; retry",
+                Duration::from_secs(1),
+            )
+        }
         sqlx::Error::Database(db) if is_busy(db.as_ref()) => {
             tracing::warn!(error = %error, "database busy");
             Error::unavailable(
@@ -43,6 +53,15 @@ fn is_busy(error: &dyn sqlx::error::DatabaseError) -> bool {
         error.code().as_deref(),
         Some("5" | "6" | "517" | "40001" | "40P01")
     )
+}
+
+/// Postgres' connection exceptions (class 08), operator intervention
+/// (57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now,
+/// 57P05 idle session timeout) and too many connections (53300).
+fn is_connection_lost(error: &dyn sqlx::error::DatabaseError) -> bool {
+    error.code().as_deref().is_some_and(|code| {
+        code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "57P05" | "53300")
+    })
 }
 
 /// True for a unique-key violation (23505 on Postgres, 2067/1555 on SQLite).

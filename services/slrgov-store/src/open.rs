@@ -14,7 +14,11 @@ pub struct StoreConfig {
     pub url: String,
     /// The most connections the pool opens.
     pub max_connections: u32,
-    /// How long to wait for a connection before answering UNAVAILABLE.
+    /// How long to wait for a connection before answering UNAVAILABLE
+    /// (with RetryInfo). It bounds a call while the database is down or
+    /// restarting (the pool keeps retrying a refused connection until then),
+    /// so it is short: a caller should hear "retry" well within its
+    /// deadline, not wait it out.
     pub acquire_timeout: Duration,
     /// Accept a Postgres role that bypasses row-level security (a superuser
     /// or BYPASSRLS role); refused by default.
@@ -25,6 +29,9 @@ pub struct StoreConfig {
     pub request_id_ttl: Duration,
 }
 
+/// How long a call waits for a database connection by default.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How long request ids are remembered by default (as Stripe does).
 pub const DEFAULT_REQUEST_ID_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -34,7 +41,7 @@ impl StoreConfig {
         StoreConfig {
             url: url.into(),
             max_connections: 16,
-            acquire_timeout: Duration::from_secs(5),
+            acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
             allow_rls_bypass: false,
             request_id_ttl: DEFAULT_REQUEST_ID_TTL,
         }

@@ -22,6 +22,8 @@ mod e2e {
     pub mod lifecycle_support;
     pub mod linked_role_faults;
     pub mod linked_roles;
+    pub mod postgres_cluster;
+    pub mod postgres_restart;
     pub mod registry;
     pub mod replicas;
     pub mod server;
