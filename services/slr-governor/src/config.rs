@@ -36,6 +36,11 @@ pub struct Overrides {
     #[arg(long, env = env::DATABASE_URL, global = true, hide_env_values = true)]
     pub database_url: Option<String>,
 
+    /// Postgres: the schema owner's URL, to migrate as (the service then
+    /// needs only DML grants).
+    #[arg(long, env = env::MIGRATION_DATABASE_URL, global = true, hide_env_values = true)]
+    pub migration_database_url: Option<String>,
+
     /// The most database connections per process.
     #[arg(long, env = env::DATABASE_MAX_CONNECTIONS, global = true)]
     pub database_max_connections: Option<u32>,
@@ -143,6 +148,7 @@ pub struct Overrides {
 struct FileConfig {
     listen: Option<String>,
     database_url: Option<String>,
+    migration_database_url: Option<String>,
     database_max_connections: Option<u32>,
     data_dir: Option<PathBuf>,
     log_format: Option<String>,
@@ -185,6 +191,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The database URL.
     pub database_url: String,
+    /// The schema owner's database URL (Postgres), to migrate as.
+    pub migration_database_url: Option<String>,
     /// The most database connections per process.
     pub database_max_connections: u32,
     /// The log format.
@@ -389,6 +397,21 @@ impl Config {
                 mask_password(&database_url)
             );
         }
+        let migration_database_url = overrides
+            .migration_database_url
+            .clone()
+            .or(file.migration_database_url);
+        if let Some(url) = &migration_database_url {
+            let postgres = |u: &str| u.starts_with("postgres://") || u.starts_with("postgresql://");
+            if !postgres(url) || !postgres(&database_url) {
+                bail!(
+                    "{}: only for Postgres: expected postgres:// URLs in it and in {}, got {}",
+                    env::MIGRATION_DATABASE_URL,
+                    env::DATABASE_URL,
+                    mask_password(url)
+                );
+            }
+        }
         let log_format = match overrides.log_format.clone().or(file.log_format).as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -524,6 +547,7 @@ impl Config {
             regions,
             listen,
             database_url,
+            migration_database_url,
             database_max_connections: overrides
                 .database_max_connections
                 .or(file.database_max_connections)

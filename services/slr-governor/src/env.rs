@@ -7,6 +7,11 @@ pub const LISTEN: &str = "SLRGOV_LISTEN";
 /// `postgres://...` or `sqlite://...`; unset means an SQLite file under
 /// the data directory.
 pub const DATABASE_URL: &str = "SLRGOV_DATABASE_URL";
+/// Postgres only: the URL of the role that owns the schema. `migrate`
+/// (and `serve`, before it serves) applies the migrations as that role, so
+/// `SLRGOV_DATABASE_URL` may name a role with DML grants only
+/// (deploy/postgres/roles.sql).
+pub const MIGRATION_DATABASE_URL: &str = "SLRGOV_MIGRATION_DATABASE_URL";
 /// The most database connections per process (default 16).
 pub const DATABASE_MAX_CONNECTIONS: &str = "SLRGOV_DATABASE_MAX_CONNECTIONS";
 /// Where the embedded SQLite database lives (default `./.slr-governor/`).

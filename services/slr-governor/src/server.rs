@@ -87,6 +87,7 @@ pub fn store_config(config: &Config) -> StoreConfig {
     store.max_connections = config.database_max_connections;
     store.allow_rls_bypass = config.allow_rls_bypass;
     store.request_id_ttl = config.request_id_ttl;
+    store.migration_url = config.migration_database_url.clone();
     store
 }
 
@@ -424,7 +425,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
 /// Runs the migrations and exits (`slr-governor migrate`).
 pub async fn migrate(config: Config) -> anyhow::Result<()> {
-    let store = slrgov_store::open(&store_config(&config))
+    let mut store = store_config(&config);
+    store.migrations = slrgov_store::Migrations::Apply;
+    let store = slrgov_store::open(&store)
         .await
         .with_context(|| format!("cannot migrate {}", config.database_url_for_logs()))?;
     tracing::info!(engine = ?store.engine(), database = %config.database_url_for_logs(), "migrations applied");

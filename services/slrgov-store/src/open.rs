@@ -27,6 +27,26 @@ pub struct StoreConfig {
     /// window gets the first answer; an older id counts as new, and the
     /// sweep removes it.
     pub request_id_ttl: Duration,
+    /// Postgres: the URL of the schema's owner, to migrate as before
+    /// serving as `url`'s role (which then only needs DML grants).
+    pub migration_url: Option<String>,
+    /// Whether `url`'s role applies the migrations (without a
+    /// `migration_url`).
+    pub migrations: Migrations,
+}
+
+/// Who applies the migrations on Postgres (SQLite always applies them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Migrations {
+    /// Serving: apply pending migrations when the role owns the schema (a
+    /// single-role setup, with a warning that it owns the tables); a role
+    /// with DML grants only requires them applied (`slr-governor migrate`).
+    #[default]
+    Auto,
+    /// `slr-governor migrate`: apply them.
+    Apply,
+    /// Require them applied; never run them.
+    Verify,
 }
 
 /// How long a call waits for a database connection by default.
@@ -44,6 +64,8 @@ impl StoreConfig {
             acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
             allow_rls_bypass: false,
             request_id_ttl: DEFAULT_REQUEST_ID_TTL,
+            migration_url: None,
+            migrations: Migrations::Auto,
         }
     }
 }
@@ -60,16 +82,38 @@ pub enum OpenError {
     /// A migration failed.
     #[error("cannot migrate the database")]
     Migrate(#[source] sqlx::migrate::MigrateError),
-    /// The Postgres role skips row-level security.
+    /// The Postgres role skips row-level security, itself or through a
+    /// role it is a member of.
     #[error(
-        "the Postgres role {role} is a superuser or has BYPASSRLS, which skips row-level security \
-         between tenants: connect as an ordinary role (see the README), or set \
-         SLRGOV_ALLOW_RLS_BYPASS=true to accept it"
+        "the Postgres role {role} {how}, which skips row-level security between tenants: \
+         connect as an ordinary role (see the README), or set SLRGOV_ALLOW_RLS_BYPASS=true to \
+         accept it"
     )]
     RlsBypass {
         /// The role.
         role: String,
+        /// How it skips it: its own attributes, or the roles it is a member of.
+        how: String,
     },
+    /// The schema is not at this version's migrations, and the role does
+    /// not own it, so it does not migrate.
+    #[error(
+        "the database schema is not migrated to this version ({detail}), and the Postgres role \
+         {role} does not own it: run `slr-governor migrate` as the schema's owner (or give the \
+         server the owner's URL in SLRGOV_MIGRATION_DATABASE_URL)"
+    )]
+    SchemaNotMigrated {
+        /// The role.
+        role: String,
+        /// What differs (pending versions, ...).
+        detail: String,
+    },
+    /// The role may not read the migrations table.
+    #[error(
+        "the Postgres role cannot read the migrations table _sqlx_migrations: grant the service's \
+         role SELECT, INSERT, UPDATE, DELETE on the schema's tables (deploy/postgres/roles.sql)"
+    )]
+    MigrationsUnreadable(#[source] sqlx::Error),
     /// The service keys could not be loaded.
     #[error("cannot load the service keys")]
     Keys(#[source] sqlx::Error),
@@ -83,6 +127,8 @@ impl OpenError {
             self,
             OpenError::UnsupportedUrl
                 | OpenError::RlsBypass { .. }
+                | OpenError::SchemaNotMigrated { .. }
+                | OpenError::MigrationsUnreadable(_)
                 | OpenError::Connect(sqlx::Error::Configuration(_))
         )
     }
@@ -90,7 +136,8 @@ impl OpenError {
 
 /// Connects to the database named by `config.url`, runs the migrations
 /// (on Postgres under sqlx's advisory lock, so replicas starting together do
-/// not race) and returns the store.
+/// not race; as `config.migration_url`'s role when set, see [`Migrations`])
+/// and returns the store.
 pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, OpenError> {
     if config.url.starts_with("postgres://") || config.url.starts_with("postgresql://") {
         Ok(Arc::new(PostgresStore::open(config).await?))

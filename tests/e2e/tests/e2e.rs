@@ -24,6 +24,7 @@ mod e2e {
     pub mod linked_roles;
     pub mod postgres_cluster;
     pub mod postgres_restart;
+    pub mod postgres_roles;
     pub mod registry;
     pub mod replicas;
     pub mod server;

@@ -3,7 +3,7 @@
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Pool, QueryBuilder, Transaction};
 
-use crate::{Engine, OpenError, StoreConfig};
+use crate::{Engine, Migrations, OpenError, StoreConfig};
 
 pub(crate) type Db = sqlx::Postgres;
 
@@ -77,6 +77,16 @@ pub(crate) fn push_scope(query: &mut QueryBuilder<Db>, accounts_json: String) {
 }
 
 pub(crate) async fn connect(config: &StoreConfig) -> Result<Pool<Db>, OpenError> {
+    // The split of roles (deploy/postgres/roles.sql): the schema's owner
+    // migrates, over a connection of its own that is closed at once; the
+    // service then serves as a role with DML grants only.
+    let mode = match &config.migration_url {
+        Some(url) => {
+            migrate_as_owner(url).await?;
+            Migrations::Verify
+        }
+        None => config.migrations,
+    };
     let options: PgConnectOptions = config.url.parse().map_err(OpenError::Connect)?;
     let options = options.application_name("slr-governor");
     let pool = PgPoolOptions::new()
@@ -85,28 +95,164 @@ pub(crate) async fn connect(config: &StoreConfig) -> Result<Pool<Db>, OpenError>
         .connect_with(options)
         .await
         .map_err(OpenError::Connect)?;
-    // Row-level security is the second wall between tenants; a superuser or
-    // BYPASSRLS role walks through it. Refuse such a role unless told to.
-    let (role, superuser, bypass): (String, bool, bool) = sqlx::query_as(
-        "SELECT rolname::text, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user",
+    check_rls_bypass(&pool, config.allow_rls_bypass).await?;
+    let (role, may_migrate) = migration_rights(&pool).await?;
+    if let Some(detail) = schema_lag(&pool).await? {
+        if mode == Migrations::Apply || (mode == Migrations::Auto && may_migrate) {
+            // sqlx's Postgres migrator holds pg_advisory_lock for the run, so
+            // replicas that start together apply each migration once.
+            MIGRATOR.run(&pool).await.map_err(OpenError::Migrate)?;
+        } else {
+            return Err(OpenError::SchemaNotMigrated { role, detail });
+        }
+    }
+    if mode != Migrations::Apply {
+        warn_if_owner(&pool).await?;
+    }
+    Ok(pool)
+}
+
+/// Applies the migrations over `url` (the schema owner's), then closes
+/// the connection: the owner's rights are not kept in the serving pool.
+async fn migrate_as_owner(url: &str) -> Result<(), OpenError> {
+    let options: PgConnectOptions = url.parse().map_err(OpenError::Connect)?;
+    let options = options.application_name("slr-governor-migrate");
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .map_err(OpenError::Connect)?;
+    let done = MIGRATOR.run(&pool).await.map_err(OpenError::Migrate);
+    pool.close().await;
+    done
+}
+
+/// Row-level security is the second wall between tenants; a superuser or
+/// BYPASSRLS role walks through it, and so does any role that is a member
+/// of one (neither attribute is inherited, but `SET ROLE` reaches it).
+/// Refuses such a role unless told to.
+async fn check_rls_bypass(pool: &Pool<Db>, allow: bool) -> Result<(), OpenError> {
+    let (role, own, via): (String, bool, Option<String>) = sqlx::query_as(
+        "SELECT current_user::text, \
+                (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user), \
+                (SELECT string_agg(r.rolname::text, ', ' ORDER BY r.rolname) FROM pg_roles r \
+                  WHERE (r.rolsuper OR r.rolbypassrls) AND r.rolname <> current_user \
+                    AND pg_has_role(current_user, r.oid, 'MEMBER'))",
     )
-    .fetch_one(&pool)
+    .fetch_one(pool)
     .await
     .map_err(OpenError::Connect)?;
-    if superuser || bypass {
-        if !config.allow_rls_bypass {
-            return Err(OpenError::RlsBypass { role });
+    if !own && via.is_none() {
+        return Ok(());
+    }
+    let how = if own {
+        "is a superuser or has BYPASSRLS".to_owned()
+    } else {
+        format!(
+            "is a member of the superuser or BYPASSRLS role(s) {} (SET ROLE reaches them)",
+            via.unwrap_or_default()
+        )
+    };
+    if !allow {
+        return Err(OpenError::RlsBypass { role, how });
+    }
+    tracing::warn!(
+        role,
+        how,
+        "connected to Postgres as a role that bypasses row-level security \
+         (SLRGOV_ALLOW_RLS_BYPASS=true): only the service's own scope checks separate tenants"
+    );
+    Ok(())
+}
+
+/// The role connected, and whether it may migrate: it owns the migrations
+/// table (is, or may act as, its owner), or there is none yet and it may
+/// create tables in the schema.
+async fn migration_rights(pool: &Pool<Db>) -> Result<(String, bool), OpenError> {
+    sqlx::query_as(
+        "SELECT current_user::text, COALESCE(CASE \
+            WHEN to_regclass('_sqlx_migrations') IS NULL \
+              THEN has_schema_privilege(current_schema(), 'CREATE') \
+            ELSE pg_has_role((SELECT relowner FROM pg_class \
+                              WHERE oid = to_regclass('_sqlx_migrations')), 'USAGE') \
+          END, false)",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(OpenError::Connect)
+}
+
+/// How the schema differs from this version's migrations, or `None` when
+/// every migration is applied as it is embedded here.
+async fn schema_lag(pool: &Pool<Db>) -> Result<Option<String>, OpenError> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(pool)
+        .await
+        .map_err(OpenError::Connect)?;
+    let applied: Vec<(i64, Vec<u8>, bool)> = if exists {
+        sqlx::query_as("SELECT version, checksum, success FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(pool)
+            .await
+            .map_err(|e| match &e {
+                sqlx::Error::Database(db) if db.code().as_deref() == Some("42501") => {
+                    OpenError::MigrationsUnreadable(e)
+                }
+                _ => OpenError::Connect(e),
+            })?
+    } else {
+        Vec::new()
+    };
+    let embedded: Vec<_> = MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+        .collect();
+    let mut lag = Vec::new();
+    for (version, checksum, success) in &applied {
+        match embedded.iter().find(|m| m.version == *version) {
+            None => lag.push(format!("{version} is applied but unknown to this version")),
+            Some(_) if !success => lag.push(format!("{version} failed partway")),
+            Some(m) if m.checksum.as_ref() != checksum.as_slice() => {
+                lag.push(format!("{version} changed after it was applied"))
+            }
+            Some(_) => {}
         }
+    }
+    let pending: Vec<String> = embedded
+        .iter()
+        .filter(|m| !applied.iter().any(|(v, _, _)| *v == m.version))
+        .map(|m| m.version.to_string())
+        .collect();
+    if !pending.is_empty() {
+        lag.push(format!("pending: {}", pending.join(", ")));
+    }
+    Ok((!lag.is_empty()).then(|| lag.join("; ")))
+}
+
+/// Warns when the serving role owns the tables (or may act as their
+/// owner): it could then turn row-level security off (`ALTER TABLE ... NO
+/// FORCE ROW LEVEL SECURITY`) or drop the audit trail's triggers. Single-role
+/// setups still start.
+async fn warn_if_owner(pool: &Pool<Db>) -> Result<(), OpenError> {
+    let owners: Option<String> = sqlx::query_scalar(
+        "SELECT string_agg(DISTINCT pg_get_userbyid(c.relowner)::text, ', ') FROM pg_class c \
+         WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema()) \
+           AND c.relkind IN ('r', 'p') AND c.relname IN \
+             ('accounts', 'instances', 'linked_roles', 'request_ids', 'audit_events', 'workflows', 'service_keys') \
+           AND pg_has_role(current_user, c.relowner, 'MEMBER')",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(OpenError::Connect)?;
+    if let Some(owners) = owners {
         tracing::warn!(
-            role,
-            "connected to Postgres as a role that bypasses row-level security \
-             (SLRGOV_ALLOW_RLS_BYPASS=true): only the service's own scope checks separate tenants"
+            owner = owners,
+            "the service's Postgres role owns the tables (or may act as their owner {owners}): \
+             it could disable row-level security (ALTER TABLE ... NO FORCE ROW LEVEL SECURITY) \
+             or drop the audit triggers. Serve as a role with DML grants only and migrate as the \
+             owner (`slr-governor migrate`, SLRGOV_MIGRATION_DATABASE_URL; deploy/postgres/roles.sql)"
         );
     }
-    // sqlx's Postgres migrator holds pg_advisory_lock for the run, so replicas
-    // that start together apply each migration once.
-    MIGRATOR.run(&pool).await.map_err(OpenError::Migrate)?;
-    Ok(pool)
+    Ok(())
 }
 
 // The store itself: one source for both engines, compiled once here and
