@@ -16,7 +16,9 @@ K8S_VERSIONS = ["1.30.0", "1.37.0"]
 # The Secrets the manifests may reference, and their keys. deploy/README.md
 # documents exactly these (checked below); their values are never in Git.
 DOCUMENTED_SECRETS = {
-    "slr-governor-database": {"url"},
+    # url: the server's DML role; migration-url: the schema owner's, for
+    # the migration Job only (deploy/postgres/roles.sql).
+    "slr-governor-database": {"url", "migration-url"},
     "slr-governor-auth": {"jwks.json"},
 }
 

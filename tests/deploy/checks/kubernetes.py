@@ -278,6 +278,16 @@ def check_rendered(report: Report, label: str, objects: list[dict], env_names: s
     ddb = [e for e in container.get("env", []) if e["name"] == "SLRGOV_DATABASE_URL"]
     check(f"[{label}] the Job reads the same database Secret as the server",
           bool(jdb) and jdb == ddb)
+    jmig = [e for c in jcontainers for e in c.get("env", [])
+            if e["name"] == "SLRGOV_MIGRATION_DATABASE_URL"]
+    server_keys = {e.get("valueFrom", {}).get("secretKeyRef", {}).get("key")
+                   for c in _containers(pod) for e in c.get("env", [])}
+    check(f"[{label}] the Job migrates as the schema owner (SLRGOV_MIGRATION_DATABASE_URL); "
+          "the server never holds the owner's URL",
+          len(jmig) == 1 and "migration-url" not in server_keys
+          and not any(e["name"] == "SLRGOV_MIGRATION_DATABASE_URL"
+                      for c in _containers(pod) for e in c.get("env", [])),
+          f"job = {jmig}, server keys = {sorted(k for k in server_keys if k)}")
 
     # The two-phase apply of deploy/README.md: first everything but the
     # server (`-l 'app.kubernetes.io/component!=server'`), which must hold the
