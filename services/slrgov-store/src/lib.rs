@@ -30,9 +30,7 @@ pub mod page_token;
 
 pub use engine::postgres::PostgresStore;
 pub use engine::sqlite::SqliteStore;
-pub use open::{
-    DEFAULT_REQUEST_ID_TTL, Migrations, OpenError, StoreConfig, open, url_for_logs,
-};
+pub use open::{DEFAULT_REQUEST_ID_TTL, Migrations, OpenError, StoreConfig, open, url_for_logs};
 
 /// Which engine a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -176,7 +176,7 @@ async fn postgres_dml_role_cannot_disable_rls_and_serves_after_migrate_as_owner(
     .fetch_all(&mut conn)
     .await
     .expect("owners");
-    assert_eq!(owners, [owner.clone()]);
+    assert_eq!(owners, std::slice::from_ref(&owner));
     for statement in [
         "ALTER TABLE instances NO FORCE ROW LEVEL SECURITY",
         "ALTER TABLE accounts DISABLE ROW LEVEL SECURITY",
