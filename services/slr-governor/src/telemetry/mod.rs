@@ -159,6 +159,16 @@ struct Gate {
     spans: Option<tracing_subscriber::filter::Targets>,
 }
 
+/// True for the AWS SDK's TRACE events and spans (targets `aws_*`): they
+/// print whole requests and responses as sent and received (`transmitting
+/// request`, `received response from service`, `signing request`), and an
+/// STS AssumeRole request carries the account's ExternalId in its body. No
+/// filter lets them through, `SLRGOV_LOG=trace` included; the SDK's DEBUG
+/// events (attempts, retries, timeouts) stay available.
+fn is_aws_wire_trace(meta: &tracing::Metadata<'_>) -> bool {
+    *meta.level() == tracing::Level::TRACE && meta.target().starts_with("aws_")
+}
+
 impl Gate {
     fn traces(&self, meta: &tracing::Metadata<'_>) -> bool {
         meta.is_span()
@@ -177,7 +187,9 @@ where
         &self,
         meta: &'static tracing::Metadata<'static>,
     ) -> tracing::subscriber::Interest {
-        if self.traces(meta) {
+        if is_aws_wire_trace(meta) {
+            tracing::subscriber::Interest::never()
+        } else if self.traces(meta) {
             tracing::subscriber::Interest::always()
         } else {
             tracing_subscriber::Layer::<S>::register_callsite(&self.logs, meta)
@@ -189,7 +201,8 @@ where
         meta: &tracing::Metadata<'_>,
         cx: tracing_subscriber::layer::Context<'_, S>,
     ) -> bool {
-        self.traces(meta) || tracing_subscriber::Layer::<S>::enabled(&self.logs, meta, cx)
+        !is_aws_wire_trace(meta)
+            && (self.traces(meta) || tracing_subscriber::Layer::<S>::enabled(&self.logs, meta, cx))
     }
 
     fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
