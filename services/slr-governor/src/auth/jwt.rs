@@ -199,10 +199,23 @@ fn reserved_principal(sub: &str) -> bool {
         || ["local-operator", "anonymous"].contains(&sub.as_str())
 }
 
+/// Characters that print as nothing (Unicode's default-ignorable code
+/// points: zero-width spaces and joiners, bidi controls, variation
+/// selectors, tags): a `sub` with one would read in the audit trail as
+/// another principal, `"\u{200B}local-operator"` as `local-operator`.
+fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}'
+        | '\u{17B5}' | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{3164}'
+        | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}'
+        | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
+}
+
 fn caller(claims: Claims) -> Result<Caller, &'static str> {
     if claims.sub.is_empty()
         || claims.sub.len() > MAX_SUBJECT
-        || claims.sub.chars().any(char::is_control)
+        || claims.sub.chars().any(|c| c.is_control() || invisible(c))
     {
         return Err("sub must be 1-256 printable characters");
     }
@@ -251,6 +264,10 @@ mod tests {
             "LOCAL-OPERATOR",
             "local-operator\t",
             "\u{2003}local-operator",
+            "\u{200B}local-operator",
+            "local\u{2060}-operator",
+            "\u{FEFF}anonymous",
+            "an\u{E0041}onymous",
             "Anonymous ",
             "Token:deploy-bot",
             " SPIFFE://example.org/ns/x",
