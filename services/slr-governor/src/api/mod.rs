@@ -97,6 +97,10 @@ impl AppState {
 /// its calls too. A request refused before its target was known (bad input,
 /// an account outside the caller's scope) writes nothing: there is no
 /// account whose trail it belongs to, and writing one would leak.
+///
+/// A mutation cut short before it answered (its deadline passed, or the
+/// client went away), whose handler is dropped mid-way, still gets an event:
+/// DEADLINE_EXCEEDED or CANCELLED ([`CutShort`]).
 pub async fn handle<T, F>(
     state: &AppState,
     ctx: &RequestContext,
@@ -106,8 +110,14 @@ where
     F: std::future::Future<Output = Result<T, Error>>,
 {
     let span = ctx.span.clone();
+    let mut cut_short = CutShort {
+        store: state.store().ok().cloned(),
+        ctx,
+    };
     let result =
         slrgov_aws::audit::recording(ctx.audit.clone(), work.instrument(span.clone())).await;
+    // From here on the request is answered, whatever is dropped.
+    cut_short.store = None;
     let audited = match &result {
         Ok(_) => (!ctx.audit.recorded() || ctx.audit.pending_calls() > 0).then(|| {
             (
@@ -152,6 +162,72 @@ where
             });
             Err(to_status(error, &ctx.correlation_id))
         }
+    }
+}
+
+/// Armed while a handler runs: if it is dropped before the handler has
+/// finished (the admission layer's timeout, or the client resetting the
+/// stream), the mutation's audit event is written from a task of its own,
+/// with the outcome DEADLINE_EXCEEDED when the deadline had passed and
+/// CANCELLED otherwise, and the AWS calls not yet written. As for any
+/// failure, only once the target is known to be visible to the caller.
+struct CutShort<'a> {
+    /// `None` once the handler has finished (or when there is no store).
+    store: Option<Arc<dyn Store>>,
+    ctx: &'a RequestContext,
+}
+
+impl Drop for CutShort<'_> {
+    fn drop(&mut self) {
+        let Some(store) = self.store.take() else {
+            return;
+        };
+        let ctx = self.ctx;
+        let (true, Some((account_id, resource)), Ok(runtime)) = (
+            ctx.is_mutation(),
+            ctx.audit.target(),
+            tokio::runtime::Handle::try_current(),
+        ) else {
+            return;
+        };
+        // The admission layer's timer fires at the deadline; a little slack
+        // for the clock read here.
+        let expired = ctx.deadline.is_some_and(|deadline| {
+            std::time::Instant::now() + Duration::from_millis(20) >= deadline
+        });
+        let (outcome, by) = if expired {
+            ("DEADLINE_EXCEEDED", "its deadline")
+        } else {
+            (
+                "CANCELLED",
+                "the client, which stopped waiting for the answer",
+            )
+        };
+        let detail = if ctx.audit.recorded() {
+            format!("cut short by {by} after its change was recorded")
+        } else {
+            format!("cut short by {by}: what it had not committed was rolled back")
+        };
+        let event = slrgov_domain::audit::NewAuditEvent {
+            account_id,
+            resource,
+            outcome: outcome.to_owned(),
+            detail,
+        };
+        let ctx = ctx.clone();
+        let span = ctx.span.clone();
+        span.in_scope(|| tracing::info!(outcome, "request cut short before it answered"));
+        runtime.spawn(
+            async move {
+                if let Err(error) = store.audit_append(&ctx, event).await {
+                    tracing::error!(
+                        error = %error.message,
+                        "cannot write the audit event of a request cut short"
+                    );
+                }
+            }
+            .instrument(span),
+        );
     }
 }
 

@@ -225,3 +225,86 @@ async fn sigterm_drains_in_flight_rpcs_and_refuses_new_work() {
         "the worker names its owner"
     );
 }
+
+/// The audit events of `account` whose outcome is `outcome`, waiting up to
+/// 5 s for one of request `id` (written by a task once the request is cut).
+async fn cut_event(
+    c: &mut super::support::Clients,
+    account: &str,
+    outcome: &str,
+    id: &str,
+) -> pb::AuditEvent {
+    let started = std::time::Instant::now();
+    loop {
+        let events = c
+            .audit
+            .list_audit_events(pb::ListAuditEventsRequest {
+                parent: format!("accounts/{account}"),
+                filter: format!("outcome = {outcome}"),
+                page_size: 100,
+                page_token: String::new(),
+            })
+            .await
+            .expect("list audit events")
+            .into_inner()
+            .audit_events;
+        if let Some(event) = events.into_iter().find(|e| e.request_id == id) {
+            return event;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no {outcome} event of request {id}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_request_cut_short_still_leaves_an_audit_event() {
+    let (server, _hole, _db, id) = silent_aws_server(&[("SLRGOV_REQUEST_TIMEOUT", "5s")]).await;
+    let mut c = server.clients().await;
+    let name = linked_role_name(HOME, &id);
+    let tagged = |request_id: &str| {
+        let mut request = tonic::Request::new(pb::EnsureLinkedRoleRequest {
+            name: name.clone(),
+            ..Default::default()
+        });
+        request
+            .metadata_mut()
+            .insert("x-request-id", request_id.parse().expect("ascii"));
+        request
+    };
+
+    // Cut by its deadline: the client's 500 ms.
+    let mut request = tagged("cut-by-deadline");
+    request.set_timeout(Duration::from_millis(500));
+    let status = c
+        .linked_roles
+        .ensure_linked_role(request)
+        .await
+        .expect_err("an ensure against a silent AWS");
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    let event = cut_event(&mut c, HOME, "DEADLINE_EXCEEDED", "cut-by-deadline").await;
+    assert_eq!(event.method, "slrgov.v1.LinkedRoleService/EnsureLinkedRole");
+    assert_eq!(event.resource, name);
+    assert!(event.detail.contains("deadline"), "{event:?}");
+
+    // Cut by the client, which stops waiting after 500 ms (its call is
+    // dropped: HTTP/2 resets the stream).
+    let mut client = c.linked_roles.clone();
+    let gone = tokio::time::timeout(
+        Duration::from_millis(500),
+        client.ensure_linked_role(tagged("cut-by-client")),
+    )
+    .await;
+    assert!(gone.is_err(), "the ensure was still running: {gone:?}");
+    let event = cut_event(&mut c, HOME, "CANCELLED", "cut-by-client").await;
+    assert_eq!(event.resource, name);
+    assert!(event.detail.contains("client"), "{event:?}");
+    assert!(
+        server
+            .events_with("request cut short before it answered")
+            .len()
+            >= 2
+    );
+}
