@@ -3,12 +3,18 @@
 //! limit, and puts the [`Caller`] and a correlation id into the request's
 //! extensions, where the handlers read them into a [`RequestContext`].
 //!
-//! Health (`grpc.health.v1.Health`) and reflection (`grpc.reflection.*`)
-//! stay open without credentials. Everything else without valid
-//! credentials is UNAUTHENTICATED before any handler runs; a caller over
-//! its rate limit is RESOURCE_EXHAUSTED / `RATE_LIMITED` with RetryInfo.
-//! Without an auth mode configured every caller is the local operator (and
-//! the server only listens on loopback addresses).
+//! Health (`grpc.health.v1.Health`) stays open without credentials;
+//! reflection (`grpc.reflection.*`) too when no auth mode is configured,
+//! and needs credentials like any RPC when one is (the schema is not for
+//! anonymous callers to read). Everything else without valid credentials
+//! is UNAUTHENTICATED before any handler runs; a caller over its rate limit
+//! is RESOURCE_EXHAUSTED / `RATE_LIMITED` with RetryInfo.
+//!
+//! Without an auth mode configured every caller is the local operator: the
+//! server only listens on loopback addresses, and it answers only requests
+//! addressed to a loopback name (`Host` / `:authority` of `localhost`,
+//! 127.0.0.0/8 or `[::1]`), so that a web page the developer visits cannot
+//! reach it through DNS rebinding (PERMISSION_DENIED / `HOST_NOT_LOOPBACK`).
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -21,7 +27,9 @@ use tower::{Layer, Service};
 
 use crate::auth::Authenticator;
 use crate::auth::rate::RateLimiter;
-use crate::request::{CorrelationId, RpcMethod, correlation_id, is_open_path};
+use crate::request::{
+    CorrelationId, RpcMethod, addressed_to_loopback, correlation_id, is_health_path,
+};
 
 /// Authenticates and rate-limits every request, and attaches its caller.
 #[derive(Debug, Clone)]
@@ -102,7 +110,42 @@ where
         // The RPC's server span (the telemetry layer's, current here) names
         // who called.
         let span = tracing::Span::current();
-        if !is_open_path(request.uri().path()) {
+        let auth_enabled = self.auth.is_enabled();
+        if !auth_enabled && !addressed_to_loopback(&request) {
+            let host = request
+                .uri()
+                .authority()
+                .map(|a| a.host().to_owned())
+                .or_else(|| {
+                    request
+                        .headers()
+                        .get(http::header::HOST)
+                        .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
+                })
+                .unwrap_or_default();
+            tracing::warn!(
+                path = request.uri().path(),
+                request_id = %id,
+                host = %host.escape_debug(),
+                "request to a non-loopback host refused: no auth mode is configured"
+            );
+            let response = crate::admission::refusal(
+                tonic::Code::PermissionDenied,
+                "HOST_NOT_LOOPBACK",
+                format!(
+                    "without authentication this server answers only requests addressed to \
+                     localhost, 127.0.0.1 or [::1], not {:?}",
+                    host.chars().take(64).collect::<String>()
+                ),
+                None,
+                &id,
+            );
+            return Either::Left(ready(Ok(response)));
+        }
+        // Health is open to everyone; reflection only while no auth mode is.
+        let path = request.uri().path();
+        let open = is_health_path(path) || (!auth_enabled && crate::request::is_open_path(path));
+        if !open {
             match self.admit(&request) {
                 Ok(caller) => {
                     span.record("enduser.id", caller.principal.as_str());

@@ -125,6 +125,22 @@ pub struct Overrides {
     #[arg(long, env = env::MAX_CONCURRENT_REQUESTS, global = true)]
     pub max_concurrent_requests: Option<u32>,
 
+    /// RPCs one caller may have in flight (default: an eighth of the pool).
+    #[arg(long, env = env::MAX_CONCURRENT_REQUESTS_PER_CALLER, global = true)]
+    pub max_concurrent_requests_per_caller: Option<u32>,
+
+    /// The longest a request body may take to arrive, e.g. `10s`.
+    #[arg(long, env = env::REQUEST_BODY_TIMEOUT, global = true)]
+    pub request_body_timeout: Option<String>,
+
+    /// HTTP/2 streams open at once on one connection.
+    #[arg(long, env = env::MAX_STREAMS_PER_CONNECTION, global = true)]
+    pub max_streams_per_connection: Option<u32>,
+
+    /// Connections open at once from one IP address (`0`: no limit).
+    #[arg(long, env = env::MAX_CONNECTIONS_PER_PEER, global = true)]
+    pub max_connections_per_peer: Option<u32>,
+
     /// IAM calls per second per AWS account (this process's share).
     #[arg(long, env = env::IAM_RATE_PER_ACCOUNT, global = true)]
     pub iam_rate_per_account: Option<f64>,
@@ -169,6 +185,10 @@ struct FileConfig {
     cors_origins: Option<String>,
     request_timeout: Option<String>,
     max_concurrent_requests: Option<u32>,
+    max_concurrent_requests_per_caller: Option<u32>,
+    request_body_timeout: Option<String>,
+    max_streams_per_connection: Option<u32>,
+    max_connections_per_peer: Option<u32>,
     iam_rate_per_account: Option<f64>,
     connect_rate_per_account: Option<f64>,
     sync_interval: Option<String>,
@@ -215,10 +235,12 @@ pub struct Config {
     pub allow_rls_bypass: bool,
     /// Browser origins allowed through gRPC-Web.
     pub cors: CorsOrigins,
-    /// The longest an RPC may run.
-    pub request_timeout: Duration,
-    /// RPCs served at once (health and reflection not counted).
-    pub max_concurrent_requests: u32,
+    /// RPCs at once (in all and per caller), and how long each may take.
+    pub admission: crate::admission::Limits,
+    /// HTTP/2 streams open at once on one connection.
+    pub max_streams_per_connection: u32,
+    /// Connections open at once from one IP address (`0`: no limit).
+    pub max_connections_per_peer: u32,
     /// IAM calls per second per AWS account.
     pub iam_rate_per_account: f64,
     /// Amazon Connect calls per second per AWS account.
@@ -243,6 +265,12 @@ pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(3600);
 pub const DEFAULT_REGIONS_REFRESH: Duration = Duration::from_secs(12 * 3600);
 /// The default number of RPCs served at once.
 pub const DEFAULT_MAX_CONCURRENT_REQUESTS: u32 = 512;
+/// The default longest wait for a request's body.
+pub const DEFAULT_REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default HTTP/2 streams per connection.
+pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 100;
+/// The default connections per peer address.
+pub const DEFAULT_MAX_CONNECTIONS_PER_PEER: u32 = 64;
 
 /// Which browser origins may call through gRPC-Web.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -489,6 +517,50 @@ impl Config {
         if max_concurrent_requests == 0 {
             bail!("{}: must be at least 1", env::MAX_CONCURRENT_REQUESTS);
         }
+        let max_per_caller = overrides
+            .max_concurrent_requests_per_caller
+            .or(file.max_concurrent_requests_per_caller)
+            // Without auth there is one caller, the local operator.
+            .unwrap_or(if auth.is_enabled() {
+                (max_concurrent_requests / 8).max(1)
+            } else {
+                max_concurrent_requests
+            });
+        if max_per_caller == 0 || max_per_caller > max_concurrent_requests {
+            bail!(
+                "{}: expected 1 to {} ({}), got {max_per_caller}",
+                env::MAX_CONCURRENT_REQUESTS_PER_CALLER,
+                max_concurrent_requests,
+                env::MAX_CONCURRENT_REQUESTS
+            );
+        }
+        let body_timeout = match overrides
+            .request_body_timeout
+            .clone()
+            .or(file.request_body_timeout)
+        {
+            Some(value) => parse_duration(&value).context(env::REQUEST_BODY_TIMEOUT)?,
+            None => DEFAULT_REQUEST_BODY_TIMEOUT.min(request_timeout),
+        };
+        if body_timeout.is_zero() {
+            bail!("{}: must be more than zero", env::REQUEST_BODY_TIMEOUT);
+        }
+        let max_streams_per_connection = overrides
+            .max_streams_per_connection
+            .or(file.max_streams_per_connection)
+            .unwrap_or(DEFAULT_MAX_STREAMS_PER_CONNECTION);
+        if max_streams_per_connection == 0 {
+            bail!("{}: must be at least 1", env::MAX_STREAMS_PER_CONNECTION);
+        }
+        // Without authentication any web page could call through a browser
+        // that allows every origin.
+        if cors == CorsOrigins::Any && !auth.is_enabled() {
+            bail!(
+                "{}: '*' lets any web page call the server, and without authentication every \
+                 caller is the local operator: list the origins, or configure an auth mode",
+                env::CORS_ORIGINS
+            );
+        }
         let iam_rate_per_account = overrides
             .iam_rate_per_account
             .or(file.iam_rate_per_account)
@@ -532,8 +604,17 @@ impl Config {
             connect_rate_per_account,
             sync_interval,
             regions_refresh,
-            request_timeout,
-            max_concurrent_requests,
+            admission: crate::admission::Limits {
+                max_concurrent: max_concurrent_requests,
+                max_per_caller,
+                request_timeout,
+                body_timeout,
+            },
+            max_streams_per_connection,
+            max_connections_per_peer: overrides
+                .max_connections_per_peer
+                .or(file.max_connections_per_peer)
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_PEER),
             cors,
             allow_rls_bypass: overrides
                 .allow_rls_bypass

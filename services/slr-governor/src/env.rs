@@ -72,6 +72,21 @@ pub const REQUEST_TIMEOUT: &str = "SLRGOV_REQUEST_TIMEOUT";
 /// is refused at once with UNAVAILABLE / OVERLOADED and RetryInfo rather
 /// than queued. Health and reflection are not counted.
 pub const MAX_CONCURRENT_REQUESTS: &str = "SLRGOV_MAX_CONCURRENT_REQUESTS";
+/// How many RPCs one principal may have in flight at once (an eighth of
+/// `SLRGOV_MAX_CONCURRENT_REQUESTS` by default, at least 1; all of it
+/// without an auth mode, where every caller is the local operator); beyond it that
+/// caller is refused with RESOURCE_EXHAUSTED / CALLER_CONCURRENCY_LIMITED,
+/// and every other caller keeps its share.
+pub const MAX_CONCURRENT_REQUESTS_PER_CALLER: &str = "SLRGOV_MAX_CONCURRENT_REQUESTS_PER_CALLER";
+/// The longest a request's body may take to arrive (`10s` by default),
+/// health and reflection included; past it: DEADLINE_EXCEEDED /
+/// REQUEST_BODY_TIMEOUT.
+pub const REQUEST_BODY_TIMEOUT: &str = "SLRGOV_REQUEST_BODY_TIMEOUT";
+/// HTTP/2 streams one connection may have open at once (100 by default).
+pub const MAX_STREAMS_PER_CONNECTION: &str = "SLRGOV_MAX_STREAMS_PER_CONNECTION";
+/// Connections one IP address may hold open at once (64 by default; `0`
+/// turns the limit off, e.g. behind a proxy that is the only peer).
+pub const MAX_CONNECTIONS_PER_PEER: &str = "SLRGOV_MAX_CONNECTIONS_PER_PEER";
 /// IAM calls per second per AWS account (10 by default; the burst is the
 /// rate rounded up): one token bucket per account, shared by request
 /// handlers and background work; a call beyond it waits its turn.

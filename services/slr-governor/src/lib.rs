@@ -4,7 +4,7 @@
 //! every layer through this library (the handlers, the lifecycle and its
 //! workflows, the worker).
 //!
-//! The path of a request: [`server`] (the tower stack: [`telemetry`],
+//! The path of a request: [`server`] (the [`listener`]; the tower stack: [`telemetry`],
 //! [`caller`], [`admission`]) → [`api`] (validation, [`convert`]) → the
 //! store (`slrgov_store`) or the [`lifecycle`] (region gate, STS, IAM,
 //! workflows) → [`status`] (errors to gRPC statuses). See
@@ -19,6 +19,7 @@ pub mod config;
 pub mod convert;
 pub mod env;
 pub mod lifecycle;
+pub mod listener;
 pub mod mask;
 pub mod periodic;
 pub mod regions;

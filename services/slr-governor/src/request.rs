@@ -17,6 +17,40 @@ pub fn is_open_path(path: &str) -> bool {
     OPEN_PREFIXES.iter().any(|prefix| path.starts_with(prefix))
 }
 
+/// True for health checks: open to everyone in every auth mode (load
+/// balancers and kubelets probe without credentials).
+pub fn is_health_path(path: &str) -> bool {
+    path.starts_with(OPEN_PREFIXES[0])
+}
+
+/// True when a request's `Host` (HTTP/1.1) or `:authority` (HTTP/2) names
+/// this machine: `localhost`, an address in 127.0.0.0/8, or `[::1]`, with
+/// any port. A request without either cannot come from a browser and
+/// passes.
+pub fn addressed_to_loopback<B>(request: &http::Request<B>) -> bool {
+    let host = match request.uri().authority() {
+        Some(authority) => authority.host().to_owned(),
+        None => match request.headers().get(http::header::HOST) {
+            None => return true,
+            Some(value) => match value.to_str() {
+                Err(_) => return false,
+                Ok(value) => match value.parse::<http::uri::Authority>() {
+                    Ok(authority) => authority.host().to_owned(),
+                    Err(_) => return false,
+                },
+            },
+        },
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    if host == "localhost" {
+        return true;
+    }
+    let address = host.trim_start_matches('[').trim_end_matches(']');
+    address
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// A request's correlation id.
 #[derive(Debug, Clone)]
 pub struct CorrelationId(pub String);
@@ -45,3 +79,50 @@ pub fn correlation_id(headers: &http::HeaderMap) -> String {
 /// the handler answers before it with what it has.
 #[derive(Debug, Clone, Copy)]
 pub struct Deadline(pub std::time::Instant);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_authority(uri: &str, host: Option<&str>) -> http::Request<()> {
+        let mut builder = http::Request::builder().uri(uri);
+        if let Some(host) = host {
+            builder = builder.header(http::header::HOST, host);
+        }
+        builder.body(()).expect("request")
+    }
+
+    #[test]
+    fn loopback_hosts_are_told_apart_from_others() {
+        for uri in [
+            "http://localhost:50051/x",
+            "http://LOCALHOST./x",
+            "http://127.0.0.1:1/x",
+            "http://127.8.9.1/x",
+            "http://[::1]:50051/x",
+        ] {
+            assert!(addressed_to_loopback(&with_authority(uri, None)), "{uri}");
+        }
+        for uri in [
+            "http://evil.example:50051/x",
+            "http://localhost.evil.example/x",
+            "http://127.0.0.1.nip.io/x",
+            "http://10.0.0.1/x",
+            "http://[::2]/x",
+            "http://0.0.0.0/x",
+        ] {
+            assert!(!addressed_to_loopback(&with_authority(uri, None)), "{uri}");
+        }
+        // HTTP/1.1: the Host header, when the URI has no authority.
+        assert!(addressed_to_loopback(&with_authority(
+            "/x",
+            Some("127.0.0.1:50051")
+        )));
+        assert!(!addressed_to_loopback(&with_authority(
+            "/x",
+            Some("rebound.evil.example:50051")
+        )));
+        assert!(!addressed_to_loopback(&with_authority("/x", Some("a b"))));
+        assert!(addressed_to_loopback(&with_authority("/x", None)));
+    }
+}

@@ -17,7 +17,6 @@ use slrgov_proto::slrgov::v1::region_service_server::RegionServiceServer;
 use slrgov_store::StoreConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
@@ -37,6 +36,10 @@ use crate::config::Config;
 /// Every API service accepts gzip requests and answers in gzip a caller
 /// that offers it (`grpc-accept-encoding`); others get plain messages.
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// The largest request message health and reflection decode (a service
+/// name, a symbol or file name): 16 KiB.
+pub const OPEN_MESSAGE_BYTES: usize = 16 * 1024;
 
 /// The CORS layer for gRPC-Web callers in browsers, when origins are
 /// configured: POST from those origins, the headers a gRPC-Web client sends
@@ -315,8 +318,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
     };
 
+    // Streams per connection are bounded here, connections per peer by the
+    // listener: together they bound what one host can hold open.
     let mut builder = Server::builder()
-        .tcp_nodelay(true)
+        .max_concurrent_streams(config.max_streams_per_connection)
         .http2_keepalive_interval(Some(Duration::from_secs(30)));
     if let Some(tls) = tls {
         let files = config.tls.as_ref().map(|f| (&f.cert.1, &f.key.1));
@@ -345,20 +350,20 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         // Who is calling (authenticated, within its rate limit), before any
         // service sees the request; health and reflection stay open.
         .layer(CallerLayer::new(config.auth.clone(), limiter))
-        // Admission: a bounded number of RPCs at once (one more is shed with
-        // UNAVAILABLE and RetryInfo, not queued) and a timeout on each;
-        // inside the caller layer, so refused callers never take a slot.
-        .layer(crate::admission::AdmissionLayer::new(
-            config.max_concurrent_requests,
-            config.request_timeout,
-        ));
+        // Admission: a bounded number of RPCs at once, in all and per
+        // caller (one more is shed with RetryInfo, not queued), a timeout on
+        // each and on the arrival of its body; inside the caller layer, so
+        // refused callers never take a slot.
+        .layer(crate::admission::AdmissionLayer::new(config.admission));
     let router = builder
         // HTTP/1.1 for gRPC-Web; gRPC itself stays HTTP/2.
         .accept_http1(true)
         .layer(layers)
-        .add_service(health_service.max_decoding_message_size(MAX_MESSAGE_BYTES))
-        .add_service(reflection_v1.max_decoding_message_size(MAX_MESSAGE_BYTES))
-        .add_service(reflection_v1alpha.max_decoding_message_size(MAX_MESSAGE_BYTES))
+        // Health (open to everyone) and reflection take only small
+        // messages: a stream cannot make the server buffer a large one.
+        .add_service(health_service.max_decoding_message_size(OPEN_MESSAGE_BYTES))
+        .add_service(reflection_v1.max_decoding_message_size(OPEN_MESSAGE_BYTES))
+        .add_service(reflection_v1alpha.max_decoding_message_size(OPEN_MESSAGE_BYTES))
         .add_service(
             AccountServiceServer::new(api::accounts::Accounts::new(state.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -396,7 +401,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 .send_compressed(CompressionEncoding::Gzip),
         );
 
-    let serving = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+    let incoming = crate::listener::incoming(listener, config.max_connections_per_peer);
+    let serving = router.serve_with_incoming_shutdown(incoming, shutdown);
     tokio::pin!(serving);
     tokio::select! {
         result = &mut serving => result.context("server failed")?,

@@ -18,6 +18,7 @@ mod e2e {
     pub mod grpc_web;
     pub mod grpcurl;
     pub mod handover;
+    pub mod hardening;
     pub mod idempotency;
     pub mod lifecycle_support;
     pub mod linked_role_faults;

@@ -307,18 +307,29 @@ async fn auth_static_tokens_and_grpcurl() {
         &wrong,
     );
 
-    // grpcurl: reflection and health need no token; the API does.
+    // grpcurl: reflection needs a token once an auth mode is on (health
+    // does not); the API does.
     let grpcurl = super::support::grpcurl();
     let addr = server.addr.to_string();
-    let list = tokio::process::Command::new(&grpcurl)
+    let header = format!("authorization: Bearer {secret}");
+    let anonymous = tokio::process::Command::new(&grpcurl)
         .args(["-plaintext", &addr, "list"])
+        .output()
+        .await
+        .expect("grpcurl list");
+    assert!(!anonymous.status.success(), "{anonymous:?}");
+    assert!(String::from_utf8_lossy(&anonymous.stderr).contains("Unauthenticated"));
+    let list = tokio::process::Command::new(&grpcurl)
+        .args(["-plaintext", "-H", &header, &addr, "list"])
         .output()
         .await
         .expect("grpcurl list");
     assert!(list.status.success(), "{list:?}");
     assert!(String::from_utf8_lossy(&list.stdout).contains("slrgov.v1.AccountService"));
+    // A token for the reflection only: the call itself is refused.
     let refused = tokio::process::Command::new(&grpcurl)
-        .args(["-plaintext", &addr, "slrgov.v1.AccountService/ListAccounts"])
+        .args(["-plaintext", "-reflect-header", &header, &addr])
+        .arg("slrgov.v1.AccountService/ListAccounts")
         .output()
         .await
         .expect("grpcurl");
