@@ -28,7 +28,7 @@ use tower::{Layer, Service};
 use crate::auth::Authenticator;
 use crate::auth::rate::RateLimiter;
 use crate::request::{
-    CorrelationId, RpcMethod, addressed_to_loopback, correlation_id, is_health_path,
+    CorrelationId, RpcMethod, addressed_to_loopback, correlation_id, is_health_path, request_host,
 };
 
 /// Authenticates and rate-limits every request, and attaches its caller.
@@ -112,17 +112,10 @@ where
         let span = tracing::Span::current();
         let auth_enabled = self.auth.is_enabled();
         if !auth_enabled && !addressed_to_loopback(&request) {
-            let host = request
-                .uri()
-                .authority()
-                .map(|a| a.host().to_owned())
-                .or_else(|| {
-                    request
-                        .headers()
-                        .get(http::header::HOST)
-                        .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
-                })
-                .unwrap_or_default();
+            let host = match request_host(&request) {
+                Some(Ok(host) | Err(host)) => host,
+                None => String::new(),
+            };
             tracing::warn!(
                 path = request.uri().path(),
                 request_id = %id,

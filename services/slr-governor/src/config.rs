@@ -12,6 +12,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use serde::Deserialize;
 
+pub use crate::cors::CorsOrigins;
 use crate::env;
 use crate::units::parse_duration;
 
@@ -271,52 +272,6 @@ pub const DEFAULT_REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 100;
 /// The default connections per peer address.
 pub const DEFAULT_MAX_CONNECTIONS_PER_PEER: u32 = 64;
-
-/// Which browser origins may call through gRPC-Web.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CorsOrigins {
-    /// No cross-origin calls (same-origin and non-browser clients still may).
-    None,
-    /// Any origin (`*`).
-    Any,
-    /// These origins exactly (`https://portal.example.com`).
-    List(Vec<String>),
-}
-
-impl CorsOrigins {
-    /// Parses `SLRGOV_CORS_ORIGINS`: `*`, or origins separated by commas,
-    /// each `http://` or `https://` with a host and no path.
-    pub fn parse(value: &str) -> anyhow::Result<Self> {
-        let value = value.trim();
-        if value.is_empty() {
-            return Ok(CorsOrigins::None);
-        }
-        if value == "*" {
-            return Ok(CorsOrigins::Any);
-        }
-        let mut origins = Vec::new();
-        for origin in value.split(',').map(str::trim) {
-            let rest = origin
-                .strip_prefix("https://")
-                .or_else(|| origin.strip_prefix("http://"));
-            let ok = rest.is_some_and(|host| {
-                !host.is_empty()
-                    && !host.contains('/')
-                    && host
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-            });
-            if !ok {
-                bail!(
-                    "{}: '{origin}' is not an origin (expected scheme://host[:port], or *)",
-                    env::CORS_ORIGINS
-                );
-            }
-            origins.push(origin.to_owned());
-        }
-        Ok(CorsOrigins::List(origins))
-    }
-}
 
 /// The PEM contents of the TLS files, read at start.
 #[derive(Clone)]

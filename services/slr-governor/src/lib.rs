@@ -17,6 +17,7 @@ pub mod caller;
 pub mod cli;
 pub mod config;
 pub mod convert;
+pub mod cors;
 pub mod env;
 pub mod lifecycle;
 pub mod listener;

@@ -23,23 +23,34 @@ pub fn is_health_path(path: &str) -> bool {
     path.starts_with(OPEN_PREFIXES[0])
 }
 
+/// The host a request is addressed to: its `:authority` (HTTP/2) or
+/// `Host` header (HTTP/1.1), without the port; `None` without either, and
+/// `Some(Err(raw))` when the header does not parse (its text, for logs).
+pub fn request_host<B>(request: &http::Request<B>) -> Option<Result<String, String>> {
+    if let Some(authority) = request.uri().authority() {
+        return Some(Ok(authority.host().to_owned()));
+    }
+    let value = request.headers().get(http::header::HOST)?;
+    let raw = || String::from_utf8_lossy(value.as_bytes()).into_owned();
+    Some(
+        value
+            .to_str()
+            .ok()
+            .and_then(|v| v.parse::<http::uri::Authority>().ok())
+            .map(|authority| authority.host().to_owned())
+            .ok_or_else(raw),
+    )
+}
+
 /// True when a request's `Host` (HTTP/1.1) or `:authority` (HTTP/2) names
 /// this machine: `localhost`, an address in 127.0.0.0/8, or `[::1]`, with
 /// any port. A request without either cannot come from a browser and
 /// passes.
 pub fn addressed_to_loopback<B>(request: &http::Request<B>) -> bool {
-    let host = match request.uri().authority() {
-        Some(authority) => authority.host().to_owned(),
-        None => match request.headers().get(http::header::HOST) {
-            None => return true,
-            Some(value) => match value.to_str() {
-                Err(_) => return false,
-                Ok(value) => match value.parse::<http::uri::Authority>() {
-                    Ok(authority) => authority.host().to_owned(),
-                    Err(_) => return false,
-                },
-            },
-        },
+    let host = match request_host(request) {
+        None => return true,
+        Some(Err(_)) => return false,
+        Some(Ok(host)) => host,
     };
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     if host == "localhost" {

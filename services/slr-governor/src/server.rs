@@ -41,49 +41,6 @@ pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 /// name, a symbol or file name): 16 KiB.
 pub const OPEN_MESSAGE_BYTES: usize = 16 * 1024;
 
-/// The CORS layer for gRPC-Web callers in browsers, when origins are
-/// configured: POST from those origins, the headers a gRPC-Web client sends
-/// (with `authorization` and `x-request-id`), and the gRPC status headers
-/// exposed so the browser client can read errors.
-fn cors_layer(origins: &crate::config::CorsOrigins) -> Option<tower_http::cors::CorsLayer> {
-    use tonic::codegen::http::{HeaderName, HeaderValue, Method};
-    use tower_http::cors::{AllowOrigin, CorsLayer};
-    let allow = match origins {
-        crate::config::CorsOrigins::None => return None,
-        crate::config::CorsOrigins::Any => AllowOrigin::any(),
-        crate::config::CorsOrigins::List(list) => AllowOrigin::list(
-            list.iter()
-                .filter_map(|origin| HeaderValue::from_str(origin).ok()),
-        ),
-    };
-    let headers = |names: &[&'static str]| {
-        names
-            .iter()
-            .map(|n| HeaderName::from_static(n))
-            .collect::<Vec<_>>()
-    };
-    Some(
-        CorsLayer::new()
-            .allow_origin(allow)
-            .allow_methods([Method::POST])
-            .allow_headers(headers(&[
-                "content-type",
-                "x-grpc-web",
-                "x-user-agent",
-                "grpc-timeout",
-                "authorization",
-                "x-request-id",
-            ]))
-            .expose_headers(headers(&[
-                "grpc-status",
-                "grpc-message",
-                "grpc-status-details-bin",
-                "x-request-id",
-            ]))
-            .max_age(Duration::from_secs(600)),
-    )
-}
-
 /// The store settings of a configuration.
 pub fn store_config(config: &Config) -> StoreConfig {
     let mut store = StoreConfig::new(config.database_url.clone());
@@ -337,7 +294,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         // CORS, when browser origins are configured: answers a browser's
         // preflight (OPTIONS) itself and marks responses for the allowed
         // origins; it must see the request before anything turns it away.
-        .option_layer(cors_layer(&config.cors))
+        .option_layer(crate::cors::layer(&config.cors))
         // gRPC-Web: turns an HTTP/1.1 `application/grpc-web` request into
         // gRPC and the answer back, so that every layer and service below
         // sees plain gRPC (trailers included) and treats both alike.
