@@ -70,6 +70,9 @@ pub struct TestServer {
     /// Where it listens.
     pub addr: SocketAddr,
     log: Arc<Mutex<String>>,
+    /// The task copying stderr into `log`; it ends at the pipe's end of
+    /// file, after the process's last line.
+    reader: Option<tokio::task::JoinHandle<()>>,
     /// The client TLS configuration of a server that serves TLS.
     tls: Option<tonic::transport::ClientTlsConfig>,
 }
@@ -147,7 +150,7 @@ impl TestServer {
         let stderr = child.stderr.take().expect("stderr");
         let log = Arc::new(Mutex::new(String::new()));
         let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-        {
+        let reader = {
             let log = log.clone();
             tokio::spawn(async move {
                 let mut addr_tx = Some(addr_tx);
@@ -169,8 +172,8 @@ impl TestServer {
                         log.push('\n');
                     }
                 }
-            });
-        }
+            })
+        };
         let addr = match tokio::time::timeout(Duration::from_secs(30), addr_rx).await {
             Ok(Ok(addr)) => addr,
             _ => panic!(
@@ -182,6 +185,7 @@ impl TestServer {
             child,
             addr,
             log,
+            reader: Some(reader),
             tls: None,
         }
     }
@@ -316,10 +320,21 @@ impl TestServer {
 
     /// Waits for the process to exit (after [`TestServer::terminate`]).
     pub async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
-        tokio::time::timeout(within, self.child.wait())
+        let status = tokio::time::timeout(within, self.child.wait())
             .await
             .expect("the server exits in time")
-            .expect("wait")
+            .expect("wait");
+        self.drain_log().await;
+        status
+    }
+
+    /// Waits until the log holds everything the exited process wrote: the
+    /// copying task may still be behind the process's last lines when
+    /// `wait` returns.
+    async fn drain_log(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), reader).await;
+        }
     }
 
     pub async fn stop(mut self) -> std::process::ExitStatus {
@@ -328,10 +343,12 @@ impl TestServer {
                 .args(["-TERM", &pid.to_string()])
                 .status();
         }
-        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await
             .expect("the server stops within 30s of SIGTERM")
-            .expect("wait")
+            .expect("wait");
+        self.drain_log().await;
+        status
     }
 }
 
