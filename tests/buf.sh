@@ -77,6 +77,7 @@ if [ ! -s "$release" ]; then
   fail "$release is missing: see proto/releases/README.md"
 elif "$buf" breaking proto --against "$release"; then
   echo "ok: no breaking change against $release"
+  breaking_ok=yes
 else
   fail "the changes above break the released slrgov.v1 contract ($release). Callers" \
     "(gRPC, gRPC-Web, grpcurl JSON, generated clients) would break: add instead of" \
