@@ -28,7 +28,10 @@ What it does:
    every environment variable a real setting (services/slr-governor/src/env.rs)
    and the production overlay's pins.
 4. Lints deploy/Dockerfile with hadolint, and checks it against the code
-   (subcommands, port, user).
+   (subcommands, port, user). Lints deploy/Containerfile.scratch too, and
+   checks that both images have the same entry point, command, user,
+   environment, exposed port, working directory and labels (checks/image.py;
+   tests/deploy/image.sh builds and starts the scratch image for real).
 5. Checks that deploy/otel-collector/config.yaml parses and that its
    pipelines use only defined components.
 6. Checks deploy/aws/*.json: valid policies, and the tenant policy's IAM
@@ -68,6 +71,7 @@ from checks.code import (  # noqa: E402
 from checks.collector import check_collector  # noqa: E402
 from checks.common import ROOT, Report  # noqa: E402
 from checks.dockerfile import check_dockerfile, find_hadolint  # noqa: E402
+from checks.image import check_images  # noqa: E402
 from checks.kubernetes import (  # noqa: E402
     check_production,
     check_readme,
@@ -161,6 +165,9 @@ def main() -> int:
 
     report.section("Dockerfile")
     check_dockerfile(report, subcommands)
+
+    report.section("Containerfile.scratch against the Dockerfile")
+    check_images(report, find_hadolint())
 
     report.section("OpenTelemetry Collector")
     otlp_ports = {f.get("otlp_port") for _, f in rendered.values() if f.get("otlp_port")}

@@ -7,6 +7,8 @@
 - kubernetes.py: the rendered objects (schemas, what an operator relies on,
   the production pins) and deploy/README.md's Secrets
 - dockerfile.py: deploy/Dockerfile, with hadolint
+- image.py: deploy/Containerfile.scratch against deploy/Dockerfile (also
+  run by tests/deploy/image.sh against the built image)
 - collector.py: the OpenTelemetry Collector configuration
 - aws.py: the IAM policy documents against the code
 """
