@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""A small OTLP/gRPC receiver for the tests: the trace and metric services
-of the OpenTelemetry collector protocol, writing every export request it
-gets as one JSON line (`{"signal": "traces"|"metrics", "request": {...}}`,
+"""A small OTLP/gRPC receiver for the tests: the trace, metric and log
+services of the OpenTelemetry collector protocol, writing every export
+request it gets as one JSON line
+(`{"signal": "traces"|"metrics"|"logs", "request": {...}}`,
 in protobuf's JSON mapping) to --out, or counting them when no file is
 given (the benchmarks).
 
@@ -19,6 +20,10 @@ from concurrent import futures
 
 import grpc
 from google.protobuf.json_format import MessageToDict
+from opentelemetry.proto.collector.logs.v1 import (
+    logs_service_pb2,
+    logs_service_pb2_grpc,
+)
 from opentelemetry.proto.collector.metrics.v1 import (
     metrics_service_pb2,
     metrics_service_pb2_grpc,
@@ -78,6 +83,15 @@ class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
         return metrics_service_pb2.ExportMetricsServiceResponse()
 
 
+class Logs(logs_service_pb2_grpc.LogsServiceServicer):
+    def __init__(self, sink):
+        self.sink = sink
+
+    def Export(self, request, context):
+        self.sink.write("logs", request)
+        return logs_service_pb2.ExportLogsServiceResponse()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=0)
@@ -87,6 +101,7 @@ def main():
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(sink), server)
     metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(sink), server)
+    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Logs(sink), server)
     port = server.add_insecure_port(f"127.0.0.1:{args.port}")
     server.start()
     print(f"listening on {port}", flush=True)

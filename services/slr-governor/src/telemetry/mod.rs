@@ -20,6 +20,13 @@
 //!   `slrgov.linked_roles` by state; `slrgov.workflows.in_flight` and
 //!   `slrgov.workflows.oldest_age` by kind.
 //!
+//! - **Logs over OTLP** (same endpoint, or
+//!   `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`; `OTEL_LOGS_EXPORTER=none` keeps them
+//!   on stderr only): every event the log filter lets through also goes out
+//!   as an OTLP log record ([`otlp_logs`]), with the trace and span ids of
+//!   the span it was written in. The same events as stderr, so the same
+//!   redaction: nothing that stderr leaves out is exported.
+//!
 //! The resource comes from `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`
 //! (`service.name` defaults to `slr-governor`). Only OTLP over gRPC is built
 //! in: another `OTEL_EXPORTER_OTLP_PROTOCOL` stops the server at start
@@ -40,6 +47,7 @@ use crate::config::LogFormat;
 
 mod gauges;
 mod logs;
+mod otlp_logs;
 mod rpc;
 
 pub use gauges::spawn_gauges;
@@ -55,6 +63,7 @@ const ENDPOINT_VARS: &[&str] = &[
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
     "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
 ];
 
 /// The crates whose spans are exported (everything else's are not).
@@ -70,6 +79,7 @@ const TRACED_CRATES: &[&str] = &[
 pub struct Telemetry {
     tracer: Option<SdkTracerProvider>,
     meter: Option<SdkMeterProvider>,
+    logger: Option<opentelemetry_sdk::logs::SdkLoggerProvider>,
 }
 
 pub(crate) fn var(name: &str) -> Option<String> {
@@ -245,8 +255,15 @@ where
     }
 }
 
-/// The OTLP trace and metric pipelines, registered as the global providers.
-fn pipelines() -> Result<(SdkTracerProvider, SdkMeterProvider), String> {
+/// The OTLP pipelines: traces and metrics (registered as the global
+/// providers), and logs unless `OTEL_LOGS_EXPORTER=none`.
+type Pipelines = (
+    SdkTracerProvider,
+    SdkMeterProvider,
+    Option<opentelemetry_sdk::logs::SdkLoggerProvider>,
+);
+
+fn pipelines() -> Result<Pipelines, String> {
     if let Some(protocol) = var("OTEL_EXPORTER_OTLP_PROTOCOL")
         && protocol != "grpc"
     {
@@ -254,6 +271,7 @@ fn pipelines() -> Result<(SdkTracerProvider, SdkMeterProvider), String> {
             "OTEL_EXPORTER_OTLP_PROTOCOL={protocol} is not supported: this build exports OTLP over gRPC only (unset it, or set it to grpc)"
         ));
     }
+    let logger_provider = otlp_logs::provider(&resource())?;
     let resource = resource();
     let spans = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
@@ -276,7 +294,7 @@ fn pipelines() -> Result<(SdkTracerProvider, SdkMeterProvider), String> {
         .build();
     opentelemetry::global::set_meter_provider(meter_provider.clone());
     opentelemetry::global::set_tracer_provider(tracer_provider.clone());
-    Ok((tracer_provider, meter_provider))
+    Ok((tracer_provider, meter_provider, logger_provider))
 }
 
 impl Telemetry {
@@ -317,27 +335,37 @@ impl Telemetry {
                 .event_format(JsonLine)
                 .boxed(),
         };
-        let otel = pipelines.as_ref().map(|(tracer, _)| {
+        let otel = pipelines.as_ref().map(|(tracer, _, _)| {
             tracing_opentelemetry::layer()
                 .with_tracer(tracer.tracer("slr-governor"))
                 .with_location(false)
                 .with_threads(false)
         });
+        // After the trace layer: by the time an event reaches the log
+        // bridge, entering its span has made the span's OpenTelemetry
+        // context current, and the record takes its trace and span ids.
+        let otlp_logs = pipelines
+            .as_ref()
+            .and_then(|(_, _, logger)| logger.as_ref())
+            .map(otlp_logs::OtlpLogs::new);
         tracing_subscriber::registry()
             .with(gate)
             .with(logs)
             .with(otel)
+            .with(otlp_logs)
             .init();
-        let Some((tracer, meter)) = pipelines else {
+        let Some((tracer, meter, logger)) = pipelines else {
             return Ok(Telemetry::default());
         };
         tracing::info!(
             endpoint = var("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_default(),
+            logs = logger.is_some(),
             "OpenTelemetry export is on (OTLP over gRPC)"
         );
         Ok(Telemetry {
             tracer: Some(tracer),
             meter: Some(meter),
+            logger,
         })
     }
 
@@ -352,6 +380,12 @@ impl Telemetry {
             && let Err(error) = meter.shutdown()
         {
             eprintln!("slr-governor: flushing the metrics failed: {error}");
+        }
+        // Last: the two flushes above may still log.
+        if let Some(logger) = self.logger
+            && let Err(error) = logger.shutdown()
+        {
+            eprintln!("slr-governor: flushing the logs failed: {error}");
         }
     }
 }

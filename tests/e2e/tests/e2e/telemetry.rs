@@ -130,6 +130,42 @@ fn spans(receiver: &Receiver) -> Vec<Span> {
     all
 }
 
+/// One exported log record.
+#[derive(Debug, Clone)]
+struct Record {
+    body: String,
+    severity: String,
+    scope: String,
+    trace_id: String,
+    span_id: String,
+    attrs: BTreeMap<String, String>,
+    resource: BTreeMap<String, String>,
+}
+
+fn records(receiver: &Receiver) -> Vec<Record> {
+    let mut all = Vec::new();
+    for request in receiver.exports("logs") {
+        for rl in request["resourceLogs"].as_array().into_iter().flatten() {
+            let resource = attributes(&rl["resource"]["attributes"]);
+            for sl in rl["scopeLogs"].as_array().into_iter().flatten() {
+                let scope = sl["scope"]["name"].as_str().unwrap_or_default();
+                for r in sl["logRecords"].as_array().into_iter().flatten() {
+                    all.push(Record {
+                        body: r["body"]["stringValue"].as_str().unwrap_or_default().to_owned(),
+                        severity: r["severityText"].as_str().unwrap_or_default().to_owned(),
+                        scope: scope.to_owned(),
+                        trace_id: r["traceId"].as_str().unwrap_or_default().to_owned(),
+                        span_id: r["spanId"].as_str().unwrap_or_default().to_owned(),
+                        attrs: attributes(&r["attributes"]),
+                        resource: resource.clone(),
+                    });
+                }
+            }
+        }
+    }
+    all
+}
+
 /// The latest data points of metric `name` (cumulative: the last export
 /// holds the totals), as (attributes, value or histogram count).
 fn metric(receiver: &Receiver, name: &str) -> Vec<(BTreeMap<String, String>, f64)> {
@@ -519,4 +555,115 @@ async fn spans_metrics_and_logs_reach_an_otlp_collector() {
         assert_eq!(line["span"]["rpc.method"], "EnsureLinkedRole", "{line}");
         assert_eq!(line["span"]["request_id"], "req-telemetry-ensure", "{line}");
     }
+
+    // --- Logs over OTLP ---------------------------------------------------
+    // The same events as stderr, as OTLP log records of the same resource.
+    let exported = records(&receiver);
+    assert!(!exported.is_empty(), "no log records were exported");
+    let printed: HashSet<&str> = lines
+        .iter()
+        .filter_map(|l| l["message"].as_str())
+        .collect();
+    for record in &exported {
+        assert!(
+            printed.contains(record.body.as_str()),
+            "an exported record that stderr does not show (the same filter and redaction for both): {record:#?}"
+        );
+        assert_eq!(
+            record.resource.get("service.name").map(String::as_str),
+            Some("slrgov-e2e")
+        );
+        // The export's own crates are not exported (that would loop).
+        assert!(
+            !["h2", "tonic", "hyper", "opentelemetry"]
+                .iter()
+                .any(|c| record.scope.starts_with(c)),
+            "a record of the export's own crates: {record:#?}"
+        );
+    }
+    let listening = exported
+        .iter()
+        .find(|r| r.body.starts_with("listening on"))
+        .expect("the start's `listening on` record");
+    assert_eq!(listening.severity, "INFO");
+    assert_eq!(listening.scope, "slr_governor::server");
+    // A record written during the ensure carries the ensure's trace id and
+    // the id of one of its spans, like the stderr line.
+    let ensure_records: Vec<&Record> = exported
+        .iter()
+        .filter(|r| r.trace_id == ensure_trace)
+        .collect();
+    assert!(
+        !ensure_records.is_empty(),
+        "no log record carries the ensure's trace id: {exported:#?}"
+    );
+    for record in &ensure_records {
+        assert!(
+            by_id.contains_key(record.span_id.as_str()),
+            "span_id {} is not in the trace: {record:#?}",
+            record.span_id
+        );
+    }
+    // Every stderr line of the ensure is a record of the ensure.
+    for line in lines.iter().filter(|l| l["trace_id"] == ensure_trace.as_str()) {
+        let message = line["message"].as_str().unwrap_or_default();
+        assert!(
+            ensure_records.iter().any(|r| r.body == message),
+            "the stderr line {line} has no record in the ensure's trace"
+        );
+    }
+    // The event's own fields are the record's attributes.
+    assert_eq!(
+        listening.attrs.get("address").map(String::as_str),
+        Some(server.addr.to_string().as_str()),
+        "{listening:#?}"
+    );
+}
+
+/// `OTEL_LOGS_EXPORTER=none` keeps the logs on stderr while traces still go
+/// out; an exporter the build does not have stops the server at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_logs_can_be_turned_off_and_a_wrong_exporter_is_refused() {
+    let receiver = Receiver::start().await;
+    let db = TestDb::new(Engine::Sqlite).await;
+    let endpoint = format!("http://127.0.0.1:{}", receiver.port);
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+        ("OTEL_LOGS_EXPORTER", "none"),
+    ];
+    let mut server = TestServer::start_with(&db, &env).await;
+    let mut c = server.clients().await;
+    c.regions
+        .list_regions(pb::ListRegionsRequest::default())
+        .await
+        .expect("list regions");
+    server.terminate();
+    assert!(server.wait_exit(Duration::from_secs(30)).await.success());
+    assert!(
+        spans(&receiver)
+            .iter()
+            .any(|s| s.name == "slrgov.v1.RegionService/ListRegions"),
+        "traces still go out"
+    );
+    assert!(
+        receiver.exports("logs").is_empty(),
+        "OTEL_LOGS_EXPORTER=none exported logs"
+    );
+    assert!(!server.events_with("listening on").is_empty());
+
+    let refused = TestServer::run_to_exit(
+        &db,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_LOGS_EXPORTER", "console"),
+        ],
+    )
+    .await;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("OTEL_LOGS_EXPORTER=console is not supported"),
+        "{stderr}"
+    );
 }
