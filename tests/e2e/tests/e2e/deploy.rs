@@ -4,8 +4,11 @@
 //! what an operator relies on (replicas, gRPC probes, non-root, Secret
 //! references, the migration Job, HPA against PDB, the NetworkPolicy, every
 //! environment variable a real setting), lints the Dockerfile with
-//! hadolint, checks the collector config's pipelines, and checks that the
-//! tenant IAM policy allows exactly the IAM calls the code makes.
+//! hadolint, checks that deploy/Containerfile.scratch gives the same entry
+//! point, command, user, environment, port and working directory as the
+//! Dockerfile's final stage, checks the collector config's pipelines, and
+//! checks that the tenant IAM policy allows exactly the IAM calls the code
+//! makes. (Building and starting the image: tests/deploy/image.sh.)
 
 use std::process::Command;
 
