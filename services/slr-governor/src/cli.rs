@@ -4,10 +4,12 @@
 //! slr-governor [serve]     serve the API (the default)
 //! slr-governor migrate     apply the database migrations and exit
 //! slr-governor token       mint a development JWT and its JWKS
+//! slr-governor ctl ...     operator jobs against a running server (see `ctl`)
 //! slr-governor --version
 //! ```
 //!
-//! Exit codes: 0 ok, 1 failure, 2 bad configuration.
+//! Exit codes: 0 ok, 1 failure, 2 bad configuration (`ctl`: 1 the job
+//! failed, 2 usage or connection).
 
 use clap::{Parser, Subcommand};
 
@@ -33,10 +35,28 @@ enum Command {
     /// Mint a signed JWT from a local private key (created when missing),
     /// for development: prints the token, and writes the matching JWKS.
     Token(Box<crate::auth::mint::TokenArgs>),
+    /// Operator jobs against a running server over gRPC: sync, ensure the
+    /// roles of many instances, list findings, follow an operation
+    /// (`slr-governor ctl --help`).
+    // Its own parser: the server's options above are no part of it.
+    #[command(disable_help_flag = true)]
+    Ctl {
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            num_args = 0..,
+            value_name = "ARGS"
+        )]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 /// Runs the command `cli` names.
 pub fn run(cli: Cli) -> std::process::ExitCode {
+    // A client: no configuration, telemetry or database.
+    if let Some(Command::Ctl { args }) = cli.command {
+        return crate::ctl::run_from(args);
+    }
     if let Some(Command::Token(args)) = &cli.command {
         return match crate::auth::mint::run(args) {
             Ok(()) => std::process::ExitCode::SUCCESS,
@@ -85,7 +105,7 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => crate::server::serve(config).await,
             Command::Migrate => crate::server::migrate(config).await,
-            Command::Token(_) => Ok(()),
+            Command::Token(_) | Command::Ctl { .. } => Ok(()),
         }
     });
     // Export what is still buffered while the runtime still runs.

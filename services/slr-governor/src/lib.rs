@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod convert;
 pub mod cors;
+pub mod ctl;
 pub mod env;
 pub mod lifecycle;
 pub mod listener;
