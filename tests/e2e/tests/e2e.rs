@@ -13,6 +13,7 @@ mod e2e {
     pub mod bad_input;
     pub mod connect_roles;
     pub mod crash;
+    pub mod ctl;
     pub mod deploy;
     pub mod discovery;
     pub mod grpc_web;

@@ -1,0 +1,411 @@
+//! `slr-governor ctl`, the real binary, against a real server on moto:
+//! `sync` discovers Connect instances with a progress bar, `ensure-roles`
+//! ensures every role (created, adopted, unchanged, failed by reason),
+//! `findings` lists what InspectLinkedRole found, `operation` follows an
+//! operation; JSON output is one document on stdout; refusals (an unknown
+//! account, a viewer ensuring, no token) give the code, the reason and a
+//! non-zero exit.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use super::auth_support::{Jwt, with_token};
+use super::lifecycle_support::{HOME, register};
+use super::support::{Engine, Moto, TestDb, TestServer, env_refs, server_bin};
+use slrgov_proto::slrgov::v1 as pb;
+
+/// What one `ctl` run left.
+#[derive(Debug)]
+struct Ran {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Ran {
+    /// stdout as the one JSON document it must be.
+    #[track_caller]
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is one JSON document ({e}): {self:#?}"))
+    }
+}
+
+/// Runs `slr-governor ctl <args>` against `server` (SLRGOV_CTL_SERVER,
+/// which `--server` overrides) with `env`, and none of the caller's own
+/// `SLRGOV_CTL_*` settings.
+async fn ctl(server: &TestServer, args: &[&str], env: &[(&str, &str)]) -> Ran {
+    let mut command = tokio::process::Command::new(server_bin());
+    command
+        .arg("ctl")
+        .args(args)
+        .stdin(std::process::Stdio::null());
+    for name in [
+        "SLRGOV_CTL_SERVER",
+        "SLRGOV_CTL_TOKEN",
+        "SLRGOV_CTL_TOKEN_FILE",
+        "SLRGOV_CTL_CA",
+        "SLRGOV_CTL_CERT",
+        "SLRGOV_CTL_KEY",
+    ] {
+        command.env_remove(name);
+    }
+    command.env("SLRGOV_CTL_SERVER", server.endpoint());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = tokio::time::timeout(std::time::Duration::from_secs(180), command.output())
+        .await
+        .expect("ctl finishes within 3 minutes")
+        .expect("run slr-governor ctl");
+    Ran {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[track_caller]
+fn ok(ran: &Ran) {
+    assert_eq!(ran.code, 0, "ctl succeeds: {ran:#?}");
+}
+
+#[tokio::test]
+async fn ctl_sync_ensure_findings_and_operations() {
+    let moto = Moto::start().await;
+    let db = TestDb::new(Engine::Sqlite).await;
+    let server = TestServer::start_with_moto(&db, &moto, &[]).await;
+    let mut c = server.clients().await;
+    register(&mut c, HOME, None).await;
+    // Two recent instances (Connect made their roles: adopted) and a
+    // legacy one (no role: created).
+    let sales = moto
+        .create_connect_instance(None, "us-east-1", "sales")
+        .await;
+    let support = moto
+        .create_connect_instance(None, "eu-west-2", "support")
+        .await;
+    let legacy = moto
+        .create_connect_instance(None, "us-east-1", "legacy-desk")
+        .await;
+    let ids: BTreeSet<String> = [&sales, &support, &legacy]
+        .iter()
+        .map(|i| i.id.clone())
+        .collect();
+
+    // sync: the bar counts the regions; the summary the instances.
+    let ran = ctl(&server, &["--progress", "always", "sync", HOME], &[]).await;
+    ok(&ran);
+    assert!(
+        ran.stdout
+            .starts_with(&format!("synced accounts/{HOME} (operations/")),
+        "{ran:#?}"
+    );
+    assert!(
+        ran.stdout
+            .contains("3 seen, 3 created, 0 updated, 0 vanished"),
+        "{ran:#?}"
+    );
+    assert!(
+        ran.stderr.contains("10/10"),
+        "a bar of the 10 regions: {ran:#?}"
+    );
+    assert!(
+        ran.stderr.contains(&format!("sync accounts/{HOME}")),
+        "{ran:#?}"
+    );
+
+    // ensure-roles, JSON: counts, every role in IAM, the bar on stderr.
+    let ran = ctl(
+        &server,
+        &[
+            "--output",
+            "json",
+            "--progress",
+            "always",
+            "ensure-roles",
+            HOME,
+        ],
+        &[],
+    )
+    .await;
+    ok(&ran);
+    let summary = ran.json();
+    assert_eq!(summary["total"], 3, "{summary:#}");
+    assert_eq!(
+        (
+            &summary["created"],
+            &summary["adopted"],
+            &summary["restored"],
+            &summary["failed"]
+        ),
+        (
+            &Value::from(1),
+            &Value::from(2),
+            &Value::from(0),
+            &Value::from(0)
+        ),
+        "{summary:#}"
+    );
+    assert!(ran.stderr.contains("3/3"), "the bar: {ran:#?}");
+    let results = summary["results"].as_array().expect("results");
+    let iam_roles: BTreeSet<String> = moto
+        .connect_roles(&moto.iam(None).await)
+        .await
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    let mut ensured = BTreeSet::new();
+    for result in results {
+        assert_eq!(result["state"], "ACTIVE", "{result:#}");
+        let role = result["role_name"].as_str().expect("role name");
+        assert!(iam_roles.contains(role), "{role} is in IAM: {iam_roles:?}");
+        let name = result["name"].as_str().expect("name");
+        let id = name
+            .strip_prefix(&format!("accounts/{HOME}/instances/"))
+            .and_then(|rest| rest.strip_suffix("/linkedRole"))
+            .expect("a linked role name");
+        ensured.insert(id.to_owned());
+        let want = if id == legacy.id {
+            "created"
+        } else {
+            "adopted"
+        };
+        assert_eq!(result["outcome"], want, "{result:#}");
+    }
+    assert_eq!(ensured, ids);
+
+    // Again, as text without a bar: nothing to do.
+    let ran = ctl(&server, &["ensure-roles", &format!("accounts/{HOME}")], &[]).await;
+    ok(&ran);
+    assert!(
+        ran.stdout.contains("ensured 3 linked role(s) of accounts/123456789012: 0 created, 0 adopted, 0 restored, 3 unchanged, 0 failed"),
+        "{ran:#?}"
+    );
+    assert!(
+        ran.stderr.is_empty(),
+        "no bar when stderr is no terminal: {ran:#?}"
+    );
+
+    // findings: a table (moto's roles have no policies), and JSON as a list.
+    let ran = ctl(&server, &["findings", HOME], &[]).await;
+    ok(&ran);
+    let lines: Vec<&str> = ran.stdout.lines().collect();
+    assert!(lines[0].starts_with("INSTANCE"), "{ran:#?}");
+    assert_eq!(lines.len(), 4, "a header and one row each: {ran:#?}");
+    for id in &ids {
+        let row = lines
+            .iter()
+            .find(|l| l.contains(id.as_str()))
+            .unwrap_or_else(|| panic!("a row of {id}: {ran:#?}"));
+        assert!(row.contains("PERMISSION_MISSING"), "{row}");
+    }
+    let ran = ctl(
+        &server,
+        &["--output", "json", "findings", "accounts/-"],
+        &[],
+    )
+    .await;
+    ok(&ran);
+    let list = ran.json();
+    let list = list.as_array().expect("a list");
+    assert_eq!(list.len(), 3, "{list:#?}");
+    for entry in list {
+        assert_eq!(entry["error"], Value::Null, "{entry:#}");
+        assert_eq!(entry["healthy"], false, "{entry:#}");
+        let codes: Vec<&str> = entry["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .filter_map(|f| f["code"].as_str())
+            .collect();
+        assert!(codes.contains(&"PERMISSION_MISSING"), "{entry:#}");
+    }
+
+    // sync --no-wait prints the operation; operation --wait follows it.
+    let ran = ctl(&server, &["sync", "-", "--no-wait"], &[]).await;
+    ok(&ran);
+    let name = ran.stdout.trim().to_owned();
+    assert!(name.starts_with("operations/"), "{ran:#?}");
+    let ran = ctl(
+        &server,
+        &["--output", "json", "operation", &name, "--wait"],
+        &[],
+    )
+    .await;
+    ok(&ran);
+    let op = ran.json();
+    assert_eq!(op["name"], name.as_str());
+    assert_eq!(op["done"], true, "{op:#}");
+    assert_eq!(op["metadata"]["verb"], "sync", "{op:#}");
+    assert_eq!(
+        op["response"]["@type"], "slrgov.v1.SyncInstancesResponse",
+        "{op:#}"
+    );
+    assert_eq!(op["response"]["totals"]["instances_seen"], 3, "{op:#}");
+    let id = name.trim_start_matches("operations/");
+    let ran = ctl(&server, &["operation", id], &[]).await;
+    ok(&ran);
+    assert!(ran.stdout.contains("verb       sync"), "{ran:#?}");
+    assert!(ran.stdout.contains("done       yes"), "{ran:#?}");
+
+    // An instance in a region without Connect: its ensure fails, the others
+    // go on; the exit says so, JSON counts it by reason.
+    let gated = c.add_instance(HOME, "eu-west-1").await;
+    let ran = ctl(&server, &["--output", "json", "ensure-roles", HOME], &[]).await;
+    assert_eq!(ran.code, 1, "{ran:#?}");
+    let summary = ran.json();
+    assert_eq!(summary["total"], 4, "{summary:#}");
+    assert_eq!(summary["unchanged"], 3, "{summary:#}");
+    assert_eq!(summary["failed"], 1, "{summary:#}");
+    assert_eq!(
+        summary["failed_by_reason"]["REGION_NOT_SUPPORTED"], 1,
+        "{summary:#}"
+    );
+    let failed: Vec<&Value> = summary["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter(|r| r["outcome"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert!(
+        failed[0]["name"]
+            .as_str()
+            .is_some_and(|n| n.contains(&gated))
+    );
+    assert_eq!(failed[0]["error"]["code"], "FAILED_PRECONDITION");
+    let ran = ctl(&server, &["ensure-roles", HOME], &[]).await;
+    assert_eq!(ran.code, 1, "{ran:#?}");
+    assert!(
+        ran.stdout
+            .contains("failed by reason REGION_NOT_SUPPORTED: 1"),
+        "{ran:#?}"
+    );
+
+    // An unknown account: NOT_FOUND, on stderr and as JSON.
+    let ran = ctl(&server, &["ensure-roles", "999999999999"], &[]).await;
+    assert_eq!(ran.code, 1, "{ran:#?}");
+    assert!(ran.stdout.is_empty(), "{ran:#?}");
+    assert!(ran.stderr.contains("NOT_FOUND"), "{ran:#?}");
+    assert!(ran.stderr.contains("accounts/999999999999"), "{ran:#?}");
+    let ran = ctl(&server, &["--output", "json", "sync", "999999999999"], &[]).await;
+    assert_eq!(ran.code, 1, "{ran:#?}");
+    assert_eq!(ran.json()["error"]["code"], "NOT_FOUND", "{ran:#?}");
+    assert!(ran.stderr.contains("NOT_FOUND"), "{ran:#?}");
+
+    // Usage: no such output; an https server without a CA; nothing listening.
+    let ran = ctl(&server, &["--output", "yaml", "sync", HOME], &[]).await;
+    assert_eq!(ran.code, 2, "{ran:#?}");
+    let ran = ctl(
+        &server,
+        &["--server", "https://127.0.0.1:1", "sync", HOME],
+        &[],
+    )
+    .await;
+    assert_eq!(ran.code, 2, "{ran:#?}");
+    assert!(ran.stderr.contains("--ca"), "{ran:#?}");
+    let ran = ctl(
+        &server,
+        &[
+            "--output",
+            "json",
+            "--server",
+            "http://127.0.0.1:1",
+            "sync",
+            HOME,
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(ran.code, 2, "{ran:#?}");
+    assert!(ran.stderr.contains("cannot connect"), "{ran:#?}");
+    assert_eq!(ran.json()["error"]["code"], "USAGE", "{ran:#?}");
+}
+
+#[tokio::test]
+async fn ctl_with_tokens() {
+    let jwt = Jwt::new("eddsa");
+    let moto = Moto::start().await;
+    let db = TestDb::new(Engine::Sqlite).await;
+    let env = jwt.env();
+    let server = TestServer::start_with_moto(&db, &moto, &env_refs(&env)).await;
+    let admin = jwt.token("ctl-admin", "admin", &["*"]);
+    let operator = jwt.token("ctl-operator", "operator", &[HOME]);
+    let viewer = jwt.token("ctl-viewer", "viewer", &[HOME]);
+    let mut c = server.clients().await;
+    c.accounts
+        .create_account(with_token(
+            pb::CreateAccountRequest {
+                account_id: HOME.into(),
+                account: Some(pb::Account::default()),
+                request_id: String::new(),
+            },
+            &admin,
+        ))
+        .await
+        .expect("account");
+    moto.create_connect_instance(None, "us-east-1", "legacy-one")
+        .await;
+    moto.create_connect_instance(None, "us-east-1", "legacy-two")
+        .await;
+
+    // No token: UNAUTHENTICATED, exit 2.
+    let ran = ctl(&server, &["sync", HOME], &[]).await;
+    assert_eq!(ran.code, 2, "{ran:#?}");
+    assert!(ran.stderr.contains("UNAUTHENTICATED"), "{ran:#?}");
+
+    // The operator's token from the environment syncs; from a file ensures.
+    let ran = ctl(&server, &["sync", HOME], &[("SLRGOV_CTL_TOKEN", &operator)]).await;
+    ok(&ran);
+    assert!(ran.stdout.contains("2 seen, 2 created"), "{ran:#?}");
+    let dir = tempfile::tempdir().expect("dir");
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{operator}\n")).expect("write");
+    let token_file = token_file.display().to_string();
+    let ran = ctl(
+        &server,
+        &[
+            "--token-file",
+            &token_file,
+            "--output",
+            "json",
+            "ensure-roles",
+            HOME,
+        ],
+        &[],
+    )
+    .await;
+    ok(&ran);
+    assert_eq!(ran.json()["created"], 2, "{ran:#?}");
+    assert!(!ran.stdout.contains(&operator) && !ran.stderr.contains(&operator));
+
+    // A viewer may inspect but not ensure: PERMISSION_DENIED stops the job.
+    let ran = ctl(&server, &["--token", &viewer, "findings", HOME], &[]).await;
+    ok(&ran);
+    let ran = ctl(&server, &["--token", &viewer, "ensure-roles", HOME], &[]).await;
+    assert_eq!(ran.code, 1, "{ran:#?}");
+    assert!(ran.stderr.contains("PERMISSION_DENIED"), "{ran:#?}");
+    assert!(ran.stdout.is_empty(), "{ran:#?}");
+    let ran = ctl(
+        &server,
+        &["--token", &viewer, "--output", "json", "sync", HOME],
+        &[],
+    )
+    .await;
+    assert_eq!(ran.code, 1, "{ran:#?}");
+    let error = &ran.json()["error"];
+    assert_eq!(error["code"], "PERMISSION_DENIED", "{ran:#?}");
+    assert_eq!(error["reason"], "PERMISSION_DENIED", "{ran:#?}");
+
+    // The operator's token does not reach another account: NOT_FOUND.
+    let ran = ctl(
+        &server,
+        &["--token", &operator, "findings", "210987654321"],
+        &[],
+    )
+    .await;
+    assert_eq!(ran.code, 1, "{ran:#?}");
+    assert!(ran.stderr.contains("NOT_FOUND"), "{ran:#?}");
+}
