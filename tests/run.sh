@@ -6,8 +6,9 @@
 #   ./tests/run.sh -E 'test(grpcurl)'   # extra arguments go to cargo nextest
 #
 # Needs: Rust with cargo-nextest (falls back to cargo test), Python 3 with
-# venv, and a Postgres the tests may create databases in, at DATABASE_URL
-# (default postgres://postgres@127.0.0.1:5432/postgres).
+# venv, Node.js 20 with npm, root for apt-get (Chromium, installed once), and
+# a Postgres the tests may create databases in, at DATABASE_URL (default
+# postgres://postgres@127.0.0.1:5432/postgres).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -40,6 +41,12 @@ PY
   [ "$attempt" = 30 ] && { echo "Postgres is not reachable at $DATABASE_URL" >&2; exit 1; }
   sleep 1
 done
+
+# The example portal's browser test (tests/e2e/tests/e2e/portal.rs) needs
+# Debian's Chromium, the page's node_modules and a build of the page; each
+# step runs only when its result is missing or stale.
+echo "==> preparing the example portal (examples/portal)"
+bash tests/portal/setup.sh
 
 # The end-to-end suite starts the real binary: build it in the test
 # profile, with the IAM fault layer (SLRGOV_TEST_IAM_FAULTS) that only test
