@@ -10,9 +10,9 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::auth_support::{Jwt, with_token};
+use super::auth_support::{Jwt, Pki, account, tokens_file, with_token, write};
 use super::lifecycle_support::{HOME, register};
-use super::support::{Engine, Moto, TestDb, TestServer, env_refs, server_bin};
+use super::support::{Engine, Moto, TestDb, TestServer, account_id, env_refs, server_bin};
 use slrgov_proto::slrgov::v1 as pb;
 
 /// What one `ctl` run left.
@@ -408,4 +408,93 @@ async fn ctl_with_tokens() {
     .await;
     assert_eq!(ran.code, 1, "{ran:#?}");
     assert!(ran.stderr.contains("NOT_FOUND"), "{ran:#?}");
+}
+
+#[tokio::test]
+async fn ctl_over_mtls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new();
+    let (cert, key) = pki.server();
+    let a = account_id(7);
+    let spiffe = "spiffe://e2e.test/ns/ops/sa/ctl";
+    let tokens = tokens_file(
+        dir.path(),
+        &serde_json::json!([{"name": "ops", "spiffe_id": spiffe, "role": "admin", "accounts": [a]}]),
+    );
+    let ca = write(dir.path(), "ca.pem", &pki.ca_pem());
+    let env = vec![
+        ("SLRGOV_TLS_CERT", write(dir.path(), "server.pem", &cert)),
+        ("SLRGOV_TLS_KEY", write(dir.path(), "server-key.pem", &key)),
+        ("SLRGOV_TLS_CLIENT_CA", ca.clone()),
+        ("SLRGOV_AUTH_TOKENS_FILE", tokens.display().to_string()),
+    ];
+    let (client_cert, client_key) = pki.client(spiffe);
+    let client_cert = write(dir.path(), "client.pem", &client_cert);
+    let client_key = write(dir.path(), "client-key.pem", &client_key);
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(pki.ca_pem()))
+        .domain_name("localhost")
+        .identity(tonic::transport::Identity::from_pem(
+            std::fs::read(&client_cert).expect("cert"),
+            std::fs::read(&client_key).expect("key"),
+        ));
+    let db = TestDb::new(Engine::Sqlite).await;
+    let server = TestServer::start_tls(&db, &env_refs(&env), tls).await;
+    assert!(server.endpoint().starts_with("https://"));
+    server
+        .clients()
+        .await
+        .accounts
+        .create_account(account(&a))
+        .await
+        .expect("account");
+
+    // The client certificate is the caller: an account without instances.
+    let ran = ctl(
+        &server,
+        &["--output", "json", "findings", &a],
+        &[
+            ("SLRGOV_CTL_CA", &ca),
+            ("SLRGOV_CTL_CERT", &client_cert),
+            ("SLRGOV_CTL_KEY", &client_key),
+        ],
+    )
+    .await;
+    ok(&ran);
+    assert_eq!(ran.json(), serde_json::json!([]), "{ran:#?}");
+    let ran = ctl(
+        &server,
+        &[
+            "--ca",
+            &ca,
+            "--cert",
+            &client_cert,
+            "--key",
+            &client_key,
+            "--tls-server-name",
+            "localhost",
+            "ensure-roles",
+            &a,
+        ],
+        &[],
+    )
+    .await;
+    ok(&ran);
+    assert!(ran.stdout.contains("ensured 0 linked role(s)"), "{ran:#?}");
+
+    // Without a client certificate, or over plaintext: no job.
+    let ran = ctl(&server, &["--ca", &ca, "findings", &a], &[]).await;
+    assert_ne!(ran.code, 0, "{ran:#?}");
+    let plain = format!("http://{}", server.addr);
+    let ran = ctl(&server, &["--server", &plain, "findings", &a], &[]).await;
+    assert_ne!(ran.code, 0, "{ran:#?}");
+    // --cert without --key is a usage error.
+    let ran = ctl(
+        &server,
+        &["--ca", &ca, "--cert", &client_cert, "findings", &a],
+        &[],
+    )
+    .await;
+    assert_eq!(ran.code, 2, "{ran:#?}");
+    assert!(ran.stderr.contains("--cert and --key"), "{ran:#?}");
 }
