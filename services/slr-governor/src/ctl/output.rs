@@ -70,14 +70,16 @@ impl Ui {
             Bars::Terminal => ProgressDrawTarget::stderr_with_hz(10),
             Bars::Forced => ProgressDrawTarget::term_like_with_hz(Box::new(Stderr), 10),
         };
-        let bar = ProgressBar::with_draw_target(None, target);
+        // Styled before it is shown: the default style is never drawn.
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
         bar.set_prefix(prefix.to_owned());
         match len {
             Some(len) => set_length(&bar, len),
-            None => {
-                bar.set_style(style("{spinner} {prefix} {msg} [{elapsed}]"));
-                bar.enable_steady_tick(std::time::Duration::from_millis(120));
-            }
+            None => bar.set_style(style("{spinner} {prefix} [{elapsed}] {wide_msg}")),
+        }
+        bar.set_draw_target(target);
+        if len.is_none() {
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
         }
         bar
     }
@@ -142,7 +144,7 @@ pub(crate) fn set_length(bar: &ProgressBar, len: u64) {
     if bar.length() != Some(len) {
         bar.disable_steady_tick();
         bar.set_style(
-            style("{prefix} [{bar:30}] {pos}/{len} {msg} [{elapsed}]").progress_chars("=> "),
+            style("{prefix} [{bar:30}] {pos}/{len} [{elapsed}] {wide_msg}").progress_chars("=> "),
         );
         bar.set_length(len);
     }
@@ -167,7 +169,8 @@ impl TermLike for Stderr {
         std::env::var("COLUMNS")
             .ok()
             .and_then(|c| c.parse().ok())
-            .unwrap_or(100)
+            // No terminal to fit: room for the longest line.
+            .unwrap_or(200)
     }
 
     fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
