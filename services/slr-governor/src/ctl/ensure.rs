@@ -143,7 +143,10 @@ pub(crate) async fn run(client: &Client, ui: &Ui, args: &EnsureArgs) -> Result<(
             Ok(done) => done,
             Err(status) => {
                 bar.abandon();
-                return Err(CtlError::refused("ensure", status));
+                return Err(CtlError::refused(
+                    format!("ensure the roles of {parent}"),
+                    status,
+                ));
             }
         };
         tally.add(&done.outcome);
