@@ -151,7 +151,10 @@ fn records(receiver: &Receiver) -> Vec<Record> {
                 let scope = sl["scope"]["name"].as_str().unwrap_or_default();
                 for r in sl["logRecords"].as_array().into_iter().flatten() {
                     all.push(Record {
-                        body: r["body"]["stringValue"].as_str().unwrap_or_default().to_owned(),
+                        body: r["body"]["stringValue"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned(),
                         severity: r["severityText"].as_str().unwrap_or_default().to_owned(),
                         scope: scope.to_owned(),
                         trace_id: r["traceId"].as_str().unwrap_or_default().to_owned(),
@@ -560,10 +563,7 @@ async fn spans_metrics_and_logs_reach_an_otlp_collector() {
     // The same events as stderr, as OTLP log records of the same resource.
     let exported = records(&receiver);
     assert!(!exported.is_empty(), "no log records were exported");
-    let printed: HashSet<&str> = lines
-        .iter()
-        .filter_map(|l| l["message"].as_str())
-        .collect();
+    let printed: HashSet<&str> = lines.iter().filter_map(|l| l["message"].as_str()).collect();
     for record in &exported {
         assert!(
             printed.contains(record.body.as_str()),
@@ -605,7 +605,10 @@ async fn spans_metrics_and_logs_reach_an_otlp_collector() {
         );
     }
     // Every stderr line of the ensure is a record of the ensure.
-    for line in lines.iter().filter(|l| l["trace_id"] == ensure_trace.as_str()) {
+    for line in lines
+        .iter()
+        .filter(|l| l["trace_id"] == ensure_trace.as_str())
+    {
         let message = line["message"].as_str().unwrap_or_default();
         assert!(
             ensure_records.iter().any(|r| r.body == message),
