@@ -25,6 +25,8 @@ const RETRIES: u32 = 3;
 pub(crate) struct Client {
     channel: Channel,
     authorization: Option<MetadataValue<Ascii>>,
+    /// `--timeout`, sent with every call as its deadline (`grpc-timeout`).
+    timeout: Duration,
 }
 
 impl Client {
@@ -52,12 +54,18 @@ impl Client {
         Ok(Client {
             channel,
             authorization,
+            timeout: global.timeout,
         })
     }
 
-    /// `message` as a request with the token.
+    /// `message` as a request with the token and the deadline. The server
+    /// sees the deadline: an ensure that cannot finish within it answers
+    /// UNAVAILABLE with RetryInfo before it passes (and goes on in the
+    /// background, for the retry to join), where a deadline only the
+    /// client knew would end in a local timeout with nothing to retry.
     pub(crate) fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
+        request.set_timeout(self.timeout);
         if let Some(value) = &self.authorization {
             request
                 .metadata_mut()

@@ -2,8 +2,8 @@
 //! instance ListInstances returns (a filter narrows them), a few at a
 //! time, past failures, with a bar and a summary of what each ensure did.
 //!
-//! There is no batch RPC yet: each instance is one call, retried while the
-//! server asks (UNAVAILABLE, RESOURCE_EXHAUSTED). A refusal that every
+//! There is no batch RPC yet: each instance is one call, retried with the
+//! same request id while the server asks (UNAVAILABLE, RESOURCE_EXHAUSTED). A refusal that every
 //! call would get (UNAUTHENTICATED, PERMISSION_DENIED) stops the job.
 
 use std::collections::BTreeMap;
@@ -175,11 +175,16 @@ async fn ensure_one(
     description: &str,
 ) -> Result<Done, tonic::Status> {
     let name = format!("{}/linkedRole", instance.name);
+    // One request id for every attempt at this instance: an ensure answered
+    // UNAVAILABLE goes on in the background, and a repeat with the same id
+    // joins it and gets its result (AIP-155), never a second ensure.
+    let request_id = uuid::Uuid::new_v4().to_string();
     let answer = retrying(|| {
         let mut linked_roles = client.linked_roles();
         let request = client.request(pb::EnsureLinkedRoleRequest {
             name: name.clone(),
             description: description.to_owned(),
+            request_id: request_id.clone(),
             ..Default::default()
         });
         async move { linked_roles.ensure_linked_role(request).await }

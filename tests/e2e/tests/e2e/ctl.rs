@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use super::auth_support::{Jwt, Pki, account, tokens_file, with_token, write};
-use super::lifecycle_support::{HOME, register};
+use super::lifecycle_support::{HOME, instance, register, server_with_faults};
 use super::support::{Engine, Moto, TestDb, TestServer, account_id, env_refs, server_bin};
 use slrgov_proto::slrgov::v1 as pb;
 
@@ -69,6 +69,66 @@ async fn ctl(server: &TestServer, args: &[&str], env: &[(&str, &str)]) -> Ran {
 #[track_caller]
 fn ok(ran: &Ran) {
     assert_eq!(ran.code, 0, "ctl succeeds: {ran:#?}");
+}
+
+/// IAM slower than `--timeout`: the server, told the deadline, answers
+/// UNAVAILABLE with RetryInfo before it passes and goes on in the
+/// background; ctl waits as told and asks again with the same request id,
+/// and the job ends with the one role, created.
+#[tokio::test]
+async fn ctl_ensure_rides_out_an_iam_slower_than_its_deadline() {
+    let moto = Moto::start().await;
+    let db = TestDb::new(Engine::Sqlite).await;
+    // CreateServiceLinkedRole fails four times and GetRole is throttled
+    // three times: more than one 1.5 s call can wait for.
+    let server = server_with_faults(
+        &moto,
+        &db,
+        serde_json::json!({
+            "service_failure": {"create_service_linked_role": 4},
+            "throttle": {"get_role": 3}
+        }),
+    )
+    .await;
+    let mut c = server.clients().await;
+    register(&mut c, HOME, None).await;
+    let name = instance(&mut c, &moto, HOME, "us-east-1").await;
+
+    let ran = ctl(
+        &server,
+        &[
+            "--timeout",
+            "1500ms",
+            "--output",
+            "json",
+            "ensure-roles",
+            HOME,
+        ],
+        &[],
+    )
+    .await;
+    ok(&ran);
+    let summary = ran.json();
+    assert_eq!(summary["created"], 1, "{summary:#}");
+    assert_eq!(summary["failed"], 0, "{summary:#}");
+    assert_eq!(summary["results"][0]["name"], name.as_str(), "{summary:#}");
+    let roles = moto.connect_roles(&moto.iam(None).await).await;
+    assert_eq!(roles.len(), 1, "one role: {roles:?}");
+    assert_eq!(
+        summary["results"][0]["role_arn"],
+        roles[0].1.as_str(),
+        "{summary:#}"
+    );
+    // The first answer was the server's, in time: it went on in the
+    // background, and the retry joined it.
+    assert!(
+        server
+            .events()
+            .iter()
+            .any(|e| e.to_string().contains("continues in the background")),
+        "no call was cut short by the server:\n{}",
+        server.log()
+    );
 }
 
 #[tokio::test]
