@@ -33,4 +33,5 @@ mod e2e {
     pub mod server;
     pub mod support;
     pub mod telemetry;
+    pub mod telemetry_sampling;
 }

@@ -12,7 +12,8 @@
 //!   database transaction (`db <operation>`, in the store) and per IAM/STS
 //!   call (`IAM GetRole`, in `slrgov-aws`, with the account, the outcome and
 //!   the AWS request id). Only the service's own crates make spans: the
-//!   log filter (`SLRGOV_LOG`) does not thin the traces out.
+//!   log filter (`SLRGOV_LOG`) does not thin the traces out; the sampler
+//!   ([`sampler`], `OTEL_TRACES_SAMPLER`) does.
 //! - **Metrics** (same endpoint, or `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`),
 //!   exported every `OTEL_METRIC_EXPORT_INTERVAL` ms (default 60 s):
 //!   `rpc.server.call.duration` by service, method and status code;
@@ -49,6 +50,7 @@ mod gauges;
 mod logs;
 mod otlp_logs;
 mod rpc;
+mod sampler;
 
 pub use gauges::spawn_gauges;
 use logs::JsonLine;
@@ -109,40 +111,6 @@ fn resource() -> opentelemetry_sdk::Resource {
         builder.build()
     } else {
         builder.with_service_name("slr-governor").build()
-    }
-}
-
-/// The root sampler: every trace, except one that would start at a
-/// database call or at a background worker's lifetime span. The first are
-/// the worker's polls and the gauge reads (several a second per replica,
-/// with nothing to say); the second would be one span as long as the
-/// process. A database call inside an RPC or a unit of background work
-/// (which starts its own trace) is under that trace's root and follows its
-/// decision.
-#[derive(Debug, Clone)]
-struct NoLoneDbSpans;
-
-impl opentelemetry_sdk::trace::ShouldSample for NoLoneDbSpans {
-    fn should_sample(
-        &self,
-        _parent: Option<&opentelemetry::Context>,
-        _trace_id: opentelemetry::trace::TraceId,
-        name: &str,
-        _kind: &opentelemetry::trace::SpanKind,
-        _attributes: &[KeyValue],
-        _links: &[opentelemetry::trace::Link],
-    ) -> opentelemetry_sdk::trace::SamplingResult {
-        use opentelemetry::trace::TraceState;
-        use opentelemetry_sdk::trace::{SamplingDecision, SamplingResult};
-        SamplingResult {
-            decision: if name.starts_with("db ") || name == "worker" {
-                SamplingDecision::Drop
-            } else {
-                SamplingDecision::RecordAndSample
-            },
-            attributes: Vec::new(),
-            trace_state: TraceState::default(),
-        }
     }
 }
 
@@ -278,9 +246,7 @@ fn pipelines() -> Result<Pipelines, String> {
         .build()
         .map_err(|e| format!("cannot set up the OTLP trace exporter: {e}"))?;
     let tracer_provider = SdkTracerProvider::builder()
-        .with_sampler(opentelemetry_sdk::trace::Sampler::ParentBased(Box::new(
-            NoLoneDbSpans,
-        )))
+        .with_sampler(sampler::Sampler::from_env()?)
         .with_batch_exporter(spans)
         .with_resource(resource.clone())
         .build();

@@ -18,15 +18,15 @@ use super::support::{
 };
 
 /// The collector: a child process serving OTLP on a free port.
-struct Receiver {
+pub(super) struct Receiver {
     _child: tokio::process::Child,
-    port: u16,
+    pub(super) port: u16,
     out: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Receiver {
-    async fn start() -> Receiver {
+    pub(super) async fn start() -> Receiver {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path().join("otlp.jsonl");
         let venv_python = workspace().join("tests/.venv/bin/python");
@@ -63,7 +63,7 @@ impl Receiver {
     }
 
     /// Every export request received so far, by signal.
-    fn exports(&self, signal: &str) -> Vec<Value> {
+    pub(super) fn exports(&self, signal: &str) -> Vec<Value> {
         std::fs::read_to_string(&self.out)
             .unwrap_or_default()
             .lines()
@@ -95,18 +95,18 @@ fn attributes(list: &Value) -> BTreeMap<String, String> {
 
 /// One exported span.
 #[derive(Debug, Clone)]
-struct Span {
-    name: String,
-    kind: String,
-    trace_id: String,
-    span_id: String,
-    parent: String,
-    status: String,
-    attrs: BTreeMap<String, String>,
-    resource: BTreeMap<String, String>,
+pub(super) struct Span {
+    pub(super) name: String,
+    pub(super) kind: String,
+    pub(super) trace_id: String,
+    pub(super) span_id: String,
+    pub(super) parent: String,
+    pub(super) status: String,
+    pub(super) attrs: BTreeMap<String, String>,
+    pub(super) resource: BTreeMap<String, String>,
 }
 
-fn spans(receiver: &Receiver) -> Vec<Span> {
+pub(super) fn spans(receiver: &Receiver) -> Vec<Span> {
     let mut all = Vec::new();
     for request in receiver.exports("traces") {
         for rs in request["resourceSpans"].as_array().into_iter().flatten() {
@@ -171,7 +171,7 @@ fn records(receiver: &Receiver) -> Vec<Record> {
 
 /// The latest data points of metric `name` (cumulative: the last export
 /// holds the totals), as (attributes, value or histogram count).
-fn metric(receiver: &Receiver, name: &str) -> Vec<(BTreeMap<String, String>, f64)> {
+pub(super) fn metric(receiver: &Receiver, name: &str) -> Vec<(BTreeMap<String, String>, f64)> {
     let mut latest = Vec::new();
     for request in receiver.exports("metrics") {
         for rm in request["resourceMetrics"].as_array().into_iter().flatten() {
@@ -207,7 +207,10 @@ fn metric(receiver: &Receiver, name: &str) -> Vec<(BTreeMap<String, String>, f64
 }
 
 /// The value of the point whose attributes include all of `want`.
-fn point(points: &[(BTreeMap<String, String>, f64)], want: &[(&str, &str)]) -> Option<f64> {
+pub(super) fn point(
+    points: &[(BTreeMap<String, String>, f64)],
+    want: &[(&str, &str)],
+) -> Option<f64> {
     points
         .iter()
         .find(|(attrs, _)| {
@@ -217,14 +220,14 @@ fn point(points: &[(BTreeMap<String, String>, f64)], want: &[(&str, &str)]) -> O
         .map(|(_, v)| *v)
 }
 
-fn random_hex(bytes: usize) -> String {
+pub(super) fn random_hex(bytes: usize) -> String {
     (0..bytes)
         .map(|_| format!("{:02x}", rand::random::<u8>()))
         .collect()
 }
 
 /// A request that continues the trace `trace_id` from the span `parent`.
-fn traced<T>(message: T, trace_id: &str, parent: &str) -> tonic::Request<T> {
+pub(super) fn traced<T>(message: T, trace_id: &str, parent: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.metadata_mut().insert(
         "traceparent",
