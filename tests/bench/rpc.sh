@@ -5,6 +5,7 @@
 # "RPC throughput and latency vs a bare tonic+sqlx baseline".
 #
 #   tests/bench/rpc.sh
+#   SLRGOV_BENCH_QUICK=1 tests/bench/rpc.sh   # under 3 minutes, one line per case
 #
 # What it does: builds both servers and the load generator (release), creates
 # a fresh database owned by the ordinary role slrgov_app, runs
@@ -13,10 +14,38 @@
 # OTEL_EXPORTER_OTLP_ENDPOINT and tests/otlp/receiver.py exists, telemetry to
 # that receiver; seeds one account and SLRGOV_BENCH_INSTANCES instances
 # through the service's gRPC API; starts the baseline on the same database;
-# checks that both return the same GetInstance; then runs interleaved rounds
-# (baseline, service, baseline, service, ...) of every method x in-flight
-# count, and prints a markdown table of medians over the rounds, with the
-# service/baseline ratios, and the idle and peak RSS of both servers.
+# checks that both return the same GetInstance and GetRegion; then runs
+# interleaved rounds (baseline, service, baseline, service, ...) of every
+# method x in-flight count, and prints a markdown table of medians over the
+# rounds, with the service/baseline ratios, and the idle and peak RSS of both
+# servers.
+#
+# The methods: `get` (GetInstance: one SELECT by primary key in both),
+# `update` (UpdateInstance of instance_alias), and `noop`: GetRegion of
+# regions/us-east-1, which does no database work on either side. The service
+# answers it from its in-memory region table behind its whole middleware
+# stack (gRPC-Web, telemetry, auth, admission, the request context and
+# handler wrapper); the baseline parses the name and answers from a static
+# table with bare tonic. Their ratio is the cost of the middleware.
+#
+# Then the ListInstances size case (SLRGOV_BENCH_LIST_SIZES, e.g.
+# "10000 1000000"): for each registry size in turn it tops the bench account
+# up to that many instances with one INSERT ... SELECT generate_series (as
+# the admin role; the rows copy the features and region of an instance made
+# through the API), VACUUM ANALYZE, and runs ListInstances of
+# accounts/<bench account>, page_size 100, against the service only; each
+# load-generator task walks the pages with next_page_token and starts over
+# after the last. The result: p50 at the smallest size over p50 at the
+# largest (1.00 = size costs nothing; 0.83 = the large registry is 1.2x
+# slower).
+#
+# SLRGOV_BENCH_QUICK=1 changes the defaults to one round of 5 s after 1 s
+# warm-up, and prints exactly one line per case to stdout (progress goes to
+# stderr), e.g.
+#   case=get_instance@16 ratio=0.64 p50_ms=3.62 p99_ms=9.53
+# ratio: the service's rps over the baseline's (for list_instances_<L>_vs_<S>:
+# p50 at S instances over p50 at L); p50_ms and p99_ms: the service's (for
+# the list case, at L instances).
 #
 # The load generator exits non-zero when any request fails (or answers the
 # wrong instance), and this script stops there: a run never measures errors.
@@ -27,9 +56,15 @@
 #   SLRGOV_BENCH_ROUNDS            rounds per target and case (default 3)
 #   SLRGOV_BENCH_SECONDS           measured seconds per round (default 10)
 #   SLRGOV_BENCH_WARMUP            warm-up seconds per round (default 2)
-#   SLRGOV_BENCH_METHODS           default "get update"
+#   SLRGOV_BENCH_METHODS           default "get update noop"
 #   SLRGOV_BENCH_CONCURRENCY       in-flight requests, default "1 16"
 #   SLRGOV_BENCH_INSTANCES         instances seeded and hit in turn (default 32)
+#   SLRGOV_BENCH_LIST_SIZES        registry sizes of the ListInstances case,
+#                                  ascending (default "10000 1000000"; empty:
+#                                  no list case)
+#   SLRGOV_BENCH_LIST_CONCURRENCY  in-flight ListInstances (default 1)
+#   SLRGOV_BENCH_QUICK=1           the quick mode above (the rounds' defaults
+#                                  become 1 round, 5 s, 1 s warm-up)
 #   SLRGOV_BENCH_SERVER_CPUS       taskset CPU list of both servers (default 1;
 #                                  empty: no pinning)
 #   SLRGOV_BENCH_LOADGEN_CPUS      taskset CPU list of the load generator
@@ -55,12 +90,23 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 
 admin_url="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
-rounds="${SLRGOV_BENCH_ROUNDS:-3}"
-seconds="${SLRGOV_BENCH_SECONDS:-10}"
-warmup="${SLRGOV_BENCH_WARMUP:-2}"
-methods="${SLRGOV_BENCH_METHODS:-get update}"
+quick="${SLRGOV_BENCH_QUICK:-}"
+started_at="$(date +%s)"
+if [ "$quick" = 1 ]; then
+  rounds="${SLRGOV_BENCH_ROUNDS:-1}"
+  seconds="${SLRGOV_BENCH_SECONDS:-5}"
+  warmup="${SLRGOV_BENCH_WARMUP:-1}"
+else
+  rounds="${SLRGOV_BENCH_ROUNDS:-3}"
+  seconds="${SLRGOV_BENCH_SECONDS:-10}"
+  warmup="${SLRGOV_BENCH_WARMUP:-2}"
+fi
+methods="${SLRGOV_BENCH_METHODS:-get update noop}"
 concurrencies="${SLRGOV_BENCH_CONCURRENCY:-1 16}"
 instances="${SLRGOV_BENCH_INSTANCES:-32}"
+list_sizes="${SLRGOV_BENCH_LIST_SIZES-10000 1000000}"
+list_concurrency="${SLRGOV_BENCH_LIST_CONCURRENCY:-1}"
+region_name="regions/us-east-1"
 server_cpus="${SLRGOV_BENCH_SERVER_CPUS-1}"
 loadgen_cpus="${SLRGOV_BENCH_LOADGEN_CPUS-0}"
 out="${SLRGOV_BENCH_OUT:-$(mktemp -d -t slrgov-bench.XXXXXX)}"
@@ -218,18 +264,25 @@ pids+=("$baseline_pid")
 baseline_addr="$(wait_listening "$out/baseline.log" "$baseline_pid")"
 echo "==> baseline on $baseline_addr (pid $baseline_pid)" >&2
 
-# Both must return the same instance (the baseline has no reflection: use the
-# service's descriptors).
-"$grpcurl" -plaintext -protoset-out "$out/instance.protoset" "$service_addr" \
+# Both must return the same instance and the same region (the baseline has
+# no reflection: use the service's descriptors).
+"$grpcurl" -plaintext -H "authorization: Bearer $token" -protoset-out "$out/instance.protoset" "$service_addr" \
   describe slrgov.v1.InstanceService >/dev/null
-from_service="$(call slrgov.v1.InstanceService/GetInstance "{\"name\": \"${names[0]}\"}")"
-from_baseline="$("$grpcurl" -plaintext -protoset "$out/instance.protoset" \
-  -d "{\"name\": \"${names[0]}\"}" "$baseline_addr" slrgov.v1.InstanceService/GetInstance)"
-if [ "$from_service" != "$from_baseline" ]; then
-  echo "the baseline and the service answer GetInstance differently:" >&2
-  diff <(echo "$from_service") <(echo "$from_baseline") >&2 || true
-  exit 1
-fi
+"$grpcurl" -plaintext -H "authorization: Bearer $token" -protoset-out "$out/region.protoset" "$service_addr" \
+  describe slrgov.v1.RegionService >/dev/null
+same() { # method name
+  local from_service from_baseline
+  from_service="$(call "$1" "{\"name\": \"$2\"}")"
+  from_baseline="$("$grpcurl" -plaintext -protoset "$out/instance.protoset" \
+    -protoset "$out/region.protoset" -d "{\"name\": \"$2\"}" "$baseline_addr" "$1")"
+  if [ "$from_service" != "$from_baseline" ]; then
+    echo "the baseline and the service answer $1 differently:" >&2
+    diff <(echo "$from_service") <(echo "$from_baseline") >&2 || true
+    exit 1
+  fi
+}
+same slrgov.v1.InstanceService/GetInstance "${names[0]}"
+same slrgov.v1.RegionService/GetRegion "$region_name"
 
 sleep 1
 service_idle="$(rss_kib "$service_pid" VmRSS)"
@@ -240,10 +293,11 @@ results="$out/results.jsonl"
 : > "$results"
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 run() { # label addr method concurrency [token]
-  local extra=()
+  local extra=() targets=("${names[@]}")
   [ -n "${5:-}" ] && extra=(--token "$5")
+  [ "$3" = noop ] && targets=("$region_name")
   "${pin_loadgen[@]}" "$loadgen_bin" --label "$1" --addr "$2" --method "$3" \
-    --concurrency "$4" --duration "$seconds" --warmup "$warmup" "${extra[@]}" "${names[@]}" \
+    --concurrency "$4" --duration "$seconds" --warmup "$warmup" "${extra[@]}" "${targets[@]}" \
     | tee -a "$results" >&2
 }
 service_token="$token"
@@ -255,6 +309,43 @@ for method in $methods; do
       run baseline "$baseline_addr" "$method" "$concurrency"
       run service "$service_addr" "$method" "$concurrency" "$service_token"
     done
+  done
+done
+
+# --- ListInstances at growing registry sizes (the service only) ---------------
+list_results="$out/list.jsonl"
+: > "$list_results"
+list_extra=()
+[ -n "$service_token" ] && list_extra=(--token "$service_token")
+for size in $list_sizes; do
+  have="$(psql "$db_admin_url" -qAt -c "SELECT count(*) FROM instances WHERE account_id = '$account'")"
+  if [ "$size" -gt "$have" ]; then
+    echo "==> seeding the registry from $have up to $size instances (INSERT ... SELECT generate_series)" >&2
+    t0="$(date +%s%N)"
+    # Ordered ids (5eed0000-0000-4000-8000-<12 hex digits>): the primary key
+    # grows at its end, as with any bulk load. The first API-made instance
+    # lends its features and region, so the rows are what the store writes
+    # (its alias changed in the update rounds: it is found by its id).
+    psql "$db_admin_url" -qAt -v ON_ERROR_STOP=1 >/dev/null <<SQL
+INSERT INTO instances (account_id, instance_id, instance_alias, region, features,
+                       revision, create_time, update_time)
+SELECT t.account_id, '5eed0000-0000-4000-8000-' || lpad(to_hex(i), 12, '0'), 'seed-' || i,
+       t.region, t.features, 1, now(), now()
+  FROM (SELECT account_id, region, features FROM instances
+         WHERE account_id = '$account' AND instance_id = '${names[0]##*/}') AS t,
+       generate_series($have - $instances + 1, $size - $instances) AS i;
+VACUUM ANALYZE instances;
+SQL
+    echo "==> seeded in $(( ($(date +%s%N) - t0) / 1000000 )) ms" >&2
+    have="$(psql "$db_admin_url" -qAt -c "SELECT count(*) FROM instances WHERE account_id = '$account'")"
+  fi
+  [ "$have" = "$size" ] || { echo "the registry holds $have instances, not $size" >&2; exit 1; }
+  for round in $(seq 1 "$rounds"); do
+    echo "==> ListInstances at $size instances, $list_concurrency in flight, round $round/$rounds" >&2
+    "${pin_loadgen[@]}" "$loadgen_bin" --label service --addr "$service_addr" --method list \
+      --concurrency "$list_concurrency" --duration "$seconds" --warmup "$warmup" \
+      --page-size 100 "${list_extra[@]}" "accounts/$account" \
+      | sed "s/^{/{\"registry\": $size, /" | tee -a "$list_results" >&2
   done
 done
 
@@ -281,6 +372,37 @@ ENV
 fi
 
 # --- the report -----------------------------------------------------------------
+if [ "$quick" = 1 ]; then
+  python3 - "$results" "$list_results" <<'PY'
+import json, statistics, sys
+rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+lists = [json.loads(line) for line in open(sys.argv[2]) if line.strip()]
+med = statistics.median
+names = {"GetInstance": "get_instance", "UpdateInstance": "update_instance", "GetRegion": "noop"}
+cases = []
+for r in rows:
+    key = (r["method"], r["concurrency"])
+    if key not in cases:
+        cases.append(key)
+for method, c in cases:
+    b = [r for r in rows if (r["method"], r["concurrency"], r["label"]) == (method, c, "baseline")]
+    s = [r for r in rows if (r["method"], r["concurrency"], r["label"]) == (method, c, "service")]
+    ratio = med([y["rps"] / x["rps"] for x, y in zip(b, s)])
+    print(f"case={names.get(method, method)}@{c} ratio={ratio:.2f} "
+          f"p50_ms={med([r['p50_us'] for r in s]) / 1000:.2f} "
+          f"p99_ms={med([r['p99_us'] for r in s]) / 1000:.2f}")
+sizes = sorted({r["registry"] for r in lists})
+if len(sizes) >= 2:
+    small = [r for r in lists if r["registry"] == sizes[0]]
+    large = [r for r in lists if r["registry"] == sizes[-1]]
+    p50 = lambda rs: med([r["p50_us"] for r in rs])
+    print(f"case=list_instances_{sizes[-1]}_vs_{sizes[0]} ratio={p50(small) / p50(large):.2f} "
+          f"p50_ms={p50(large) / 1000:.2f} p99_ms={med([r['p99_us'] for r in large]) / 1000:.2f}")
+PY
+  echo "==> quick run: $(( $(date +%s) - started_at )) s from start to report (build excluded);" \
+    "load average (1, 5, 15 min) before the rounds: $load_before, after: $load_after; raw results in $out" >&2
+  exit
+fi
 python3 - "$results" <<PY
 import json, statistics, sys
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
@@ -316,6 +438,20 @@ print("| process | idle RSS (after start and seeding) | peak RSS (VmHWM, after t
 print("| --- | ---: | ---: |")
 print(f"| baseline | {mib('$baseline_idle')} | {mib('$baseline_peak')} |")
 print(f"| service | {mib('$service_idle')} | {mib('$service_peak')} |")
+lists = [json.loads(line) for line in open("$list_results") if line.strip()]
+if lists:
+    sizes = sorted({r["registry"] for r in lists})
+    p50 = lambda size: med([r["p50_us"] for r in lists if r["registry"] == size])
+    print()
+    print("ListInstances of the bench account, page_size 100, walking the pages, "
+          "$list_concurrency in flight, the service only (medians over rounds):")
+    print()
+    print("| instances | rps | p50 ms | p99 ms | p50 / p50 at the smallest size |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
+    for size in sizes:
+        rs = [r for r in lists if r["registry"] == size]
+        print(f"| {size} | {med([r['rps'] for r in rs]):.0f} | {p50(size) / 1000:.2f} "
+              f"| {med([r['p99_us'] for r in rs]) / 1000:.2f} | {p50(size) / p50(sizes[0]):.2f}× |")
 print()
 print("raw results: $results")
 PY

@@ -3,7 +3,10 @@
 //!
 //! It serves GetInstance (one `SELECT` by primary key) and UpdateInstance
 //! (one `UPDATE ... RETURNING`) over the schema that `slr-governor migrate`
-//! creates, and answers UNIMPLEMENTED to everything else. No auth, no
+//! creates, and RegionService.GetRegion from a static table in memory (the
+//! no-op pair of the benchmark: the same trivial RPC through the service's
+//! whole middleware stack and through bare tonic), and answers UNIMPLEMENTED
+//! to everything else. No auth, no
 //! telemetry, no tracing, no validation beyond parsing the name, no audit
 //! trail, no idempotency records: what any gRPC service over this table would
 //! have to pay at the least.
@@ -38,6 +41,7 @@ use std::time::Duration;
 use slrgov_proto::google::longrunning::Operation;
 use slrgov_proto::slrgov::v1 as pb;
 use slrgov_proto::slrgov::v1::instance_service_server::{InstanceService, InstanceServiceServer};
+use slrgov_proto::slrgov::v1::region_service_server::{RegionService, RegionServiceServer};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::types::Json;
@@ -47,9 +51,11 @@ use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
 /// The columns the real store reads (`INSTANCE_COLUMNS` in
-/// services/slrgov-store/src/engine/shared.rs).
+/// services/slrgov-store/src/engine/shared/rows.rs).
 const COLUMNS: &str = "account_id, instance_id, instance_alias, region, instance_create_time, \
-     features, linked_role_state, revision, create_time, update_time";
+     features, linked_role_state, connect_arn, connect_status, service_role_arn, \
+     identity_management_type, observed_state, last_seen_time, sync_time, revision, \
+     create_time, update_time";
 
 #[derive(sqlx::FromRow)]
 struct Row {
@@ -60,6 +66,13 @@ struct Row {
     instance_create_time: Option<DateTime<Utc>>,
     features: Json<serde_json::Value>,
     linked_role_state: String,
+    connect_arn: Option<String>,
+    connect_status: Option<String>,
+    service_role_arn: Option<String>,
+    identity_management_type: Option<String>,
+    observed_state: String,
+    last_seen_time: Option<DateTime<Utc>>,
+    sync_time: Option<DateTime<Utc>>,
     revision: i64,
     create_time: DateTime<Utc>,
     update_time: DateTime<Utc>,
@@ -148,7 +161,20 @@ impl Row {
             update_time: Some(timestamp(self.update_time)),
             etag: self.revision.to_string(),
             account_id: self.account_id,
-            ..Default::default()
+            connect_arn: self.connect_arn.unwrap_or_default(),
+            connect_status: self
+                .connect_status
+                .as_deref()
+                .and_then(pb::instance::ConnectStatus::from_str_name)
+                .unwrap_or(pb::instance::ConnectStatus::Unspecified)
+                as i32,
+            service_role_arn: self.service_role_arn.unwrap_or_default(),
+            identity_management_type: self.identity_management_type.unwrap_or_default(),
+            observed_state: pb::instance::ObservedState::from_str_name(&self.observed_state)
+                .unwrap_or(pb::instance::ObservedState::Unspecified)
+                as i32,
+            last_seen_time: self.last_seen_time.map(timestamp),
+            sync_time: self.sync_time.map(timestamp),
         }
     }
 }
@@ -443,6 +469,68 @@ impl Baseline {
     }
 }
 
+/// The regions the service has built in (`BUILTIN_REGIONS` in
+/// services/slr-governor/src/regions.rs), with their partitions.
+const REGIONS: &[(&str, &str)] = &[
+    ("af-south-1", "aws"),
+    ("ap-northeast-1", "aws"),
+    ("ap-northeast-2", "aws"),
+    ("ap-southeast-1", "aws"),
+    ("ap-southeast-2", "aws"),
+    ("ca-central-1", "aws"),
+    ("eu-central-1", "aws"),
+    ("eu-west-2", "aws"),
+    ("us-east-1", "aws"),
+    ("us-gov-west-1", "aws-us-gov"),
+    ("us-west-2", "aws"),
+];
+
+/// RegionService.GetRegion with no database work: parse `regions/{code}`,
+/// look the code up in [`REGIONS`], answer the entry (or, for a code that
+/// is not there, `connect_available = false`), as the service does from
+/// its in-memory table when nothing has refreshed it.
+struct Regions;
+
+#[tonic::async_trait]
+impl RegionService for Regions {
+    async fn list_regions(
+        &self,
+        _request: Request<pb::ListRegionsRequest>,
+    ) -> Result<Response<pb::ListRegionsResponse>, Status> {
+        Err(Status::unimplemented("the baseline serves GetRegion only"))
+    }
+
+    async fn get_region(
+        &self,
+        request: Request<pb::GetRegionRequest>,
+    ) -> Result<Response<pb::Region>, Status> {
+        let name = request.into_inner().name;
+        let code = name
+            .strip_prefix("regions/")
+            .filter(|code| {
+                !code.is_empty()
+                    && code
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            })
+            .ok_or_else(|| Status::invalid_argument("name must be regions/{region_code}"))?;
+        let (partition, connect_available) = match REGIONS.iter().find(|(c, _)| *c == code) {
+            Some((_, partition)) => (*partition, true),
+            None if code.starts_with("us-gov-") => ("aws-us-gov", false),
+            None if code.starts_with("cn-") => ("aws-cn", false),
+            None => ("aws", false),
+        };
+        Ok(Response::new(pb::Region {
+            name: format!("regions/{code}"),
+            region_code: code.to_owned(),
+            partition: partition.to_owned(),
+            connect_available,
+            source: pb::region::Source::Builtin as i32,
+            refresh_time: None,
+        }))
+    }
+}
+
 struct Args {
     listen: SocketAddr,
     database_url: String,
@@ -541,6 +629,7 @@ async fn main() {
             scope: args.scope,
             store_shape: args.store_shape,
         }))
+        .add_service(RegionServiceServer::new(Regions))
         .serve_with_incoming_shutdown(incoming, async {
             let _ = tokio::signal::ctrl_c().await;
         })

@@ -1,14 +1,20 @@
 //! A closed-loop gRPC load generator for `slrgov.v1.InstanceService`
-//! GetInstance and UpdateInstance, used by `tests/bench/rpc.sh`.
+//! GetInstance, UpdateInstance and ListInstances, and RegionService.GetRegion,
+//! used by `tests/bench/rpc.sh`.
 //!
 //! ```text
-//! loadgen --addr 127.0.0.1:50051 --method get|update --concurrency 16 \
+//! loadgen --addr 127.0.0.1:50051 --method get|update|noop|list --concurrency 16 \
 //!     --duration 10 --warmup 2 [--token SECRET] [--channels 1] \
-//!     [--label service] NAME [NAME...]
+//!     [--page-size 100] [--label service] NAME [NAME...]
 //! ```
 //!
-//! NAME is `accounts/{account_id}/instances/{instance_id}`; requests go to
-//! the names in turn. `--concurrency` requests are kept in flight, spread
+//! NAME is `accounts/{account_id}/instances/{instance_id}` for `get` and
+//! `update`, `regions/{region_code}` for `noop` (GetRegion, which the
+//! service answers from memory), and a list parent `accounts/{account_id}`
+//! for `list`; requests go to the names in turn. `list` asks ListInstances
+//! for `--page-size` instances (default 100) and walks the pages: each task
+//! sends the `next_page_token` of its last answer, and starts again from the
+//! first page after the last one. `--concurrency` requests are kept in flight, spread
 //! over `--channels` HTTP/2 connections (tonic channels), each task sending
 //! its next request as soon as the last one answered. `--token` is sent as
 //! `authorization: Bearer <token>`. UpdateInstance sets `instance_alias`
@@ -28,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use slrgov_proto::slrgov::v1 as pb;
 use slrgov_proto::slrgov::v1::instance_service_client::InstanceServiceClient;
+use slrgov_proto::slrgov::v1::region_service_client::RegionServiceClient;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
 
@@ -35,6 +42,19 @@ use tonic::transport::{Channel, Endpoint};
 enum Method {
     Get,
     Update,
+    Noop,
+    List,
+}
+
+impl Method {
+    fn rpc(self) -> &'static str {
+        match self {
+            Method::Get => "GetInstance",
+            Method::Update => "UpdateInstance",
+            Method::Noop => "GetRegion",
+            Method::List => "ListInstances",
+        }
+    }
 }
 
 struct Args {
@@ -45,14 +65,16 @@ struct Args {
     duration: Duration,
     warmup: Duration,
     token: Option<String>,
+    page_size: i32,
     label: String,
     names: Vec<String>,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: loadgen --addr HOST:PORT --method get|update [--concurrency 1] \
-         [--duration 10] [--warmup 2] [--token SECRET] [--channels 1] [--label TEXT] NAME..."
+        "usage: loadgen --addr HOST:PORT --method get|update|noop|list [--concurrency 1] \
+         [--duration 10] [--warmup 2] [--token SECRET] [--channels 1] [--page-size 100] \
+         [--label TEXT] NAME..."
     );
     std::process::exit(2)
 }
@@ -77,6 +99,7 @@ fn args() -> Args {
         token: std::env::var("SLRGOV_BENCH_TOKEN")
             .ok()
             .filter(|t| !t.is_empty()),
+        page_size: 100,
         label: String::new(),
         names: Vec::new(),
     };
@@ -89,6 +112,8 @@ fn args() -> Args {
                 args.method = match value().as_str() {
                     "get" | "GetInstance" => Method::Get,
                     "update" | "UpdateInstance" => Method::Update,
+                    "noop" | "GetRegion" => Method::Noop,
+                    "list" | "ListInstances" => Method::List,
                     _ => usage(),
                 }
             }
@@ -97,6 +122,7 @@ fn args() -> Args {
             "--duration" => args.duration = seconds(&value()),
             "--warmup" => args.warmup = seconds(&value()),
             "--token" => args.token = Some(value()).filter(|t| !t.is_empty()),
+            "--page-size" => args.page_size = value().parse().unwrap_or_else(|_| usage()),
             "--label" => args.label = value(),
             flag if flag.starts_with("--") => usage(),
             _ => args.names.push(arg),
@@ -106,6 +132,7 @@ fn args() -> Args {
         || args.names.is_empty()
         || args.concurrency == 0
         || args.channels == 0
+        || args.page_size <= 0
         || args.duration.is_zero()
     {
         usage();
@@ -144,12 +171,13 @@ fn with_auth<T>(
 
 /// Runs one request; Err describes what went wrong.
 async fn one(
-    client: &mut InstanceServiceClient<Channel>,
+    clients: &mut Clients,
     method: Method,
     name: &str,
     alias: String,
     auth: Option<&MetadataValue<tonic::metadata::Ascii>>,
 ) -> Result<(), String> {
+    let client = &mut clients.instances;
     match method {
         Method::Get => {
             let request = with_auth(
@@ -194,8 +222,67 @@ async fn one(
                 ));
             }
         }
+        Method::Noop => {
+            let request = with_auth(
+                auth,
+                tonic::Request::new(pb::GetRegionRequest {
+                    name: name.to_owned(),
+                }),
+            );
+            let region = clients
+                .regions
+                .get_region(request)
+                .await
+                .map_err(|s| format!("GetRegion {name}: {:?}: {}", s.code(), s.message()))?
+                .into_inner();
+            if region.name != name {
+                return Err(format!("GetRegion {name} answered {}", region.name));
+            }
+        }
+        Method::List => {
+            let page_token = std::mem::take(&mut clients.page_token);
+            let first = page_token.is_empty();
+            let request = with_auth(
+                auth,
+                tonic::Request::new(pb::ListInstancesRequest {
+                    parent: name.to_owned(),
+                    page_size: clients.page_size,
+                    page_token,
+                    filter: String::new(),
+                }),
+            );
+            let page = client
+                .list_instances(request)
+                .await
+                .map_err(|s| format!("ListInstances {name}: {:?}: {}", s.code(), s.message()))?
+                .into_inner();
+            // A page before the last one is full; every instance is the
+            // parent's.
+            let prefix = format!("{name}/instances/");
+            if (!page.next_page_token.is_empty()
+                && page.instances.len() != clients.page_size as usize)
+                || (first && page.instances.is_empty())
+                || page.instances.iter().any(|i| !i.name.starts_with(&prefix))
+            {
+                return Err(format!(
+                    "ListInstances {name} answered {} instances (next page token {:?})",
+                    page.instances.len(),
+                    !page.next_page_token.is_empty()
+                ));
+            }
+            clients.page_token = page.next_page_token;
+        }
     }
     Ok(())
+}
+
+/// One task's clients (they share its channel) and its place in a list.
+struct Clients {
+    instances: InstanceServiceClient<Channel>,
+    regions: RegionServiceClient<Channel>,
+    page_size: i32,
+    /// The next page to ask for (`list`); empty: the first.
+    page_token: String,
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
@@ -239,7 +326,13 @@ async fn main() {
     let end = measure_from + args.duration;
     let mut tasks = Vec::with_capacity(args.concurrency);
     for task in 0..args.concurrency {
-        let mut client = InstanceServiceClient::new(channels[task % channels.len()].clone());
+        let channel = channels[task % channels.len()].clone();
+        let mut clients = Clients {
+            instances: InstanceServiceClient::new(channel.clone()),
+            regions: RegionServiceClient::new(channel),
+            page_size: args.page_size,
+            page_token: String::new(),
+        };
         let shared = shared.clone();
         let names = names.clone();
         let auth = auth.clone();
@@ -254,13 +347,13 @@ async fn main() {
                 }
                 let name = &names[shared.next.fetch_add(1, Ordering::Relaxed) % names.len()];
                 let alias = match method {
-                    Method::Get => String::new(),
+                    Method::Get | Method::Noop | Method::List => String::new(),
                     Method::Update => format!(
                         "bench-{pid}-{}",
                         shared.sequence.fetch_add(1, Ordering::Relaxed)
                     ),
                 };
-                let result = one(&mut client, method, name, alias, auth.as_ref()).await;
+                let result = one(&mut clients, method, name, alias, auth.as_ref()).await;
                 let done = Instant::now();
                 match result {
                     Ok(()) => {
@@ -291,9 +384,10 @@ async fn main() {
     let line = serde_json::json!({
         "label": args.label,
         "addr": args.addr,
-        "method": match args.method { Method::Get => "GetInstance", Method::Update => "UpdateInstance" },
+        "method": args.method.rpc(),
         "concurrency": args.concurrency,
         "channels": args.channels,
+        "page_size": (args.method == Method::List).then_some(args.page_size),
         "duration_s": secs,
         "warmup_s": args.warmup.as_secs_f64(),
         "requests": requests,
