@@ -105,3 +105,17 @@ pub const SYNC_INTERVAL: &str = "SLRGOV_SYNC_INTERVAL";
 /// of AWS global infrastructure (`12h` by default; `0` turns it off). A
 /// failed refresh keeps the last good table.
 pub const REGIONS_REFRESH: &str = "SLRGOV_REGIONS_REFRESH";
+
+// `slr-governor ctl`, the operators' client (ctl/).
+/// ctl: the server to call (`http://` or `https://`).
+pub const CTL_SERVER: &str = "SLRGOV_CTL_SERVER";
+/// The bearer token (JWT or static token).
+pub const CTL_TOKEN: &str = "SLRGOV_CTL_TOKEN";
+/// A file holding the bearer token.
+pub const CTL_TOKEN_FILE: &str = "SLRGOV_CTL_TOKEN_FILE";
+/// The CA that signed the server's certificate (PEM).
+pub const CTL_CA: &str = "SLRGOV_CTL_CA";
+/// The client certificate for mTLS (PEM).
+pub const CTL_CERT: &str = "SLRGOV_CTL_CERT";
+/// The client certificate's private key (PEM).
+pub const CTL_KEY: &str = "SLRGOV_CTL_KEY";

@@ -31,20 +31,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use output::{OutputFormat, ProgressMode};
+use crate::env;
 
-/// The server to call (`http://` or `https://`).
-pub const ENV_SERVER: &str = "SLRGOV_CTL_SERVER";
-/// The bearer token (JWT or static token).
-pub const ENV_TOKEN: &str = "SLRGOV_CTL_TOKEN";
-/// A file holding the bearer token.
-pub const ENV_TOKEN_FILE: &str = "SLRGOV_CTL_TOKEN_FILE";
-/// The CA that signed the server's certificate (PEM).
-pub const ENV_CA: &str = "SLRGOV_CTL_CA";
-/// The client certificate for mTLS (PEM).
-pub const ENV_CERT: &str = "SLRGOV_CTL_CERT";
-/// The client certificate's private key (PEM).
-pub const ENV_KEY: &str = "SLRGOV_CTL_KEY";
+pub use output::{OutputFormat, ProgressMode};
 
 /// The job failed: a refusal, a failed operation, failed instances.
 pub const EXIT_FAILED: u8 = 1;
@@ -77,30 +66,30 @@ pub struct CtlArgs {
 #[derive(Debug, Clone, Args)]
 pub struct Global {
     /// The server, `http://host:port` or `https://host:port`.
-    #[arg(long, env = ENV_SERVER, default_value = "http://127.0.0.1:50051", global = true)]
+    #[arg(long, env = env::CTL_SERVER, default_value = "http://127.0.0.1:50051", global = true)]
     pub server: String,
 
     /// A bearer token (JWT or static), sent as `authorization: Bearer`.
     /// Prefer --token-file: a command line is visible to other users.
-    #[arg(long, env = ENV_TOKEN, hide_env_values = true, global = true)]
+    #[arg(long, env = env::CTL_TOKEN, hide_env_values = true, global = true)]
     pub token: Option<String>,
 
     /// A file holding the bearer token (surrounding whitespace ignored);
     /// wins over --token.
-    #[arg(long, env = ENV_TOKEN_FILE, value_name = "PATH", global = true)]
+    #[arg(long, env = env::CTL_TOKEN_FILE, value_name = "PATH", global = true)]
     pub token_file: Option<PathBuf>,
 
     /// The CA certificate (PEM) that signed the server's certificate;
     /// required with an https:// server.
-    #[arg(long, env = ENV_CA, value_name = "PEM", global = true)]
+    #[arg(long, env = env::CTL_CA, value_name = "PEM", global = true)]
     pub ca: Option<PathBuf>,
 
     /// A client certificate (PEM) for mTLS; needs --key.
-    #[arg(long, env = ENV_CERT, value_name = "PEM", global = true)]
+    #[arg(long, env = env::CTL_CERT, value_name = "PEM", global = true)]
     pub cert: Option<PathBuf>,
 
     /// The client certificate's private key (PEM).
-    #[arg(long, env = ENV_KEY, value_name = "PEM", global = true)]
+    #[arg(long, env = env::CTL_KEY, value_name = "PEM", global = true)]
     pub key: Option<PathBuf>,
 
     /// The name the server's certificate must hold, when it is not the
