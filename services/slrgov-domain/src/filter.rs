@@ -4,6 +4,7 @@
 //! Anything else is refused with a message naming what is not understood.
 
 use crate::error::FieldError;
+use crate::finding::{FindingCode, FindingFilter, Severity};
 use crate::model::{ConnectStatus, LinkedRoleState, ObservedState};
 use crate::types::RegionCode;
 
@@ -220,9 +221,104 @@ impl InstanceFilter {
     }
 }
 
+/// The fields ListFindings filters on.
+const FINDING_FIELDS: &str = "code, severity, resolved";
+
+impl FindingFilter {
+    /// Parses a ListFindings filter (`code = ROLE_MISSING AND severity =
+    /// ERROR AND resolved = false`); the empty string matches everything.
+    pub fn parse(input: &str) -> Result<Self, FieldError> {
+        let mut filter = FindingFilter::default();
+        for (field, value) in restrictions(input, FINDING_FIELDS)? {
+            let value = value.as_str();
+            let twice = || FieldError::new(format!("restricts {field} more than once"));
+            match field.as_str() {
+                "code" => {
+                    if filter.code.is_some() {
+                        return Err(twice());
+                    }
+                    filter.code = Some(FindingCode::parse(value).ok_or_else(|| {
+                        let known: Vec<&str> =
+                            FindingCode::ALL.iter().map(|c| c.as_str()).collect();
+                        FieldError::new(format!(
+                            "has an unknown code '{value}' (one of {})",
+                            known.join(", ")
+                        ))
+                    })?);
+                }
+                "severity" => {
+                    if filter.severity.is_some() {
+                        return Err(twice());
+                    }
+                    filter.severity = Some(Severity::parse(value).ok_or_else(|| {
+                        FieldError::new(format!(
+                            "has an unknown severity '{value}' (one of INFO, WARNING, ERROR)"
+                        ))
+                    })?);
+                }
+                "resolved" => {
+                    if filter.resolved.is_some() {
+                        return Err(twice());
+                    }
+                    filter.resolved = Some(match value {
+                        "true" => true,
+                        "false" => false,
+                        _ => {
+                            return Err(FieldError::new(format!(
+                                "has a resolved value '{value}' that is not true or false"
+                            )));
+                        }
+                    });
+                }
+                other => {
+                    return Err(FieldError::new(format!(
+                        "cannot filter on '{other}' (supported: {FINDING_FIELDS})"
+                    )));
+                }
+            }
+        }
+        Ok(filter)
+    }
+
+    /// A canonical text of the filter, for binding page tokens to it.
+    pub fn canonical(&self) -> String {
+        format!(
+            "code={};severity={};resolved={}",
+            self.code.map_or("", |c| c.as_str()),
+            self.severity.map_or("", |s| s.as_str()),
+            self.resolved
+                .map_or("", |r| if r { "true" } else { "false" })
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finding_filters_parse_and_refuse_with_the_field_named() {
+        let f = FindingFilter::parse(
+            "code = ROLE_MISSING AND severity = \"ERROR\" AND resolved = false",
+        )
+        .expect("filter");
+        assert_eq!(f.code, Some(FindingCode::RoleMissing));
+        assert_eq!(f.severity, Some(Severity::Error));
+        assert_eq!(f.resolved, Some(false));
+        assert_eq!(
+            FindingFilter::parse("").expect("empty"),
+            FindingFilter::default()
+        );
+        let unknown = FindingFilter::parse("code = NOPE").expect_err("an unknown code");
+        assert!(unknown.to_string().contains("ORPHAN_ROLE"), "{unknown}");
+        let field = FindingFilter::parse("region = \"us-east-1\"").expect_err("an unknown field");
+        assert!(
+            field.to_string().contains("code, severity, resolved"),
+            "{field}"
+        );
+        assert!(FindingFilter::parse("resolved = maybe").is_err());
+        assert!(FindingFilter::parse("code = ROLE_MISSING AND code = ORPHAN_ROLE").is_err());
+    }
 
     #[test]
     fn accepts_the_documented_forms() {

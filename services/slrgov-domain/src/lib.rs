@@ -6,6 +6,7 @@ pub mod audit;
 pub mod context;
 pub mod error;
 pub mod filter;
+pub mod finding;
 pub mod model;
 pub mod names;
 pub mod permissions;

@@ -14,6 +14,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use slrgov_domain::audit::{AuditEvent, AuditFilter, NewAuditEvent};
 use slrgov_domain::filter::InstanceFilter;
+use slrgov_domain::finding::{
+    FindingCounts, FindingFilter, FindingScope, FleetSummary, NewFinding, StoredFinding,
+};
 use slrgov_domain::model::{
     Account, AccountAccess, AccountPatch, DeletionFailure, Instance, InstancePatch, LinkedRole,
     NewAccount, NewInstance, ObservedRole, SeenInstance,
@@ -144,19 +147,22 @@ pub struct Fence {
 }
 
 /// One row of the telemetry gauges: how many linked roles (`kind`
-/// `linked_role`) are in a state, or how many workflows of a kind (`kind`
-/// `workflow`, state = the workflow kind) are running, and since when the
-/// oldest has been there.
+/// `linked_role`) are in a state, how many workflows of a kind (`kind`
+/// `workflow`, state = the workflow kind) are running, or how many
+/// findings of a code and severity (`kind` `finding`) are open, and since
+/// when the oldest has been there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GaugeRow {
-    /// `linked_role` or `workflow`.
+    /// `linked_role`, `workflow` or `finding`.
     pub kind: String,
-    /// The linked role's state (`ACTIVE`, `CREATING`, …), or the workflow
-    /// kind (`ensure`, `retire`, `delete`).
+    /// The linked role's state (`ACTIVE`, `CREATING`, …), the workflow
+    /// kind (`ensure`, `retire`, `delete`, `sync`, `reconcile`), or the
+    /// open findings' `{CODE}/{SEVERITY}` (`ROLE_MISSING/ERROR`).
     pub state: String,
     /// How many.
     pub count: u64,
-    /// The oldest one's last change (a linked role) or start (a workflow).
+    /// The oldest one's last change (a linked role), start (a workflow) or
+    /// first seen time (a finding).
     pub oldest: Option<chrono::DateTime<chrono::Utc>>,
 }
 
@@ -268,7 +274,10 @@ pub trait DiscoveryStore: Send + Sync {
     /// `not_since`, the background schedule's interval) one that started
     /// within `not_since`; a request id used before replays its operation.
     /// NOT_FOUND for an account the caller cannot see (every account of
-    /// `start`'s inputs is the handler's to check).
+    /// `start`'s inputs is the handler's to check). `start.kind` is `sync`
+    /// or `reconcile` (a reconcile pass of one account: one running per
+    /// account, joined like a sync; syncs and passes do not join each
+    /// other).
     async fn sync_begin(
         &self,
         ctx: &RequestContext,
@@ -277,12 +286,14 @@ pub trait DiscoveryStore: Send + Sync {
         not_since: Option<Duration>,
     ) -> Result<SyncStart>;
 
-    /// Accounts whose last sync started longer than `interval` ago (or
-    /// never), with no sync running (workers; every account the context
-    /// sees), at most `limit`.
+    /// Accounts whose last workflow of `kind` (`sync` or `reconcile`)
+    /// started longer than `interval` ago (or never), with none running
+    /// (workers; every account the context sees), at most `limit`. For
+    /// `sync`, a reconcile pass counts as a sync (it begins with one).
     async fn sync_due(
         &self,
         ctx: &RequestContext,
+        kind: WorkflowKind,
         interval: Duration,
         limit: u32,
     ) -> Result<Vec<AccountId>>;
@@ -582,6 +593,50 @@ pub trait AuditStore: Send + Sync {
     ) -> Result<Page<AuditEvent>>;
 }
 
+/// Findings: what the reconciler's passes found, kept with first seen, last
+/// seen and resolve times (level-based: each pass states what it sees in
+/// the scope it looked at; what it no longer sees is resolved).
+#[async_trait]
+pub trait FindingStore: Send + Sync {
+    /// Records what a pass saw in `scope` of `account` (operator), in one
+    /// transaction: each finding of `findings` (all in `scope`) is stored
+    /// (a new one opened at `at`; an open one keeps its first seen time and
+    /// takes `at` as last seen, its severity and message; a resolved one is
+    /// opened again, first seen `at`); every open finding of the scope not
+    /// in `findings` is resolved at `at`. Running it twice changes nothing
+    /// but the last seen time. NOT_FOUND for an account the caller cannot
+    /// see.
+    async fn finding_record(
+        &self,
+        ctx: &RequestContext,
+        account: &AccountId,
+        scope: &FindingScope,
+        findings: &[NewFinding],
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<FindingCounts>;
+
+    /// Lists the findings of one account or of every visible account
+    /// (viewer), by account id then finding id, open and resolved unless
+    /// the filter says which.
+    async fn finding_list(
+        &self,
+        ctx: &RequestContext,
+        parent: &AccountSelector,
+        filter: &FindingFilter,
+        page: &PageRequest,
+    ) -> Result<Page<StoredFinding>>;
+
+    /// The fleet summary of one account or of every visible account
+    /// (viewer): instances by Connect status, observed state and
+    /// linked-role state, open findings by code and severity, per account
+    /// (every visible account, also those with nothing) and in total.
+    async fn fleet_summary(
+        &self,
+        ctx: &RequestContext,
+        parent: &AccountSelector,
+    ) -> Result<FleetSummary>;
+}
+
 /// The datastore: every resource's methods. Both engines implement it with
 /// the same behaviour.
 #[async_trait]
@@ -593,6 +648,7 @@ pub trait Store:
     + RequestIdStore
     + AuditStore
     + DiscoveryStore
+    + FindingStore
 {
     /// The engine behind this store.
     fn engine(&self) -> Engine;
@@ -604,8 +660,9 @@ pub trait Store:
     /// served from memory, such as regions).
     fn page_tokens(&self) -> &page_token::PageTokenKey;
 
-    /// The linked roles by state and the running workflows by kind, with
-    /// the oldest of each, for the telemetry gauges (workers; every account
-    /// the context sees). One statement.
+    /// The linked roles by state, the running workflows by kind and the
+    /// open findings by code and severity, with the oldest of each, for the
+    /// telemetry gauges (workers; every account the context sees). One
+    /// statement.
     async fn gauges(&self, ctx: &RequestContext) -> Result<Vec<GaugeRow>>;
 }

@@ -23,6 +23,10 @@ mod concurrency;
 mod discovery;
 #[path = "contract/ensures.rs"]
 mod ensures;
+#[path = "contract/findings.rs"]
+mod findings;
+#[path = "contract/fleet.rs"]
+mod fleet;
 #[path = "contract/idempotency.rs"]
 mod idempotency;
 #[path = "contract/instance_deletes.rs"]
@@ -35,6 +39,8 @@ mod linked_roles;
 mod operations;
 #[path = "contract/pagination.rs"]
 mod pagination;
+#[path = "contract/reconcile.rs"]
+mod reconcile;
 #[path = "contract/request_ids.rs"]
 mod request_ids;
 #[path = "contract/restart.rs"]
@@ -97,6 +103,14 @@ contract! {
         => sync_request_ids_replay_postgres, sync_request_ids_replay_sqlite;
     discovery::case_syncs_due => syncs_due_postgres, syncs_due_sqlite;
     accounts::case_etags => etags_postgres, etags_sqlite;
+
+    findings::case_finding_lifecycle => finding_lifecycle_postgres, finding_lifecycle_sqlite;
+    findings::case_finding_scopes => finding_scopes_postgres, finding_scopes_sqlite;
+    findings::case_finding_tenancy => finding_tenancy_postgres, finding_tenancy_sqlite;
+    findings::case_finding_filters_and_pages
+        => finding_filters_and_pages_postgres, finding_filters_and_pages_sqlite;
+    fleet::case_fleet_summary => fleet_summary_postgres, fleet_summary_sqlite;
+    reconcile::case_reconcile_passes => reconcile_passes_postgres, reconcile_passes_sqlite;
 
     scoping::case_scope_hides_other_accounts
         => scope_hides_other_accounts_postgres, scope_hides_other_accounts_sqlite;

@@ -52,15 +52,21 @@ pub enum WorkflowKind {
     /// SyncInstances: discover an account's instances (or every account's
     /// of a caller) from Amazon Connect.
     Sync,
+    /// A reconcile pass of one account (the background reconciler): sync
+    /// from Connect, inspect every instance's role within the IAM read
+    /// budget, store the findings, and (in repair mode) restore missing
+    /// roles.
+    Reconcile,
 }
 
 impl WorkflowKind {
     /// Every kind.
-    pub const ALL: [WorkflowKind; 4] = [
+    pub const ALL: [WorkflowKind; 5] = [
         WorkflowKind::Ensure,
         WorkflowKind::Retire,
         WorkflowKind::Delete,
         WorkflowKind::Sync,
+        WorkflowKind::Reconcile,
     ];
 
     /// The kind as stored and shown (the Operation metadata's `verb`).
@@ -70,6 +76,7 @@ impl WorkflowKind {
             WorkflowKind::Retire => "retire",
             WorkflowKind::Delete => "delete",
             WorkflowKind::Sync => "sync",
+            WorkflowKind::Reconcile => "reconcile",
         }
     }
 

@@ -237,7 +237,8 @@ async fn warn_if_owner(pool: &Pool<Db>) -> Result<(), OpenError> {
         "SELECT string_agg(DISTINCT pg_get_userbyid(c.relowner)::text, ', ') FROM pg_class c \
          WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema()) \
            AND c.relkind IN ('r', 'p') AND c.relname IN \
-             ('accounts', 'instances', 'linked_roles', 'request_ids', 'audit_events', 'workflows', 'service_keys') \
+             ('accounts', 'instances', 'linked_roles', 'request_ids', 'audit_events', 'workflows', 'service_keys', \
+             'findings') \
            AND pg_has_role(current_user, c.relowner, 'MEMBER')",
     )
     .fetch_one(pool)

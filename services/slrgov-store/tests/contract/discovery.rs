@@ -506,7 +506,10 @@ pub async fn case_syncs_due(store: Arc<dyn Store>) {
     let worker = admin();
     let hour = Duration::from_secs(3600);
     assert_eq!(
-        store.sync_due(&worker, hour, 10).await.expect("due"),
+        store
+            .sync_due(&worker, WorkflowKind::Sync, hour, 10)
+            .await
+            .expect("due"),
         vec![a.clone(), b.clone()],
         "never synced: both due"
     );
@@ -522,20 +525,26 @@ pub async fn case_syncs_due(store: Arc<dyn Store>) {
             .expect("started"),
     );
     assert_eq!(
-        store.sync_due(&worker, hour, 10).await.expect("due"),
+        store
+            .sync_due(&worker, WorkflowKind::Sync, hour, 10)
+            .await
+            .expect("due"),
         vec![b.clone()]
     );
     let held = hold(&store, &running.id, "worker-a").await;
     finish(&store, &held, Phase::Succeeded).await;
     assert_eq!(
-        store.sync_due(&worker, hour, 10).await.expect("due"),
+        store
+            .sync_due(&worker, WorkflowKind::Sync, hour, 10)
+            .await
+            .expect("due"),
         vec![b.clone()],
         "synced within the hour"
     );
     tick().await;
     assert_eq!(
         store
-            .sync_due(&worker, Duration::from_millis(1), 10)
+            .sync_due(&worker, WorkflowKind::Sync, Duration::from_millis(1), 10)
             .await
             .expect("due"),
         vec![a.clone(), b.clone()],
@@ -554,7 +563,10 @@ pub async fn case_syncs_due(store: Arc<dyn Store>) {
             .expect("started"),
     );
     assert_eq!(
-        store.sync_due(&worker, hour, 1).await.expect("due"),
+        store
+            .sync_due(&worker, WorkflowKind::Sync, hour, 1)
+            .await
+            .expect("due"),
         vec![b]
     );
 }

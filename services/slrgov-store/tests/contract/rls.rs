@@ -13,6 +13,7 @@ use crate::support::*;
 const TENANT_TABLES: &[&str] = &[
     "accounts",
     "audit_events",
+    "findings",
     "instances",
     "linked_roles",
     "request_ids",
@@ -34,6 +35,24 @@ async fn populate(store: &std::sync::Arc<dyn slrgov_store::Store>, n: u32) -> Ac
     // An ensure (finished) and a retirement (running): workflows rows.
     make_active(store, &k, "sfx").await;
     retire(store, &k, WorkflowKind::Retire).await;
+    // A finding of a reconcile pass.
+    let finding = slrgov_domain::finding::NewFinding {
+        code: slrgov_domain::finding::FindingCode::RoleUnused,
+        severity: slrgov_domain::finding::Severity::Info,
+        target: k.name(),
+        subject: String::new(),
+        message: "never used".to_owned(),
+    };
+    store
+        .finding_record(
+            &admin(),
+            &account,
+            &slrgov_domain::finding::FindingScope::Target(k.name()),
+            &[finding],
+            chrono::Utc::now(),
+        )
+        .await
+        .expect("record a finding");
     account
 }
 

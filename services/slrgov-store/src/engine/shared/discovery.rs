@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use slrgov_domain::model::{ConnectView, ObservedState, SeenInstance};
 use slrgov_domain::names::{InstanceKey, account_name};
 use slrgov_domain::types::{AccountId, InstanceAlias};
-use slrgov_domain::workflow::{NewWorkflow, WorkflowRecord};
+use slrgov_domain::workflow::{NewWorkflow, WorkflowKind, WorkflowRecord};
 use slrgov_domain::{Error, RequestContext, Result, Role};
 use sqlx::QueryBuilder;
 use sqlx::types::Json;
@@ -229,8 +229,18 @@ impl DiscoveryStore for EngineStore {
         async move {
             let account = start.target.account_id.clone();
             let name = start.target.name.clone();
+            let kind = start.kind;
+            let action = match kind {
+                WorkflowKind::Sync => "SyncInstances",
+                WorkflowKind::Reconcile => "start a reconcile pass",
+                other => {
+                    return Err(Error::internal(format!(
+                        "sync_begin starts a sync or a reconcile pass, not a {other} workflow"
+                    )));
+                }
+            };
             ctx.check_visible(&account, &name)?;
-            ctx.check_role(Role::Operator, "SyncInstances")?;
+            ctx.check_role(Role::Operator, action)?;
             let mut tx = begin_scoped(&self.pool, ctx).await?;
             if let Some(first) = self
                 .request_id_claim_in_txn(&mut tx, ctx, &account, idempotency)
@@ -238,8 +248,8 @@ impl DiscoveryStore for EngineStore {
             {
                 return Ok(SyncStart::Replayed(first));
             }
-            // The account row is the lock every sync start of the account
-            // takes first: two starts never both insert.
+            // The account row is the lock every sync (or reconcile) start of
+            // the account takes first: two starts never both insert.
             account_select_in_txn(&mut tx, &account, true)
                 .await?
                 .ok_or_else(|| Error::not_found(account_name(&account)))?;
@@ -248,10 +258,12 @@ impl DiscoveryStore for EngineStore {
             let since = not_since.map_or(now() + chrono::Duration::days(1), |interval| {
                 now() - chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::hours(1))
             });
+            // The kind is inlined (one of two literals), so that the partial
+            // indexes of the running and recent syncs and passes apply.
             let running: Option<WorkflowRecord> = if one_account {
                 sqlx::query_as::<_, WorkflowRow>(sqlx::AssertSqlSafe(format!(
                     "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE account_id = $1 \
-                     AND kind = 'sync' AND target <> 'accounts/-' \
+                     AND kind = '{kind}' AND target <> 'accounts/-' \
                      AND (phase IN {RUNNING} OR create_time > $2) \
                      ORDER BY create_time DESC LIMIT 1{FOR_UPDATE}"
                 )))
@@ -290,7 +302,7 @@ impl DiscoveryStore for EngineStore {
                 &account,
                 &name,
                 "OK",
-                format!("started operations/{} (sync of {name})", record.id),
+                format!("started operations/{} ({kind} of {name})", record.id),
             )
             .await?;
             commit_audited(tx, ctx).await?;
@@ -303,10 +315,21 @@ impl DiscoveryStore for EngineStore {
     async fn sync_due(
         &self,
         ctx: &RequestContext,
+        kind: WorkflowKind,
         interval: std::time::Duration,
         limit: u32,
     ) -> Result<Vec<AccountId>> {
         async move {
+            // A reconcile pass begins with a sync: it counts as one.
+            let kinds = match kind {
+                WorkflowKind::Sync => "('sync', 'reconcile')",
+                WorkflowKind::Reconcile => "('reconcile')",
+                other => {
+                    return Err(Error::internal(format!(
+                        "sync_due schedules syncs or reconcile passes, not {other} workflows"
+                    )));
+                }
+            };
             ctx.check_role(Role::Admin, "schedule syncs")?;
             let since =
                 now() - chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::hours(1));
@@ -314,7 +337,7 @@ impl DiscoveryStore for EngineStore {
                 &format!(
                     "SELECT a.account_id FROM accounts a WHERE NOT EXISTS ( \
                      SELECT 1 FROM workflows w WHERE w.account_id = a.account_id \
-                     AND w.kind = 'sync' AND w.target <> 'accounts/-' \
+                     AND w.kind IN {kinds} AND w.target <> 'accounts/-' \
                      AND (w.create_time > $1 OR w.phase IN {RUNNING})) \
                      ORDER BY a.account_id LIMIT $2"
                 ),

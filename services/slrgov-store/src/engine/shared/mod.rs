@@ -48,6 +48,7 @@ macro_rules! db_span {
 mod accounts;
 mod audit;
 mod discovery;
+mod findings;
 mod instances;
 mod linked_roles;
 mod request_ids;
@@ -169,6 +170,14 @@ impl Store for EngineStore {
             query.push(
                 " UNION ALL SELECT 'workflow' AS kind, kind AS state, create_time AS since \
                  FROM workflows WHERE phase IN ('RUNNING', 'UNWINDING')",
+            );
+            if let Some(scope) = &scope {
+                query.push(" AND ");
+                push_scope(&mut query, scope.clone());
+            }
+            query.push(
+                " UNION ALL SELECT 'finding' AS kind, code || '/' || severity AS state, \
+                 first_seen_time AS since FROM findings WHERE resolve_time IS NULL",
             );
             if let Some(scope) = scope {
                 query.push(" AND ");

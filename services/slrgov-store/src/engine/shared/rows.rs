@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use slrgov_domain::Result;
 use slrgov_domain::audit::{AuditEvent, AwsCall};
+use slrgov_domain::finding::{FindingCode, Severity, StoredFinding};
 use slrgov_domain::model::{
     Account, ConnectStatus, ConnectView, DeletionFailure, Instance, InstanceFeatures, LinkedRole,
     LinkedRoleState, ObservedState,
@@ -267,6 +268,43 @@ impl WorkflowRow {
             create_time: self.create_time,
             update_time: self.update_time,
             end_time: self.end_time,
+        })
+    }
+}
+
+pub(crate) const FINDING_COLUMNS: &str = "account_id, finding_id, code, severity, target, \
+     subject, message, first_seen_time, last_seen_time, resolve_time";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct FindingRow {
+    account_id: String,
+    finding_id: String,
+    code: String,
+    severity: String,
+    target: String,
+    subject: String,
+    message: String,
+    first_seen_time: DateTime<Utc>,
+    last_seen_time: DateTime<Utc>,
+    resolve_time: Option<DateTime<Utc>>,
+}
+
+impl FindingRow {
+    pub(crate) fn into_finding(self) -> Result<StoredFinding> {
+        Ok(StoredFinding {
+            account_id: AccountId::parse(&self.account_id)
+                .map_err(|e| corrupt("findings.account_id", e))?,
+            finding_id: self.finding_id,
+            code: FindingCode::parse(&self.code)
+                .ok_or_else(|| corrupt("findings.code", &self.code))?,
+            severity: Severity::parse(&self.severity)
+                .ok_or_else(|| corrupt("findings.severity", &self.severity))?,
+            target: self.target,
+            subject: self.subject,
+            message: self.message,
+            first_seen_time: self.first_seen_time,
+            last_seen_time: self.last_seen_time,
+            resolve_time: self.resolve_time,
         })
     }
 }
