@@ -14,6 +14,7 @@ const PROTOS: &[&str] = &[
     "slrgov/v1/linked_role_service.proto",
     "slrgov/v1/region_service.proto",
     "slrgov/v1/audit_service.proto",
+    "slrgov/v1/finding_service.proto",
     "google/rpc/status.proto",
     "google/rpc/error_details.proto",
     "google/longrunning/operations.proto",

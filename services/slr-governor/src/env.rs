@@ -101,6 +101,19 @@ pub const CONNECT_RATE_PER_ACCOUNT: &str = "SLRGOV_CONNECT_RATE_PER_ACCOUNT";
 /// (`1h` by default; `0` turns background syncs off). Replicas share the
 /// work: an account's sync runs on one of them.
 pub const SYNC_INTERVAL: &str = "SLRGOV_SYNC_INTERVAL";
+/// How often the reconciler passes over each account (`15m` by default;
+/// `0` turns it off): sync from Connect, inspect every instance's role,
+/// store the findings. Replicas share the work: an account's pass runs on
+/// one of them at a time. A pass syncs, so the background syncs of
+/// `SLRGOV_SYNC_INTERVAL` skip accounts a pass covered.
+pub const RECONCILE_INTERVAL: &str = "SLRGOV_RECONCILE_INTERVAL";
+/// What a reconcile pass may do: `observe` (the default: never mutates) or
+/// `repair` (also ensures the roles that are missing, and records it).
+pub const RECONCILE_MODE: &str = "SLRGOV_RECONCILE_MODE";
+/// The IAM reads one pass of one account may make (`600` by default; an
+/// instance's inspection takes 3). Instances over the budget keep their
+/// findings until a later pass.
+pub const RECONCILE_IAM_READS: &str = "SLRGOV_RECONCILE_IAM_READS";
 /// How often the region table is refreshed from the SSM public parameters
 /// of AWS global infrastructure (`12h` by default; `0` turns it off). A
 /// failed refresh keeps the last good table.

@@ -7,7 +7,11 @@
 //! - the background syncs: every account is synced from Amazon Connect
 //!   every `SLRGOV_SYNC_INTERVAL`. This job only starts the syncs (one per
 //!   account, never two at once: the store joins a running or recent one);
-//!   any replica's worker runs them, like every workflow.
+//!   any replica's worker runs them, like every workflow;
+//! - the reconciler: a pass over every account every
+//!   `SLRGOV_RECONCILE_INTERVAL` (sync, inspect, store findings; repair in
+//!   repair mode). This job only starts the passes; the workflow row of a
+//!   running pass is the account's lease, and any replica's worker runs it.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -19,6 +23,7 @@ use slrgov_domain::types::Partition;
 use tokio::sync::watch;
 
 use crate::lifecycle::Lifecycle;
+use crate::lifecycle::reconcile::ReconcileSettings;
 use crate::regions::RegionTable;
 
 /// How often the schedule looks for accounts due a sync (at most: a
@@ -105,6 +110,39 @@ pub async fn run_sync_schedule(
             Ok(started) => tracing::debug!(started, "background syncs started"),
             Err(error) => {
                 tracing::warn!(error = %error.message, "cannot look for accounts due a sync");
+            }
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = tokio::time::sleep(check) => {}
+        }
+    }
+}
+
+/// Starts the reconcile pass of every account that is due, until `stop`.
+pub async fn run_reconcile_schedule(
+    lifecycle: Lifecycle,
+    settings: ReconcileSettings,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ctx = RequestContext::for_worker("reconcile-schedule");
+    ctx.correlation_id = format!("{}-schedule", ctx.correlation_id);
+    tracing::info!(
+        interval_s = settings.interval.as_secs(),
+        mode = settings.mode.as_str(),
+        iam_reads = settings.iam_reads,
+        "reconciler scheduled for every account"
+    );
+    let check = settings.interval.min(SYNC_CHECK);
+    loop {
+        match lifecycle
+            .start_due_reconciles(&ctx, settings, SYNC_BATCH)
+            .await
+        {
+            Ok(0) => {}
+            Ok(started) => tracing::debug!(started, "reconcile passes started"),
+            Err(error) => {
+                tracing::warn!(error = %error.message, "cannot look for accounts due a reconcile pass");
             }
         }
         tokio::select! {

@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use slrgov_proto::google::longrunning::operations_server::OperationsServer;
 use slrgov_proto::slrgov::v1::account_service_server::AccountServiceServer;
 use slrgov_proto::slrgov::v1::audit_service_server::AuditServiceServer;
+use slrgov_proto::slrgov::v1::finding_service_server::FindingServiceServer;
 use slrgov_proto::slrgov::v1::instance_service_server::InstanceServiceServer;
 use slrgov_proto::slrgov::v1::linked_role_service_server::LinkedRoleServiceServer;
 use slrgov_proto::slrgov::v1::region_service_server::RegionServiceServer;
@@ -218,6 +219,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         let url_for_logs = config.database_url_for_logs();
         let worker_stop = worker_stop_rx.clone();
         let sync_interval = config.sync_interval;
+        let reconcile = config.reconcile;
         tokio::spawn(async move {
             match open_store_until_ready(store_config, url_for_logs).await {
                 Ok(store) => {
@@ -236,6 +238,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                             tokio::spawn(crate::periodic::run_sync_schedule(
                                 lifecycle.clone(),
                                 every,
+                                worker_stop.clone(),
+                            ));
+                        }
+                        if let Some(settings) = reconcile {
+                            tokio::spawn(crate::periodic::run_reconcile_schedule(
+                                lifecycle.clone(),
+                                settings,
                                 worker_stop.clone(),
                             ));
                         }
@@ -347,6 +356,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         )
         .add_service(
             AuditServiceServer::new(api::audit::Audit::new(state.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Gzip),
+        )
+        .add_service(
+            FindingServiceServer::new(api::findings::Findings::new(state.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .accept_compressed(CompressionEncoding::Gzip)
                 .send_compressed(CompressionEncoding::Gzip),

@@ -121,12 +121,25 @@ pub async fn run(lifecycle: Lifecycle, owner: String, mut stop: watch::Receiver<
     tracing::info!(owner, "background worker stopped; leases released");
 }
 
-/// Removes request ids older than their window.
+/// How long finished reconcile passes are kept (each account's newest
+/// always is).
+const PASS_RETENTION: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// Removes request ids older than their window, and finished reconcile
+/// passes older than a week.
 async fn sweep(store: &dyn Store, ctx: &RequestContext) {
     match store.request_id_sweep(ctx, SWEEP_BATCH).await {
         Ok(0) => {}
         Ok(removed) => tracing::info!(removed, "expired request ids swept"),
         Err(error) => tracing::warn!(error = %error.message, "cannot sweep request ids"),
+    }
+    match store
+        .workflow_sweep_passes(ctx, PASS_RETENTION, SWEEP_BATCH)
+        .await
+    {
+        Ok(0) => {}
+        Ok(removed) => tracing::info!(removed, "old reconcile passes swept"),
+        Err(error) => tracing::warn!(error = %error.message, "cannot sweep reconcile passes"),
     }
 }
 

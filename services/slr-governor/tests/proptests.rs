@@ -1,6 +1,6 @@
 //! Bad input at scale (issue 4): property tests over request decoding and
 //! validation, for every RPC of AccountService, InstanceService,
-//! LinkedRoleService, RegionService, AuditService and
+//! LinkedRoleService, RegionService, AuditService, FindingService and
 //! google.longrunning.Operations.
 //!
 //! Each RPC gets two generators, each run through the real handler over a

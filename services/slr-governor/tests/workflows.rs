@@ -22,6 +22,8 @@
 mod connect;
 #[path = "workflows/ensure.rs"]
 mod ensure;
+#[path = "workflows/reconcile.rs"]
+mod reconcile;
 #[path = "workflows/retire.rs"]
 mod retire;
 #[path = "workflows/scenarios.rs"]

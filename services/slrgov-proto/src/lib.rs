@@ -42,6 +42,7 @@ pub const SERVICE_NAMES: &[&str] = &[
     "slrgov.v1.LinkedRoleService",
     "slrgov.v1.RegionService",
     "slrgov.v1.AuditService",
+    "slrgov.v1.FindingService",
     "google.longrunning.Operations",
 ];
 

@@ -153,16 +153,18 @@ pub struct Fence {
 /// when the oldest has been there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GaugeRow {
-    /// `linked_role`, `workflow` or `finding`.
+    /// `linked_role`, `workflow`, `finding` or `reconcile`.
     pub kind: String,
     /// The linked role's state (`ACTIVE`, `CREATING`, …), the workflow
-    /// kind (`ensure`, `retire`, `delete`, `sync`, `reconcile`), or the
-    /// open findings' `{CODE}/{SEVERITY}` (`ROLE_MISSING/ERROR`).
+    /// kind (`ensure`, `retire`, `delete`, `sync`, `reconcile`), the
+    /// open findings' `{CODE}/{SEVERITY}` (`ROLE_MISSING/ERROR`), or the
+    /// account id (`reconcile`: one row per account with a finished pass).
     pub state: String,
-    /// How many.
+    /// How many (1 for a `reconcile` row).
     pub count: u64,
-    /// The oldest one's last change (a linked role), start (a workflow) or
-    /// first seen time (a finding).
+    /// The oldest one's last change (a linked role), start (a workflow),
+    /// first seen time (a finding), or the end of the account's newest
+    /// successful pass (`reconcile`).
     pub oldest: Option<chrono::DateTime<chrono::Utc>>,
 }
 
@@ -542,6 +544,18 @@ pub trait WorkflowStore: WorkflowLog {
     /// Gives up the workflows `owner` holds (graceful shutdown), so another
     /// replica takes them over at once.
     async fn workflow_release_all(&self, ctx: &RequestContext, owner: &str) -> Result<()>;
+
+    /// Removes up to `limit` finished reconcile passes that ended longer
+    /// than `older_than` ago (workers) that a newer pass replaces, keeping
+    /// each account's newest successful pass (the lag gauge reads it);
+    /// returns how many went. Passes run every interval for every account:
+    /// without this the table would grow without bound.
+    async fn workflow_sweep_passes(
+        &self,
+        ctx: &RequestContext,
+        older_than: Duration,
+        limit: u32,
+    ) -> Result<u64>;
 }
 
 /// Request ids (AIP-155), for the RPCs that must know of a replay before

@@ -111,6 +111,7 @@ contract! {
         => finding_filters_and_pages_postgres, finding_filters_and_pages_sqlite;
     fleet::case_fleet_summary => fleet_summary_postgres, fleet_summary_sqlite;
     reconcile::case_reconcile_passes => reconcile_passes_postgres, reconcile_passes_sqlite;
+    reconcile::case_reconcile_sweep_and_lag => reconcile_sweep_and_lag_postgres, reconcile_sweep_and_lag_sqlite;
 
     scoping::case_scope_hides_other_accounts
         => scope_hides_other_accounts_postgres, scope_hides_other_accounts_sqlite;

@@ -28,6 +28,7 @@ mod e2e {
     pub mod postgres_cluster;
     pub mod postgres_restart;
     pub mod postgres_roles;
+    pub mod reconciler;
     pub mod registry;
     pub mod replicas;
     pub mod server;

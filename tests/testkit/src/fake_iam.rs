@@ -133,6 +133,11 @@ impl FakeIam {
         info
     }
 
+    /// Deletes a role at once, as someone acting in IAM directly would.
+    pub fn remove_role(&self, name: &str) -> bool {
+        self.with(|s| s.roles.remove(name).is_some())
+    }
+
     /// Marks `name` as used by `resources` in `region`: its deletion fails.
     pub fn use_role(&self, name: &str, region: &str, resources: &[&str]) {
         self.with(|s| {

@@ -13,6 +13,7 @@ use slrgov_proto::google::longrunning::{Operation, WaitOperationRequest};
 use slrgov_proto::slrgov::v1 as pb;
 use slrgov_proto::slrgov::v1::account_service_client::AccountServiceClient;
 use slrgov_proto::slrgov::v1::audit_service_client::AuditServiceClient;
+use slrgov_proto::slrgov::v1::finding_service_client::FindingServiceClient;
 use slrgov_proto::slrgov::v1::instance_service_client::InstanceServiceClient;
 use slrgov_proto::slrgov::v1::linked_role_service_client::LinkedRoleServiceClient;
 use slrgov_proto::slrgov::v1::region_service_client::RegionServiceClient;
@@ -134,10 +135,11 @@ impl TestServer {
             .env("SLRGOV_LOG_FORMAT", "json")
             .env_remove("SLRGOV_CONFIG")
             // The periodic jobs that call AWS on their own (background
-            // syncs from Connect, the region refresh from SSM) are off
+            // syncs from Connect, the reconciler, the region refresh from SSM) are off
             // unless a test turns them on: a test counts the calls it
             // causes.
             .env("SLRGOV_SYNC_INTERVAL", "0")
+            .env("SLRGOV_RECONCILE_INTERVAL", "0")
             .env("SLRGOV_REGIONS_REFRESH", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -269,6 +271,7 @@ impl TestServer {
             linked_roles: LinkedRoleServiceClient::new(channel.clone()),
             regions: RegionServiceClient::new(channel.clone()),
             audit: AuditServiceClient::new(channel.clone()),
+            findings: FindingServiceClient::new(channel.clone()),
             operations: OperationsClient::new(channel),
         }
     }
@@ -359,6 +362,7 @@ pub struct Clients {
     pub linked_roles: LinkedRoleServiceClient<Channel>,
     pub regions: RegionServiceClient<Channel>,
     pub audit: AuditServiceClient<Channel>,
+    pub findings: FindingServiceClient<Channel>,
     pub operations: OperationsClient<Channel>,
 }
 

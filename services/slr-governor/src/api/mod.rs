@@ -17,6 +17,7 @@ use slrgov_aws::AwsProvider;
 
 pub mod accounts;
 pub mod audit;
+pub mod findings;
 pub mod instances;
 pub mod linked_roles;
 pub mod operations;

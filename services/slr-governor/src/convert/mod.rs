@@ -102,10 +102,41 @@ pub fn linked_role(role: &slrgov_domain::model::LinkedRole) -> pb::LinkedRole {
     }
 }
 
+/// A finding code as the API writes it.
+pub fn finding_code(code: slrgov_domain::finding::FindingCode) -> pb::inspection::finding::Code {
+    use pb::inspection::finding::Code;
+    use slrgov_domain::finding::FindingCode;
+    match code {
+        FindingCode::RoleMissing => Code::RoleMissing,
+        FindingCode::TrustPolicyMismatch => Code::TrustPolicyMismatch,
+        FindingCode::PathMismatch => Code::PathMismatch,
+        FindingCode::PermissionMissing => Code::PermissionMissing,
+        FindingCode::PermissionConditional => Code::PermissionConditional,
+        FindingCode::DescriptionDrift => Code::DescriptionDrift,
+        FindingCode::RoleUnused => Code::RoleUnused,
+        FindingCode::LegacyInstanceWithoutRole => Code::LegacyInstanceWithoutRole,
+        FindingCode::RoleMismatch => Code::RoleMismatch,
+        FindingCode::ServiceRoleMismatch => Code::ServiceRoleMismatch,
+        FindingCode::OrphanRole => Code::OrphanRole,
+        FindingCode::VanishedInstance => Code::VanishedInstance,
+    }
+}
+
+/// A severity as the API writes it.
+pub fn finding_severity(
+    severity: slrgov_domain::finding::Severity,
+) -> pb::inspection::finding::Severity {
+    use pb::inspection::finding::Severity as S;
+    use slrgov_domain::finding::Severity;
+    match severity {
+        Severity::Info => S::Info,
+        Severity::Warning => S::Warning,
+        Severity::Error => S::Error,
+    }
+}
+
 /// An inspection as the API returns it.
 pub fn inspection(inspection: &crate::lifecycle::Inspection) -> pb::Inspection {
-    use crate::lifecycle::{FindingCode, Severity};
-    use pb::inspection::finding::{Code, Severity as PbSeverity};
     use pb::inspection::permission_check::Decision as PbDecision;
     use slrgov_domain::policy::Decision;
     pb::Inspection {
@@ -115,23 +146,8 @@ pub fn inspection(inspection: &crate::lifecycle::Inspection) -> pb::Inspection {
             .findings
             .iter()
             .map(|f| pb::inspection::Finding {
-                code: match f.code {
-                    FindingCode::RoleMissing => Code::RoleMissing,
-                    FindingCode::TrustPolicyMismatch => Code::TrustPolicyMismatch,
-                    FindingCode::PathMismatch => Code::PathMismatch,
-                    FindingCode::PermissionMissing => Code::PermissionMissing,
-                    FindingCode::PermissionConditional => Code::PermissionConditional,
-                    FindingCode::DescriptionDrift => Code::DescriptionDrift,
-                    FindingCode::RoleUnused => Code::RoleUnused,
-                    FindingCode::LegacyInstanceWithoutRole => Code::LegacyInstanceWithoutRole,
-                    FindingCode::RoleMismatch => Code::RoleMismatch,
-                    FindingCode::ServiceRoleMismatch => Code::ServiceRoleMismatch,
-                } as i32,
-                severity: match f.severity {
-                    Severity::Info => PbSeverity::Info,
-                    Severity::Warning => PbSeverity::Warning,
-                    Severity::Error => PbSeverity::Error,
-                } as i32,
+                code: finding_code(f.code) as i32,
+                severity: finding_severity(f.severity) as i32,
                 message: f.message.clone(),
                 feature: f.feature.clone(),
                 action: f.action.clone(),

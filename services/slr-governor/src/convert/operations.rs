@@ -6,6 +6,7 @@ use slrgov_proto::google::longrunning::{Operation, operation::Result as OpResult
 use slrgov_proto::slrgov::v1 as pb;
 
 use super::{linked_role, timestamp};
+use crate::lifecycle::reconcile::{ReconcileReport, ReconcileState};
 use crate::lifecycle::sync::{Look, SyncInputs, SyncReport, SyncState, SyncTotals, totals};
 
 /// A workflow as a google.longrunning.Operation (for the kinds that are
@@ -15,6 +16,7 @@ pub fn operation(record: &WorkflowRecord) -> Operation {
     let target = record.target.name.clone();
     let sync = match record.kind {
         WorkflowKind::Sync => Some(sync_looks(record)),
+        WorkflowKind::Reconcile => Some((1, reconcile_looks(record))),
         _ => None,
     };
     let metadata = pb::OperationMetadata {
@@ -40,6 +42,12 @@ pub fn operation(record: &WorkflowRecord) -> Operation {
             &WorkflowError::from(slrgov_domain::Error::internal("the operation failed")),
             &target,
         ))),
+        (Phase::Succeeded, _) if record.kind == WorkflowKind::Reconcile => {
+            let report = record.output::<ReconcileReport>().ok().flatten();
+            Some(OpResult::Response(slrgov_proto::to_any(
+                &reconcile_response(report.as_ref()),
+            )))
+        }
         (Phase::Succeeded, _) if sync.is_some() => {
             let (accounts, looks) = sync.unwrap_or_default();
             Some(OpResult::Response(slrgov_proto::to_any(&sync_response(
@@ -84,6 +92,53 @@ fn sync_looks(record: &WorkflowRecord) -> (usize, Vec<Look>) {
         },
     };
     (accounts, looks)
+}
+
+/// A reconcile pass's looks so far.
+fn reconcile_looks(record: &WorkflowRecord) -> Vec<Look> {
+    if let Some(report) = record.output::<ReconcileReport>().ok().flatten() {
+        return report.looks;
+    }
+    match record.state::<ReconcileState>() {
+        Ok(
+            ReconcileState::Looking { looks }
+            | ReconcileState::Inspecting { looks, .. }
+            | ReconcileState::Orphans { looks, .. }
+            | ReconcileState::Repairing { looks, .. },
+        ) => looks,
+        _ => Vec::new(),
+    }
+}
+
+/// A finished reconcile pass's response.
+fn reconcile_response(report: Option<&ReconcileReport>) -> pb::ReconcilePassResponse {
+    let Some(report) = report else {
+        return pb::ReconcilePassResponse::default();
+    };
+    let t = &report.totals;
+    pb::ReconcilePassResponse {
+        sync: Some(sync_response(1, &report.looks)),
+        instances_inspected: count(t.inspected),
+        instances_over_budget: count(t.over_budget),
+        instances_failed: count(t.failed),
+        instances_vanished: count(t.vanished),
+        orphan_roles: count(t.orphans),
+        findings_opened: count(t.findings.opened),
+        findings_still_open: count(t.findings.still_open),
+        findings_resolved: count(t.findings.resolved),
+        repairs: report
+            .repairs
+            .iter()
+            .map(|r| pb::reconcile_pass_response::Repair {
+                instance: r.instance.clone(),
+                outcome: r.outcome.clone(),
+                error: r
+                    .error
+                    .as_ref()
+                    .map(|e| crate::status::operation_error(e, &r.instance)),
+            })
+            .collect(),
+    }
 }
 
 fn count(value: u32) -> i32 {

@@ -11,46 +11,11 @@ use slrgov_domain::permissions::required_permissions;
 use slrgov_domain::policy::{Decision, NamedPolicy, evaluate};
 use slrgov_domain::{Error, RequestContext, Role};
 
+pub use slrgov_domain::finding::{FindingCode, Severity};
+
 use super::connect::ServiceRole;
 use super::roles::{observed, trusts_only_connect};
 use super::{Lifecycle, iam_error, with_retries};
-
-/// What an inspection found wrong or worth knowing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FindingCode {
-    /// No role in IAM.
-    RoleMissing,
-    /// The trust policy is not `connect.amazonaws.com` alone.
-    TrustPolicyMismatch,
-    /// Not under the Connect SLR path.
-    PathMismatch,
-    /// A needed permission is denied.
-    PermissionMissing,
-    /// A needed permission is allowed only under conditions.
-    PermissionConditional,
-    /// IAM's description differs from the record.
-    DescriptionDrift,
-    /// IAM has no record of use.
-    RoleUnused,
-    /// A pre-2018 instance without a role.
-    LegacyInstanceWithoutRole,
-    /// IAM's role is not the recorded one.
-    RoleMismatch,
-    /// The governed role is not the one Amazon Connect links to the
-    /// instance.
-    ServiceRoleMismatch,
-}
-
-/// How serious a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Severity {
-    /// Worth knowing.
-    Info,
-    /// Drift, or a feature may break.
-    Warning,
-    /// A feature cannot work.
-    Error,
-}
 
 /// One finding.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,7 +16,9 @@
 //! - `roles.rs`: what a Connect service-linked role is (names, trust);
 //! - `connect.rs`: Amazon Connect, the source of truth: its clients, the
 //!   role it links to each instance, a fresh look at one instance;
-//! - `sync.rs`: SyncInstances, its workflow, and the background syncs.
+//! - `sync.rs`: SyncInstances, its workflow, and the background syncs;
+//! - `reconcile.rs`: the reconciler's pass over one account (sync,
+//!   inspect every role, store the findings, repair in repair mode).
 
 pub mod connect;
 pub mod describe;
@@ -24,6 +26,7 @@ pub mod ensure;
 mod ensure_request;
 pub mod inspect;
 pub mod plan;
+pub mod reconcile;
 pub mod retire;
 pub mod roles;
 mod steps;
@@ -199,7 +202,17 @@ impl Lifecycle {
         ctx: &RequestContext,
         key: &InstanceKey,
     ) -> Result<Arc<dyn IamApi>, Error> {
-        let access = self.store.account_access(ctx, &key.account_id).await?;
+        self.iam_for_account(ctx, &key.account_id).await
+    }
+
+    /// The IAM client of `account` (STS AssumeRole when the account has an
+    /// access role).
+    pub async fn iam_for_account(
+        &self,
+        ctx: &RequestContext,
+        account: &slrgov_domain::types::AccountId,
+    ) -> Result<Arc<dyn IamApi>, Error> {
+        let access = self.store.account_access(ctx, account).await?;
         let target = AccountTarget::new(
             access.account_id,
             access.partition,
@@ -238,6 +251,16 @@ impl Lifecycle {
                         .advance(ctx, &workflow, &mut record, Duration::ZERO)
                         .await?,
                 )
+            }
+            WorkflowKind::Reconcile => {
+                let workflow = reconcile::ReconcileWorkflow::new(self, ctx);
+                let resumed = Resumed::of(
+                    engine
+                        .advance(ctx, &workflow, &mut record, Duration::ZERO)
+                        .await?,
+                );
+                reconcile::count_pass(&record);
+                resumed
             }
             WorkflowKind::Sync => {
                 let workflow = sync::SyncWorkflow::new(self, ctx);

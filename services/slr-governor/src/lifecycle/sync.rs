@@ -119,7 +119,11 @@ impl<'a> SyncWorkflow<'a> {
         SyncWorkflow { lifecycle, ctx }
     }
 
-    async fn plan(&self, inputs: &SyncInputs, attempt: u32) -> Outcome<SyncState, SyncReport> {
+    pub(super) async fn plan(
+        &self,
+        inputs: &SyncInputs,
+        attempt: u32,
+    ) -> Outcome<SyncState, SyncReport> {
         let mut looks = Vec::new();
         for account in &inputs.accounts {
             let failed_account = |error: Error| Look {
@@ -161,7 +165,11 @@ impl<'a> SyncWorkflow<'a> {
         Outcome::Next(SyncState::Looking { looks })
     }
 
-    async fn look(&self, mut looks: Vec<Look>, attempt: u32) -> Outcome<SyncState, SyncReport> {
+    pub(super) async fn look(
+        &self,
+        mut looks: Vec<Look>,
+        attempt: u32,
+    ) -> Outcome<SyncState, SyncReport> {
         let Some(index) = looks.iter().position(|l| !l.done) else {
             return Outcome::Done(SyncReport { looks });
         };
@@ -366,7 +374,11 @@ impl Lifecycle {
         limit: u32,
     ) -> Result<u32, Error> {
         let mut started = 0;
-        for account in self.store.sync_due(ctx, interval, limit).await? {
+        for account in self
+            .store
+            .sync_due(ctx, WorkflowKind::Sync, interval, limit)
+            .await?
+        {
             let inputs = SyncInputs {
                 accounts: vec![account.to_string()],
             };

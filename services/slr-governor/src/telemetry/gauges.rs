@@ -1,20 +1,24 @@
 //! Gauges read from the database: linked roles by state, workflows in
-//! flight by kind and the age of the oldest.
+//! flight by kind and the age of the oldest, open findings by code and
+//! severity, and each account's reconcile lag.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
 use slrgov_domain::RequestContext;
+use slrgov_domain::finding::{FindingCode, Severity};
 use slrgov_domain::workflow::WorkflowKind;
 
 use super::{export_enabled, var};
 
 /// The workflow kinds, as the gauges label them (bounded).
-const WORKFLOW_KINDS: [&str; 3] = [
+const WORKFLOW_KINDS: [&str; 5] = [
     WorkflowKind::Ensure.as_str(),
     WorkflowKind::Retire.as_str(),
     WorkflowKind::Delete.as_str(),
+    WorkflowKind::Sync.as_str(),
+    WorkflowKind::Reconcile.as_str(),
 ];
 // ---------------------------------------------------------------------------
 // Gauges read from the database
@@ -96,11 +100,58 @@ pub fn spawn_gauges(
             }
         })
         .build();
+    let rows = snapshot.clone();
+    let findings = meter
+        .u64_observable_gauge("slrgov.findings.open")
+        .with_description(
+            "Open findings the reconciler stored, by code and severity (every account)",
+        )
+        .with_unit("{finding}")
+        .with_callback(move |observer| {
+            let Ok(rows) = rows.lock() else { return };
+            // Every pair, so a resolved finding shows as 0 (36 series).
+            for code in FindingCode::ALL {
+                for severity in Severity::ALL {
+                    let state = format!("{code}/{severity}");
+                    let count = rows
+                        .iter()
+                        .filter(|r| r.kind == "finding" && r.state == state)
+                        .map(|r| r.count)
+                        .sum();
+                    observer.observe(
+                        count,
+                        &[
+                            KeyValue::new("code", code.as_str()),
+                            KeyValue::new("severity", severity.as_str()),
+                        ],
+                    );
+                }
+            }
+        })
+        .build();
+    let rows = snapshot.clone();
+    let lag = meter
+        .f64_observable_gauge("slrgov.reconcile.lag")
+        .with_description(
+            "Time since each account's last finished reconcile pass (its start when none finished)",
+        )
+        .with_unit("s")
+        .with_callback(move |observer| {
+            let Ok(rows) = rows.lock() else { return };
+            let now = chrono::Utc::now();
+            for row in rows.iter().filter(|r| r.kind == "reconcile") {
+                if let Some(at) = row.oldest {
+                    let age = (now - at).num_milliseconds().max(0) as f64 / 1000.0;
+                    observer.observe(age, &[KeyValue::new("account", row.state.clone())]);
+                }
+            }
+        })
+        .build();
     let ctx = RequestContext::for_worker("telemetry");
     let period = gauge_period();
     Some(tokio::spawn(async move {
         // Keep the instruments (and their callbacks) alive with the task.
-        let _instruments = (linked_roles, in_flight, oldest);
+        let _instruments = (linked_roles, in_flight, oldest, findings, lag);
         loop {
             match store.gauges(&ctx).await {
                 Ok(rows) => {

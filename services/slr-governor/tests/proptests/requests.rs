@@ -8,8 +8,9 @@ use slrgov_proto::slrgov::v1 as pb;
 use crate::harness::Fixture;
 use crate::strategies::{
     account, account_id_any, account_name, audit_filter, collection, description, duration, etag,
-    field, filter, instance, instance_id_any, instance_name, junk, linked_role, linked_role_name,
-    mask, mutated, operation_name, owned, page_size, page_token, region_any, request_id, trailer,
+    field, filter, finding_filter, instance, instance_id_any, instance_name, junk, linked_role,
+    linked_role_name, mask, mutated, operation_name, owned, page_size, page_token, region_any,
+    request_id, trailer,
 };
 
 // ---------------------------------------------------------------------------
@@ -233,6 +234,33 @@ pub fn list_audit_events(fx: &Fixture) -> BoxedStrategy<pb::ListAuditEventsReque
         page_size: page_size(),
         page_token: page_token(fx),
         filter: audit_filter(),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// FindingService
+
+fn list_parent(fx: &Fixture) -> BoxedStrategy<String> {
+    prop_oneof![
+        2 => Just("accounts/-".to_owned()),
+        5 => account_name(fx),
+        1 => owned(&["accounts/*", "accounts/--", "accounts/-/", "-", "accounts"]),
+    ]
+    .boxed()
+}
+
+pub fn list_findings(fx: &Fixture) -> BoxedStrategy<pb::ListFindingsRequest> {
+    message!(pb::ListFindingsRequest {
+        parent: list_parent(fx),
+        filter: finding_filter(),
+        page_size: page_size(),
+        page_token: page_token(fx),
+    })
+}
+
+pub fn get_fleet_summary(fx: &Fixture) -> BoxedStrategy<pb::GetFleetSummaryRequest> {
+    message!(pb::GetFleetSummaryRequest {
+        parent: list_parent(fx),
     })
 }
 

@@ -136,3 +136,88 @@ pub async fn case_reconcile_passes(store: Arc<dyn Store>) {
         Reason::Internal,
     );
 }
+
+/// Finished passes are swept after the retention, never an account's
+/// newest one (the lag gauge reads it), never one still running, and never
+/// another kind; the gauges give each account's newest finished pass.
+pub async fn case_reconcile_sweep_and_lag(store: Arc<dyn Store>) {
+    let a = create_account(&store, 1).await.account_id;
+    let b = create_account(&store, 2).await.account_id;
+    let worker = admin();
+    // Three finished passes of A, one of B, and a finished sync of A.
+    let mut ended = Vec::new();
+    for (kind, account) in [
+        (WorkflowKind::Reconcile, &a),
+        (WorkflowKind::Reconcile, &a),
+        (WorkflowKind::Reconcile, &a),
+        (WorkflowKind::Reconcile, &b),
+        (WorkflowKind::Sync, &a),
+    ] {
+        let record = started(begin(&store, kind, account).await);
+        let claimed = store
+            .workflow_claim_due(&worker, "worker-a", LONG, 10)
+            .await
+            .expect("claim");
+        let held = claimed
+            .into_iter()
+            .find(|w| w.id == record.id)
+            .expect("the new workflow is due");
+        ended.push(finish(&store, &held, Phase::Succeeded).await);
+        tick().await;
+    }
+    // And a fourth pass of A, running.
+    let running = started(begin(&store, WorkflowKind::Reconcile, &a).await);
+    let lag: Vec<(String, Option<chrono::DateTime<chrono::Utc>>)> = store
+        .gauges(&worker)
+        .await
+        .expect("gauges")
+        .into_iter()
+        .filter(|r| r.kind == "reconcile")
+        .map(|r| (r.state, r.oldest))
+        .collect();
+    assert_eq!(
+        lag,
+        vec![
+            (a.to_string(), ended[2].end_time),
+            (b.to_string(), ended[3].end_time)
+        ],
+        "each account's newest finished pass"
+    );
+    // Nothing is past a day's retention.
+    let day = Duration::from_secs(86_400);
+    assert_eq!(
+        store
+            .workflow_sweep_passes(&worker, day, 100)
+            .await
+            .expect("sweep"),
+        0
+    );
+    // With no retention, A's two older finished passes go; A's newest
+    // finished one, the running one, B's only one and the sync stay.
+    assert_eq!(
+        store
+            .workflow_sweep_passes(&worker, Duration::ZERO, 100)
+            .await
+            .expect("sweep"),
+        2
+    );
+    let kept = |id: &str| {
+        let store = store.clone();
+        let worker = worker.clone();
+        let id = id.to_owned();
+        async move { store.workflow_get(&worker, &id).await.is_ok() }
+    };
+    assert!(!kept(&ended[0].id).await);
+    assert!(!kept(&ended[1].id).await);
+    for survivor in [&ended[2].id, &ended[3].id, &ended[4].id, &running.id] {
+        assert!(kept(survivor).await, "{survivor} stays");
+    }
+    // Only a worker (admin) sweeps.
+    expect_err(
+        store
+            .workflow_sweep_passes(&viewer(&[&a]), Duration::ZERO, 100)
+            .await,
+        Kind::PermissionDenied,
+        Reason::PermissionDenied,
+    );
+}

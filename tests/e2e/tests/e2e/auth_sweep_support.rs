@@ -66,6 +66,8 @@ pub const METHODS: &[(&str, Need)] = &[
     ("/slrgov.v1.RegionService/ListRegions", Need::Viewer),
     ("/slrgov.v1.RegionService/GetRegion", Need::Viewer),
     ("/slrgov.v1.AuditService/ListAuditEvents", Need::Viewer),
+    ("/slrgov.v1.FindingService/ListFindings", Need::Viewer),
+    ("/slrgov.v1.FindingService/GetFleetSummary", Need::Viewer),
     (
         "/google.longrunning.Operations/ListOperations",
         Need::Viewer,
@@ -237,6 +239,15 @@ pub fn request(method: &str, t: &Target) -> Vec<u8> {
             ..Default::default()
         }
         .encode_to_vec(),
+        "/slrgov.v1.FindingService/ListFindings" => pb::ListFindingsRequest {
+            parent: account,
+            page_size: 50,
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "/slrgov.v1.FindingService/GetFleetSummary" => {
+            pb::GetFleetSummaryRequest { parent: account }.encode_to_vec()
+        }
         "/google.longrunning.Operations/ListOperations" => lro::ListOperationsRequest {
             page_size: 50,
             ..Default::default()

@@ -1,11 +1,13 @@
-//! RegionService, AuditService and google.longrunning.Operations, one test
-//! per RPC.
+//! RegionService, AuditService, FindingService and
+//! google.longrunning.Operations, one test per RPC.
 
 use slr_governor::api::audit::Audit;
+use slr_governor::api::findings::Findings;
 use slr_governor::api::operations::Operations;
 use slr_governor::api::regions::Regions;
 use slrgov_proto::google::longrunning::operations_server::Operations as _;
 use slrgov_proto::slrgov::v1::audit_service_server::AuditService as _;
+use slrgov_proto::slrgov::v1::finding_service_server::FindingService as _;
 use slrgov_proto::slrgov::v1::region_service_server::RegionService as _;
 
 use crate::checks::Spec;
@@ -26,6 +28,19 @@ rpc_test!(
         "AuditService/ListAuditEvents",
         &["parent", "page_size", "page_token", "filter"],
     ),
+);
+
+rpc_test!(
+    finding_service_list_findings: Findings::list_findings,
+    Spec::reads(
+        "FindingService/ListFindings",
+        &["parent", "filter", "page_size", "page_token"],
+    ),
+);
+
+rpc_test!(
+    finding_service_get_fleet_summary: Findings::get_fleet_summary,
+    Spec::reads("FindingService/GetFleetSummary", &["parent"]),
 );
 
 rpc_test!(

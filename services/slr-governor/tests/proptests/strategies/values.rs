@@ -129,6 +129,40 @@ pub fn audit_filter() -> BoxedStrategy<String> {
     )
 }
 
+/// A filter of the ListFindings grammar.
+pub fn finding_filter() -> BoxedStrategy<String> {
+    filter_of(
+        &[
+            "code",
+            "severity",
+            "resolved",
+            "=",
+            "AND",
+            "OR",
+            "ROLE_MISSING",
+            "ORPHAN_ROLE",
+            "ERROR",
+            "INFO",
+            "true",
+            "false",
+            "maybe",
+            "\"",
+            "'",
+            "(",
+            ")",
+            "target",
+        ],
+        &[
+            "code = ROLE_MISSING",
+            "severity = ERROR AND resolved = false",
+            "code = \"ORPHAN_ROLE\" AND severity = WARNING AND resolved = true",
+            "resolved=true",
+        ],
+        &[" ", "", "  "],
+        "[ -~]{500,600}",
+    )
+}
+
 /// Empty, one of `valid`, `words` (or any) joined by one of `separators`,
 /// printable text matching `long`, or anything.
 fn filter_of(

@@ -179,10 +179,23 @@ impl Store for EngineStore {
                 " UNION ALL SELECT 'finding' AS kind, code || '/' || severity AS state, \
                  first_seen_time AS since FROM findings WHERE resolve_time IS NULL",
             );
+            if let Some(scope) = &scope {
+                query.push(" AND ");
+                push_scope(&mut query, scope.clone());
+            }
+            // Each account's newest finished reconcile pass (one row per
+            // account; the lag gauge). Finished passes are swept after a
+            // week, the newest kept.
+            query.push(
+                " UNION ALL SELECT 'reconcile' AS kind, account_id AS state, \
+                 MAX(end_time) AS since FROM workflows \
+                 WHERE kind = 'reconcile' AND phase = 'SUCCEEDED'",
+            );
             if let Some(scope) = scope {
                 query.push(" AND ");
                 push_scope(&mut query, scope);
             }
+            query.push(" GROUP BY account_id");
             query.push(") AS t GROUP BY kind, state");
             push_scoped_end(&mut query);
             let rows: Vec<GaugeDbRow> = query

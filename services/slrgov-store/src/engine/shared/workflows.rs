@@ -427,6 +427,46 @@ impl WorkflowStore for EngineStore {
         .instrument(db_span!("workflow_release_all"))
         .await
     }
+
+    async fn workflow_sweep_passes(
+        &self,
+        ctx: &RequestContext,
+        older_than: std::time::Duration,
+        limit: u32,
+    ) -> Result<u64> {
+        async move {
+            ctx.check_role(Role::Admin, "sweep reconcile passes")?;
+            let before =
+                now() - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::days(7));
+            let mut tx = begin_scoped(&self.pool, ctx).await?;
+            // Finished passes past the retention that a newer finished
+            // pass replaces, but never an account's newest successful one
+            // (the reconcile lag is read from it): a failed pass goes once
+            // a newer one finished, a successful one once a newer one
+            // succeeded.
+            let removed = sqlx::query(
+                "DELETE FROM workflows WHERE workflow_id IN ( \
+                 SELECT w.workflow_id FROM workflows w \
+                 WHERE w.kind = 'reconcile' AND w.phase IN ('SUCCEEDED', 'FAILED') \
+                 AND w.end_time < $1 AND EXISTS ( \
+                 SELECT 1 FROM workflows n WHERE n.kind = 'reconcile' \
+                 AND n.account_id = w.account_id AND n.create_time > w.create_time \
+                 AND (n.phase = 'SUCCEEDED' \
+                 OR (n.phase = 'FAILED' AND w.phase = 'FAILED'))) \
+                 LIMIT $2)",
+            )
+            .bind(before)
+            .bind(i64::from(limit))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+            tx.commit().await.map_err(db_error)?;
+            Ok(removed)
+        }
+        .instrument(db_span!("workflow_sweep_passes"))
+        .await
+    }
 }
 
 /// The lease of `owner` from now.

@@ -14,7 +14,13 @@ use serde::Deserialize;
 
 pub use crate::cors::CorsOrigins;
 use crate::env;
+use crate::lifecycle::reconcile::{ReconcileMode, ReconcileSettings};
 use crate::units::parse_duration;
+
+mod tls;
+
+pub use tls::TlsFiles;
+use tls::tls_files;
 
 /// The default listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
@@ -154,6 +160,18 @@ pub struct Overrides {
     #[arg(long, env = env::SYNC_INTERVAL, global = true)]
     pub sync_interval: Option<String>,
 
+    /// How often the reconciler passes over each account, e.g. `15m` (`0`: off).
+    #[arg(long, env = env::RECONCILE_INTERVAL, global = true)]
+    pub reconcile_interval: Option<String>,
+
+    /// What a reconcile pass may do: `observe` or `repair`.
+    #[arg(long, env = env::RECONCILE_MODE, global = true)]
+    pub reconcile_mode: Option<String>,
+
+    /// The IAM reads one reconcile pass of one account may make.
+    #[arg(long, env = env::RECONCILE_IAM_READS, global = true)]
+    pub reconcile_iam_reads: Option<u32>,
+
     /// How often the regions are refreshed from SSM, e.g. `12h` (`0`: off).
     #[arg(long, env = env::REGIONS_REFRESH, global = true)]
     pub regions_refresh: Option<String>,
@@ -193,6 +211,9 @@ struct FileConfig {
     iam_rate_per_account: Option<f64>,
     connect_rate_per_account: Option<f64>,
     sync_interval: Option<String>,
+    reconcile_interval: Option<String>,
+    reconcile_mode: Option<String>,
+    reconcile_iam_reads: Option<u32>,
     regions_refresh: Option<String>,
 }
 
@@ -248,6 +269,8 @@ pub struct Config {
     pub connect_rate_per_account: f64,
     /// How often each account is synced from Connect (`None`: never).
     pub sync_interval: Option<Duration>,
+    /// The reconciler (`None`: off).
+    pub reconcile: Option<ReconcileSettings>,
     /// How often the regions are refreshed from SSM (`None`: never).
     pub regions_refresh: Option<Duration>,
 }
@@ -262,6 +285,10 @@ pub const DEFAULT_IAM_RATE_PER_ACCOUNT: f64 = 10.0;
 pub const DEFAULT_CONNECT_RATE_PER_ACCOUNT: f64 = 2.0;
 /// The default interval of background syncs.
 pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(3600);
+/// The default interval of reconcile passes.
+pub const DEFAULT_RECONCILE_INTERVAL: Duration = Duration::from_secs(15 * 60);
+/// The default IAM reads of one pass of one account: 200 inspections.
+pub const DEFAULT_RECONCILE_IAM_READS: u32 = 600;
 /// The default interval of region refreshes.
 pub const DEFAULT_REGIONS_REFRESH: Duration = Duration::from_secs(12 * 3600);
 /// The default number of RPCs served at once.
@@ -272,79 +299,6 @@ pub const DEFAULT_REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 100;
 /// The default connections per peer address.
 pub const DEFAULT_MAX_CONNECTIONS_PER_PEER: u32 = 64;
-
-/// The PEM contents of the TLS files, read at start.
-#[derive(Clone)]
-pub struct TlsFiles {
-    /// The certificate chain, and the file it came from.
-    pub cert: (Vec<u8>, PathBuf),
-    /// The private key, and the file it came from.
-    pub key: (Vec<u8>, PathBuf),
-    /// The client CA bundle, and its file, for mTLS.
-    pub client_ca: Option<(Vec<u8>, PathBuf)>,
-}
-
-impl std::fmt::Debug for TlsFiles {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the key's contents.
-        f.debug_struct("TlsFiles")
-            .field("cert", &self.cert.1)
-            .field("key", &self.key.1)
-            .field("client_ca", &self.client_ca.as_ref().map(|c| &c.1))
-            .finish()
-    }
-}
-
-/// Reads a PEM file and checks that it holds a block labelled `label`.
-fn read_pem(path: &Path, what: &str, labels: &[&str]) -> anyhow::Result<(Vec<u8>, PathBuf)> {
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("cannot read the {what} {}", path.display()))?;
-    let text = String::from_utf8_lossy(&bytes);
-    if !labels
-        .iter()
-        .any(|label| text.contains(&format!("-----BEGIN {label}-----")))
-    {
-        bail!(
-            "the {what} {} is not PEM: expected a -----BEGIN {}----- block",
-            path.display(),
-            labels.join("----- or -----BEGIN ")
-        );
-    }
-    Ok((bytes, path.to_owned()))
-}
-
-/// The TLS files of the layers, read and checked.
-fn tls_files(
-    cert: Option<PathBuf>,
-    key: Option<PathBuf>,
-    client_ca: Option<PathBuf>,
-) -> anyhow::Result<Option<TlsFiles>> {
-    match (cert, key) {
-        (None, None) => {
-            if client_ca.is_some() {
-                bail!(
-                    "{} needs TLS: set {} and {}",
-                    env::TLS_CLIENT_CA,
-                    env::TLS_CERT,
-                    env::TLS_KEY
-                );
-            }
-            Ok(None)
-        }
-        (Some(cert), Some(key)) => Ok(Some(TlsFiles {
-            cert: read_pem(&cert, "TLS certificate", &["CERTIFICATE"])?,
-            key: read_pem(
-                &key,
-                "TLS key",
-                &["PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"],
-            )?,
-            client_ca: client_ca
-                .map(|ca| read_pem(&ca, "TLS client CA", &["CERTIFICATE"]))
-                .transpose()?,
-        })),
-        _ => bail!("{} and {} go together", env::TLS_CERT, env::TLS_KEY),
-    }
-}
 
 impl Config {
     /// Resolves the layers.
@@ -549,6 +503,32 @@ impl Config {
             DEFAULT_SYNC_INTERVAL,
             env::SYNC_INTERVAL,
         )?;
+        let reconcile = match every(
+            overrides
+                .reconcile_interval
+                .clone()
+                .or(file.reconcile_interval),
+            DEFAULT_RECONCILE_INTERVAL,
+            env::RECONCILE_INTERVAL,
+        )? {
+            None => None,
+            Some(interval) => Some(ReconcileSettings {
+                interval,
+                mode: match overrides.reconcile_mode.clone().or(file.reconcile_mode) {
+                    None => ReconcileMode::Observe,
+                    Some(mode) => ReconcileMode::parse(&mode).with_context(|| {
+                        format!(
+                            "{}: expected observe or repair, got {mode:?}",
+                            env::RECONCILE_MODE
+                        )
+                    })?,
+                },
+                iam_reads: overrides
+                    .reconcile_iam_reads
+                    .or(file.reconcile_iam_reads)
+                    .unwrap_or(DEFAULT_RECONCILE_IAM_READS),
+            }),
+        };
         let regions_refresh = every(
             overrides.regions_refresh.clone().or(file.regions_refresh),
             DEFAULT_REGIONS_REFRESH,
@@ -558,6 +538,7 @@ impl Config {
             iam_rate_per_account,
             connect_rate_per_account,
             sync_interval,
+            reconcile,
             regions_refresh,
             admission: crate::admission::Limits {
                 max_concurrent: max_concurrent_requests,

@@ -1,0 +1,820 @@
+//! The reconciler: a pass over one account that needs no input. The
+//! background schedule starts one per account every
+//! `SLRGOV_RECONCILE_INTERVAL`; any replica's worker runs it (the workflow
+//! row is the per-account lease: one pass of an account runs at a time).
+//! Level-based: every pass compares what should be with what is, from
+//! scratch, and stores what it sees; it never acts on events.
+//!
+//! | state (what has happened) | step run next | its action | undo |
+//! | --- | --- | --- | --- |
+//! | `Claimed` | `plan` | the Connect regions of the account's partition (as a sync plans them) | nothing |
+//! | `Looking` | `look` | one region's ListInstances, recorded (the sync's look) | nothing: what Connect said stays recorded |
+//! | `Inspecting` | `inspect` | the next page of the account's instances: each one's role inspected (GetRole, its policies; Connect's view is the look's) within the pass's IAM read budget, and its findings stored (those no longer seen resolved); a VANISHED instance gets `VANISHED_INSTANCE` with no AWS call | nothing: findings are observations |
+//! | `Orphans` | `orphans` | IAM ListRoles under the Connect SLR path: every role no live instance uses is an `ORPHAN_ROLE` finding (the account's others resolved) | nothing |
+//! | `Repairing` | `repair` | (`SLRGOV_RECONCILE_MODE=repair` only) the next instance whose role is missing: EnsureLinkedRole (restores the role Connect names, or gives a legacy instance one), then inspected again | nothing: the ensure is its own workflow and stands |
+//!
+//! Every step is safe to run twice: a look records the same listing, a page
+//! is inspected and recorded again (only the last seen time moves), an
+//! ensure of an ACTIVE role changes nothing. A pass never mutates IAM in
+//! the default `observe` mode.
+
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::Histogram;
+use serde::{Deserialize, Serialize};
+use slrgov_aws::iam::CONNECT_SLR_PATH;
+use slrgov_domain::filter::InstanceFilter;
+use slrgov_domain::finding::{FindingCode, FindingCounts, FindingScope, NewFinding, Severity};
+use slrgov_domain::model::{Instance, LinkedRoleState, ObservedState};
+use slrgov_domain::names::{AccountSelector, InstanceKey};
+use slrgov_domain::types::{AccountId, InstanceId};
+use slrgov_domain::workflow::{
+    NewWorkflow, Outcome, Undo, Workflow, WorkflowError, WorkflowKind, WorkflowRecord,
+    WorkflowTarget,
+};
+use slrgov_domain::{Error, Kind, RequestContext};
+use slrgov_store::{PageRequest, SyncStart};
+
+use super::connect::ServiceRole;
+use super::steps::{MAX_TRANSIENT_ATTEMPTS, retry};
+use super::sync::{Look, SyncInputs, SyncState, SyncWorkflow};
+use super::{Finding, Lifecycle, iam_error, with_retries};
+
+/// The IAM reads one inspection is charged against the budget: GetRole,
+/// ListRolePolicies and GetRolePolicy of the one inline policy a Connect
+/// SLR has.
+pub const READS_PER_INSPECTION: u32 = 3;
+/// Instances inspected per step (each step's state is saved).
+const PAGE: u32 = 20;
+
+/// Whether a pass may change anything.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReconcileMode {
+    /// Inspect and store findings; never mutate (the default).
+    #[default]
+    Observe,
+    /// Also ensure the roles that are missing (restore the role Connect
+    /// names; give a legacy instance one), and record what was done.
+    Repair,
+}
+
+impl ReconcileMode {
+    /// Parses `observe` or `repair`.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "observe" => Some(ReconcileMode::Observe),
+            "repair" => Some(ReconcileMode::Repair),
+            _ => None,
+        }
+    }
+
+    /// The written form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReconcileMode::Observe => "observe",
+            ReconcileMode::Repair => "repair",
+        }
+    }
+}
+
+/// The inputs a pass saves when it starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconcileInputs {
+    /// The account.
+    pub account_id: String,
+    /// Observe or repair.
+    pub mode: ReconcileMode,
+    /// The IAM reads the pass may make.
+    pub iam_reads: u32,
+}
+
+/// What a pass has counted so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PassTotals {
+    /// Instances whose role was inspected.
+    pub inspected: u32,
+    /// Instances left uninspected because the IAM read budget ran out
+    /// (their findings are kept as they were).
+    pub over_budget: u32,
+    /// Instances whose inspection failed (their findings are kept).
+    pub failed: u32,
+    /// Instances Connect no longer lists.
+    pub vanished: u32,
+    /// Connect service-linked roles no live instance uses.
+    pub orphans: u32,
+    /// Whether the orphan scan ran (not when the budget ran out).
+    pub orphan_scan: bool,
+    /// IAM reads left.
+    pub reads_left: u32,
+    /// What storing the findings changed.
+    pub findings: FindingCounts,
+}
+
+impl PassTotals {
+    fn add(&mut self, counts: FindingCounts) {
+        self.findings.opened += counts.opened;
+        self.findings.still_open += counts.still_open;
+        self.findings.resolved += counts.resolved;
+    }
+}
+
+/// What a repair did to one instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Repair {
+    /// The instance's resource name.
+    pub instance: String,
+    /// `restored`, `created`, `adopted` or `unchanged`; empty when it
+    /// failed.
+    #[serde(default)]
+    pub outcome: String,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<WorkflowError>,
+}
+
+/// Where a pass is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ReconcileState {
+    /// Started.
+    Claimed,
+    /// Looking at Connect, region by region.
+    Looking {
+        /// Every look, in order.
+        looks: Vec<Look>,
+    },
+    /// Inspecting the account's instances, a page per step.
+    Inspecting {
+        /// The looks.
+        looks: Vec<Look>,
+        /// The page token of the next page (empty: the first).
+        cursor: String,
+        /// The counts so far.
+        totals: PassTotals,
+        /// Instances whose role is missing (repair mode's work).
+        repair: Vec<String>,
+    },
+    /// Looking for roles no instance uses.
+    Orphans {
+        /// The looks.
+        looks: Vec<Look>,
+        /// The counts so far.
+        totals: PassTotals,
+        /// Instances whose role is missing.
+        repair: Vec<String>,
+    },
+    /// Ensuring missing roles, one instance per step.
+    Repairing {
+        /// The looks.
+        looks: Vec<Look>,
+        /// The counts so far.
+        totals: PassTotals,
+        /// Instances still to repair.
+        repair: Vec<String>,
+        /// What was done so far.
+        repairs: Vec<Repair>,
+    },
+}
+
+/// What a finished pass did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReconcileReport {
+    /// The looks at Connect.
+    pub looks: Vec<Look>,
+    /// The counts.
+    pub totals: PassTotals,
+    /// What the repairs did (repair mode).
+    #[serde(default)]
+    pub repairs: Vec<Repair>,
+}
+
+/// The reconcile workflow's steps.
+pub struct ReconcileWorkflow<'a> {
+    lifecycle: &'a Lifecycle,
+    ctx: &'a RequestContext,
+}
+
+impl<'a> ReconcileWorkflow<'a> {
+    /// The steps of one pass, acting with `ctx`.
+    pub fn new(lifecycle: &'a Lifecycle, ctx: &'a RequestContext) -> Self {
+        ReconcileWorkflow { lifecycle, ctx }
+    }
+
+    fn sync(&self) -> SyncWorkflow<'a> {
+        SyncWorkflow::new(self.lifecycle, self.ctx)
+    }
+
+    fn account(inputs: &ReconcileInputs) -> Result<AccountId, Error> {
+        AccountId::parse(&inputs.account_id)
+            .map_err(|e| Error::internal(format!("a saved account id is malformed: {e}")))
+    }
+
+    fn inspecting(inputs: &ReconcileInputs, looks: Vec<Look>) -> ReconcileState {
+        ReconcileState::Inspecting {
+            looks,
+            cursor: String::new(),
+            totals: PassTotals {
+                reads_left: inputs.iam_reads,
+                ..PassTotals::default()
+            },
+            repair: Vec::new(),
+        }
+    }
+
+    async fn plan(
+        &self,
+        inputs: &ReconcileInputs,
+        attempt: u32,
+    ) -> Outcome<ReconcileState, ReconcileReport> {
+        let sync = SyncInputs {
+            accounts: vec![inputs.account_id.clone()],
+        };
+        match self.sync().plan(&sync, attempt).await {
+            Outcome::Next(SyncState::Looking { looks }) => {
+                Outcome::Next(ReconcileState::Looking { looks })
+            }
+            Outcome::Next(SyncState::Claimed) => Outcome::Next(ReconcileState::Claimed),
+            // Nothing to look at (no Connect region, or the account is
+            // gone): the instances are inspected as recorded.
+            Outcome::Done(report) => Outcome::Next(Self::inspecting(inputs, report.looks)),
+            Outcome::Retry { after, reason } => Outcome::Retry { after, reason },
+            Outcome::Fail(error) => Outcome::Fail(error),
+        }
+    }
+
+    async fn look(
+        &self,
+        inputs: &ReconcileInputs,
+        looks: Vec<Look>,
+        attempt: u32,
+    ) -> Outcome<ReconcileState, ReconcileReport> {
+        match self.sync().look(looks, attempt).await {
+            Outcome::Next(SyncState::Looking { looks }) => {
+                Outcome::Next(ReconcileState::Looking { looks })
+            }
+            Outcome::Next(SyncState::Claimed) => Outcome::Next(ReconcileState::Claimed),
+            Outcome::Done(report) => Outcome::Next(Self::inspecting(inputs, report.looks)),
+            Outcome::Retry { after, reason } => Outcome::Retry { after, reason },
+            Outcome::Fail(error) => Outcome::Fail(error),
+        }
+    }
+
+    /// Inspects the next page of instances and stores their findings.
+    async fn inspect(
+        &self,
+        inputs: &ReconcileInputs,
+        looks: Vec<Look>,
+        cursor: &str,
+        mut totals: PassTotals,
+        mut repair: Vec<String>,
+        attempt: u32,
+    ) -> Outcome<ReconcileState, ReconcileReport> {
+        let account = match Self::account(inputs) {
+            Ok(account) => account,
+            Err(error) => return Outcome::Fail(WorkflowError::from(error)),
+        };
+        let store = self.lifecycle.store();
+        let page = match store
+            .instance_list(
+                self.ctx,
+                &AccountSelector::One(account.clone()),
+                &InstanceFilter::default(),
+                &PageRequest {
+                    size: PAGE,
+                    token: (!cursor.is_empty()).then(|| cursor.to_owned()),
+                },
+            )
+            .await
+        {
+            Ok(page) => page,
+            Err(error) if transient(&error) => return retry(attempt, error.message),
+            Err(error) => return Outcome::Fail(WorkflowError::from(error)),
+        };
+        let at = Utc::now();
+        for instance in &page.items {
+            let key = instance.key();
+            let target = key.name();
+            let seen = match self.look_at(instance, &mut totals).await {
+                Ok(Some(seen)) => seen,
+                // Not looked at (over budget, or the inspection failed):
+                // its findings stay as the last pass left them.
+                Ok(None) => continue,
+                Err(error) if transient(&error) && attempt < MAX_TRANSIENT_ATTEMPTS => {
+                    return retry(attempt, error.message);
+                }
+                Err(error) => {
+                    totals.failed += 1;
+                    tracing::warn!(instance = %target, reason = %error.reason, error = %error.message, "a reconcile inspection failed; the pass goes on");
+                    continue;
+                }
+            };
+            if inputs.mode == ReconcileMode::Repair && repairable(instance, &seen) {
+                let id = instance.instance_id.to_string();
+                if !repair.contains(&id) {
+                    repair.push(id);
+                }
+            }
+            match store
+                .finding_record(self.ctx, &account, &FindingScope::Target(target), &seen, at)
+                .await
+            {
+                Ok(counts) => totals.add(counts),
+                Err(error) if transient(&error) => return retry(attempt, error.message),
+                Err(error) => return Outcome::Fail(WorkflowError::from(error)),
+            }
+        }
+        if page.next_page_token.is_empty() {
+            return Outcome::Next(ReconcileState::Orphans {
+                looks,
+                totals,
+                repair,
+            });
+        }
+        Outcome::Next(ReconcileState::Inspecting {
+            looks,
+            cursor: page.next_page_token,
+            totals,
+            repair,
+        })
+    }
+
+    /// What the pass sees of one instance: `None` when it does not look
+    /// (over budget).
+    async fn look_at(
+        &self,
+        instance: &Instance,
+        totals: &mut PassTotals,
+    ) -> Result<Option<Vec<NewFinding>>, Error> {
+        let target = instance.key().name();
+        if instance.connect.observed_state == ObservedState::Vanished {
+            totals.vanished += 1;
+            let since = instance
+                .connect
+                .last_seen_time
+                .map_or_else(|| "an earlier sync".to_owned(), |t| t.to_rfc3339());
+            return Ok(Some(vec![NewFinding {
+                code: FindingCode::VanishedInstance,
+                severity: Severity::Warning,
+                target,
+                subject: String::new(),
+                message: format!(
+                    "Amazon Connect no longer lists the instance (last seen {since}); DeleteInstance retires its role and removes the record"
+                ),
+            }]));
+        }
+        // A role being retired, or retired, is not inspected: what it was
+        // found to lack no longer matters.
+        if matches!(
+            instance.linked_role_state,
+            LinkedRoleState::Deleting | LinkedRoleState::Deleted
+        ) {
+            return Ok(Some(Vec::new()));
+        }
+        if totals.reads_left < READS_PER_INSPECTION {
+            totals.over_budget += 1;
+            return Ok(None);
+        }
+        totals.reads_left -= READS_PER_INSPECTION;
+        let inspection = self.lifecycle.inspect(self.ctx, &instance.key()).await?;
+        totals.inspected += 1;
+        Ok(Some(
+            inspection
+                .findings
+                .iter()
+                .map(|f| stored(&target, f))
+                .collect(),
+        ))
+    }
+
+    /// Stores the Connect SLRs in IAM that no live instance uses.
+    async fn orphans(
+        &self,
+        inputs: &ReconcileInputs,
+        looks: Vec<Look>,
+        mut totals: PassTotals,
+        repair: Vec<String>,
+        attempt: u32,
+    ) -> Outcome<ReconcileState, ReconcileReport> {
+        match self.orphans_once(inputs, &mut totals).await {
+            Ok(()) => {}
+            Err(error) if transient(&error) => return retry(attempt, error.message),
+            Err(error) => {
+                tracing::warn!(account = %inputs.account_id, reason = %error.reason, error = %error.message, "the orphan-role scan failed; the pass goes on");
+            }
+        }
+        if inputs.mode == ReconcileMode::Repair && !repair.is_empty() {
+            return Outcome::Next(ReconcileState::Repairing {
+                looks,
+                totals,
+                repair,
+                repairs: Vec::new(),
+            });
+        }
+        Outcome::Done(ReconcileReport {
+            looks,
+            totals,
+            repairs: Vec::new(),
+        })
+    }
+
+    async fn orphans_once(
+        &self,
+        inputs: &ReconcileInputs,
+        totals: &mut PassTotals,
+    ) -> Result<(), Error> {
+        if totals.reads_left == 0 {
+            return Ok(());
+        }
+        let account = Self::account(inputs)?;
+        let store = self.lifecycle.store();
+        // The roles the live instances use: the one Connect names for each,
+        // and the one the service governs for each.
+        let mut used = HashSet::new();
+        let mut vanished = HashSet::new();
+        let mut token = None;
+        loop {
+            let page = store
+                .instance_list(
+                    self.ctx,
+                    &AccountSelector::One(account.clone()),
+                    &InstanceFilter::default(),
+                    &PageRequest {
+                        size: slrgov_store::MAX_PAGE_SIZE,
+                        token,
+                    },
+                )
+                .await?;
+            for instance in page.items {
+                if instance.connect.observed_state == ObservedState::Vanished {
+                    vanished.insert(instance.instance_id.to_string());
+                    continue;
+                }
+                if let Some(role) = instance
+                    .connect
+                    .service_role_arn
+                    .as_deref()
+                    .and_then(ServiceRole::parse)
+                {
+                    used.insert(role.name);
+                }
+            }
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = Some(page.next_page_token);
+        }
+        let iam = self.lifecycle.iam_for_account(self.ctx, &account).await?;
+        totals.reads_left = totals.reads_left.saturating_sub(1);
+        let roles = with_retries("ListRoles", || iam.list_roles(CONNECT_SLR_PATH))
+            .await
+            .map_err(|e| iam_error("ListRoles", e))?;
+        // No instance is this key: every record holding a role is "elsewhere".
+        let nobody = InstanceKey {
+            account_id: account.clone(),
+            instance_id: InstanceId::parse("00000000-0000-0000-0000-000000000000")
+                .map_err(|e| Error::internal(e.to_string()))?,
+        };
+        let mut orphans = Vec::new();
+        for role in roles {
+            if used.contains(&role.role_name) {
+                continue;
+            }
+            if let Some(holder) = store
+                .linked_role_held_elsewhere(self.ctx, &nobody, &role.role_name)
+                .await?
+                && !vanished.contains(holder.instance_id.as_str())
+            {
+                continue;
+            }
+            let used = role.last_used.map_or_else(
+                || "IAM has no record of its use".to_owned(),
+                |t| format!("last used {}", t.to_rfc3339()),
+            );
+            orphans.push(NewFinding {
+                code: FindingCode::OrphanRole,
+                severity: Severity::Warning,
+                target: role.arn.clone(),
+                subject: String::new(),
+                message: format!(
+                    "{} is an Amazon Connect service-linked role that no live instance uses ({used})",
+                    role.role_name
+                ),
+            });
+        }
+        totals.orphans = u32::try_from(orphans.len()).unwrap_or(u32::MAX);
+        totals.orphan_scan = true;
+        let counts = store
+            .finding_record(
+                self.ctx,
+                &account,
+                &FindingScope::Code(FindingCode::OrphanRole),
+                &orphans,
+                Utc::now(),
+            )
+            .await?;
+        totals.add(counts);
+        Ok(())
+    }
+
+    /// Ensures the next missing role, then inspects the instance again.
+    async fn repair(
+        &self,
+        inputs: &ReconcileInputs,
+        looks: Vec<Look>,
+        mut totals: PassTotals,
+        mut repair: Vec<String>,
+        mut repairs: Vec<Repair>,
+        attempt: u32,
+    ) -> Outcome<ReconcileState, ReconcileReport> {
+        if let Some(next) = repair.first().cloned() {
+            let name = format!("accounts/{}/instances/{next}", inputs.account_id);
+            match self.repair_one(&name, &mut totals).await {
+                Ok(outcome) => repairs.push(Repair {
+                    instance: name,
+                    outcome,
+                    error: None,
+                }),
+                Err(error) if transient(&error) && attempt < MAX_TRANSIENT_ATTEMPTS => {
+                    return retry(attempt, error.message);
+                }
+                Err(error) => {
+                    tracing::warn!(instance = %name, reason = %error.reason, error = %error.message, "a reconcile repair failed; the pass goes on");
+                    repairs.push(Repair {
+                        instance: name,
+                        outcome: String::new(),
+                        error: Some(WorkflowError::from(error)),
+                    });
+                }
+            }
+            repair.remove(0);
+        }
+        if repair.is_empty() {
+            return Outcome::Done(ReconcileReport {
+                looks,
+                totals,
+                repairs,
+            });
+        }
+        Outcome::Next(ReconcileState::Repairing {
+            looks,
+            totals,
+            repair,
+            repairs,
+        })
+    }
+
+    async fn repair_one(&self, name: &str, totals: &mut PassTotals) -> Result<String, Error> {
+        let key = InstanceKey::parse(name)
+            .map_err(|e| Error::internal(format!("a saved instance is malformed: {e}")))?;
+        let store = self.lifecycle.store();
+        let before = store.linked_role_get(self.ctx, &key).await?;
+        let role = self
+            .lifecycle
+            .ensure(self.ctx, &key, None, false, None)
+            .await?;
+        let outcome = if before.state == LinkedRoleState::Active {
+            "unchanged"
+        } else if role.restored {
+            "restored"
+        } else if role.adopted {
+            "adopted"
+        } else {
+            "created"
+        };
+        tracing::info!(instance = %name, outcome, role = role.role_arn.as_deref().unwrap_or_default(), "the reconciler repaired a missing role");
+        // Seen again, so the finding it fixed is resolved now, not a pass
+        // later (when the budget allows).
+        if totals.reads_left >= READS_PER_INSPECTION {
+            totals.reads_left -= READS_PER_INSPECTION;
+            let inspection = self.lifecycle.inspect(self.ctx, &key).await?;
+            let seen: Vec<NewFinding> = inspection
+                .findings
+                .iter()
+                .map(|f| stored(name, f))
+                .collect();
+            let counts = store
+                .finding_record(
+                    self.ctx,
+                    &key.account_id,
+                    &FindingScope::Target(name.to_owned()),
+                    &seen,
+                    Utc::now(),
+                )
+                .await?;
+            totals.add(counts);
+        }
+        Ok(outcome.to_owned())
+    }
+}
+
+/// A live finding on `target`, as stored.
+fn stored(target: &str, finding: &Finding) -> NewFinding {
+    let subject = if finding.action.is_empty() && finding.resource.is_empty() {
+        String::new()
+    } else {
+        format!("{} {}", finding.action, finding.resource)
+    };
+    NewFinding {
+        code: finding.code,
+        severity: finding.severity,
+        target: target.to_owned(),
+        subject,
+        message: finding.message.clone(),
+    }
+}
+
+/// True when repair mode ensures the instance's role: it is missing (the
+/// role Connect names was deleted, or a legacy instance has none) and the
+/// instance is live in Connect.
+fn repairable(instance: &Instance, seen: &[NewFinding]) -> bool {
+    instance.connect.observed_state == ObservedState::Observed
+        && seen.iter().any(|f| {
+            f.severity == Severity::Error
+                && matches!(
+                    f.code,
+                    FindingCode::RoleMissing | FindingCode::LegacyInstanceWithoutRole
+                )
+        })
+}
+
+/// True for a failure the next attempt may not meet.
+fn transient(error: &Error) -> bool {
+    matches!(error.kind, Kind::Unavailable | Kind::Aborted)
+}
+
+#[async_trait]
+impl Workflow for ReconcileWorkflow<'_> {
+    type Inputs = ReconcileInputs;
+    type State = ReconcileState;
+    type Output = ReconcileReport;
+
+    fn kind(&self) -> WorkflowKind {
+        WorkflowKind::Reconcile
+    }
+
+    fn steps() -> &'static [&'static str] {
+        &["plan", "look", "inspect", "orphans", "repair"]
+    }
+
+    fn step_of(state: &ReconcileState) -> &'static str {
+        match state {
+            ReconcileState::Claimed => "plan",
+            ReconcileState::Looking { .. } => "look",
+            ReconcileState::Inspecting { .. } => "inspect",
+            ReconcileState::Orphans { .. } => "orphans",
+            ReconcileState::Repairing { .. } => "repair",
+        }
+    }
+
+    async fn action(
+        &self,
+        inputs: &ReconcileInputs,
+        state: &ReconcileState,
+        attempt: u32,
+    ) -> Outcome<ReconcileState, ReconcileReport> {
+        match state.clone() {
+            ReconcileState::Claimed => self.plan(inputs, attempt).await,
+            ReconcileState::Looking { looks } => self.look(inputs, looks, attempt).await,
+            ReconcileState::Inspecting {
+                looks,
+                cursor,
+                totals,
+                repair,
+            } => {
+                self.inspect(inputs, looks, &cursor, totals, repair, attempt)
+                    .await
+            }
+            ReconcileState::Orphans {
+                looks,
+                totals,
+                repair,
+            } => self.orphans(inputs, looks, totals, repair, attempt).await,
+            ReconcileState::Repairing {
+                looks,
+                totals,
+                repair,
+                repairs,
+            } => {
+                self.repair(inputs, looks, totals, repair, repairs, attempt)
+                    .await
+            }
+        }
+    }
+
+    async fn undo(
+        &self,
+        _inputs: &ReconcileInputs,
+        _state: &ReconcileState,
+        _error: &WorkflowError,
+        _attempt: u32,
+    ) -> Undo<ReconcileState> {
+        // A pass records observations, and a repair is an ensure that
+        // stands on its own: there is nothing to take back.
+        Undo::Released
+    }
+}
+
+/// Records a finished pass in `slrgov.reconcile.duration` (seconds from
+/// start to end, by outcome and mode).
+pub fn count_pass(record: &WorkflowRecord) {
+    static HISTOGRAM: OnceLock<Histogram<f64>> = OnceLock::new();
+    let (Some(end), true) = (record.end_time, record.done()) else {
+        return;
+    };
+    let histogram = HISTOGRAM.get_or_init(|| {
+        opentelemetry::global::meter("slr-governor")
+            .f64_histogram("slrgov.reconcile.duration")
+            .with_description("How long a reconcile pass of one account took, start to end")
+            .with_unit("s")
+            .build()
+    });
+    let seconds = (end - record.create_time).num_milliseconds().max(0) as f64 / 1000.0;
+    let mode = record
+        .inputs::<ReconcileInputs>()
+        .map_or("observe", |i| i.mode.as_str());
+    histogram.record(
+        seconds,
+        &[
+            KeyValue::new("outcome", record.phase.as_str()),
+            KeyValue::new("mode", mode),
+        ],
+    );
+}
+
+/// How the background reconciler runs (`SLRGOV_RECONCILE_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconcileSettings {
+    /// How often each account gets a pass.
+    pub interval: std::time::Duration,
+    /// Observe or repair.
+    pub mode: ReconcileMode,
+    /// The IAM reads one pass of one account may make.
+    pub iam_reads: u32,
+}
+
+impl Lifecycle {
+    /// The reconciler's schedule: starts a pass of each account whose last
+    /// one started longer than the interval ago (workers; replicas share
+    /// the work: a pass already running, or started by another replica
+    /// within the interval, is not repeated). Returns how many it started.
+    pub async fn start_due_reconciles(
+        &self,
+        ctx: &RequestContext,
+        settings: ReconcileSettings,
+        limit: u32,
+    ) -> Result<u32, Error> {
+        let mut started = 0;
+        for account in self
+            .store()
+            .sync_due(ctx, WorkflowKind::Reconcile, settings.interval, limit)
+            .await?
+        {
+            match self.start_reconcile(ctx, &account, settings).await {
+                Ok(Some(record)) => {
+                    started += 1;
+                    tracing::info!(account = %account, operation = %record.id, mode = settings.mode.as_str(), "reconcile pass started");
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(account = %account, error = %error.message, "cannot start a reconcile pass");
+                }
+            }
+        }
+        Ok(started)
+    }
+
+    /// Starts a pass of one account; `None` when one is running or started
+    /// within the interval.
+    pub async fn start_reconcile(
+        &self,
+        ctx: &RequestContext,
+        account: &AccountId,
+        settings: ReconcileSettings,
+    ) -> Result<Option<WorkflowRecord>, Error> {
+        let inputs = ReconcileInputs {
+            account_id: account.to_string(),
+            mode: settings.mode,
+            iam_reads: settings.iam_reads,
+        };
+        let start = NewWorkflow::of::<ReconcileWorkflow>(
+            WorkflowKind::Reconcile,
+            WorkflowTarget::account(account),
+            &inputs,
+            &ReconcileState::Claimed,
+            None,
+        )?;
+        match self
+            .store()
+            .sync_begin(ctx, start, None, Some(settings.interval))
+            .await?
+        {
+            SyncStart::Started(record) => Ok(Some(*record)),
+            SyncStart::Running(_) | SyncStart::Replayed(_) => Ok(None),
+        }
+    }
+}
