@@ -56,6 +56,8 @@ pub enum Reason {
     LinkedRoleNotRetired,
     /// The capability is not built yet.
     NotImplemented,
+    /// The caller cancelled the operation (CancelOperation).
+    Cancelled,
     /// The service could not complete the request (database unreachable,
     /// shutting down).
     Unavailable,
@@ -89,6 +91,7 @@ impl Reason {
             Reason::AccountHasInstances => "ACCOUNT_HAS_INSTANCES",
             Reason::LinkedRoleNotRetired => "LINKED_ROLE_NOT_RETIRED",
             Reason::NotImplemented => "NOT_IMPLEMENTED",
+            Reason::Cancelled => "CANCELLED",
             Reason::Unavailable => "UNAVAILABLE",
             Reason::Internal => "INTERNAL",
         }
@@ -97,7 +100,7 @@ impl Reason {
 
 impl Reason {
     /// Every reason.
-    pub const ALL: [Reason; 24] = [
+    pub const ALL: [Reason; 25] = [
         Reason::InvalidField,
         Reason::RequestIdReused,
         Reason::NotFound,
@@ -120,6 +123,7 @@ impl Reason {
         Reason::AccountHasInstances,
         Reason::LinkedRoleNotRetired,
         Reason::NotImplemented,
+        Reason::Cancelled,
         Reason::Unavailable,
         Reason::Internal,
     ];
@@ -181,11 +185,14 @@ pub enum Kind {
     Unimplemented,
     /// INTERNAL.
     Internal,
+    /// CANCELLED: the caller cancelled the operation (AIP-151: a cancelled
+    /// long-running operation ends with this code).
+    Cancelled,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::InvalidArgument,
         Kind::NotFound,
         Kind::AlreadyExists,
@@ -197,6 +204,7 @@ impl Kind {
         Kind::Unavailable,
         Kind::Unimplemented,
         Kind::Internal,
+        Kind::Cancelled,
     ];
 
     /// The kind's name, as its gRPC code is written (`NOT_FOUND`).
@@ -213,6 +221,7 @@ impl Kind {
             Kind::Unavailable => "UNAVAILABLE",
             Kind::Unimplemented => "UNIMPLEMENTED",
             Kind::Internal => "INTERNAL",
+            Kind::Cancelled => "CANCELLED",
         }
     }
 
@@ -371,6 +380,11 @@ impl Error {
         let mut error = Self::new(Kind::Unavailable, reason, message);
         error.retry_after = Some(retry_after);
         error
+    }
+
+    /// CANCELLED / CANCELLED: the caller cancelled the operation.
+    pub fn cancelled(message: impl Into<String>) -> Self {
+        Self::new(Kind::Cancelled, Reason::Cancelled, message)
     }
 
     /// UNIMPLEMENTED: a capability that is not built yet.

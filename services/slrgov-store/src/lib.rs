@@ -545,6 +545,40 @@ pub trait WorkflowStore: WorkflowLog {
     /// replica takes them over at once.
     async fn workflow_release_all(&self, ctx: &RequestContext, owner: &str) -> Result<()>;
 
+    /// Starts a batch (operator), in one transaction: a `batch_ensure`
+    /// workflow recorded for the workers (its inputs are the instances the
+    /// caller listed, checked by the handler), the request id pointing at
+    /// it, an audit event. A request id used before replays its operation.
+    /// NOT_FOUND for an account the caller cannot see. Batches never join
+    /// each other: two batches may run at once (each ensure is idempotent).
+    async fn batch_begin(
+        &self,
+        ctx: &RequestContext,
+        start: NewWorkflow,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<RetireStart>;
+
+    /// Asks a running workflow to stop (operator; CancelOperation): marks
+    /// it cancel-requested, audited; its next step sees it and ends the
+    /// workflow CANCELLED after the current unit of work. Only `batch_ensure`
+    /// and `sync` workflows can be cancelled (FAILED_PRECONDITION otherwise:
+    /// IAM cannot call back a deletion it accepted, an ensure is one
+    /// instance's); a finished one is returned as it is. NOT_FOUND outside
+    /// the caller's accounts.
+    async fn workflow_cancel(
+        &self,
+        ctx: &RequestContext,
+        workflow_id: &str,
+    ) -> Result<WorkflowRecord>;
+
+    /// Whether someone asked `workflow_id` to stop (workers, between
+    /// units of work).
+    async fn workflow_cancel_requested(
+        &self,
+        ctx: &RequestContext,
+        workflow_id: &str,
+    ) -> Result<bool>;
+
     /// Removes up to `limit` finished reconcile passes that ended longer
     /// than `older_than` ago (workers) that a newer pass replaces, keeping
     /// each account's newest successful pass (the lag gauge reads it);

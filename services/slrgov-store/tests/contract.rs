@@ -17,6 +17,8 @@ mod accounts;
 mod activations;
 #[path = "contract/audit.rs"]
 mod audit;
+#[path = "contract/batches.rs"]
+mod batches;
 #[path = "contract/concurrency.rs"]
 mod concurrency;
 #[path = "contract/discovery.rs"]
@@ -112,6 +114,8 @@ contract! {
     fleet::case_fleet_summary => fleet_summary_postgres, fleet_summary_sqlite;
     reconcile::case_reconcile_passes => reconcile_passes_postgres, reconcile_passes_sqlite;
     reconcile::case_reconcile_sweep_and_lag => reconcile_sweep_and_lag_postgres, reconcile_sweep_and_lag_sqlite;
+    batches::case_batch_begin => batch_begin_postgres, batch_begin_sqlite;
+    batches::case_workflow_cancel => workflow_cancel_postgres, workflow_cancel_sqlite;
 
     scoping::case_scope_hides_other_accounts
         => scope_hides_other_accounts_postgres, scope_hides_other_accounts_sqlite;
@@ -222,6 +226,8 @@ contract_db! {
         => retire_owned_elsewhere_postgres, retire_owned_elsewhere_sqlite;
     request_ids::case_request_id_expiry => request_id_expiry_postgres, request_id_expiry_sqlite;
     restart::case_restart_keeps_data => restart_keeps_data_postgres, restart_keeps_data_sqlite;
+    batches::case_migration_keeps_workflows
+        => migration_keeps_workflows_postgres, migration_keeps_workflows_sqlite;
 }
 
 /// Postgres only: replicas starting together on one database.

@@ -57,16 +57,20 @@ pub enum WorkflowKind {
     /// budget, store the findings, and (in repair mode) restore missing
     /// roles.
     Reconcile,
+    /// BatchEnsureLinkedRoles: ensure the role of every instance a caller
+    /// listed (one at a time, resumable, cancellable).
+    BatchEnsure,
 }
 
 impl WorkflowKind {
     /// Every kind.
-    pub const ALL: [WorkflowKind; 5] = [
+    pub const ALL: [WorkflowKind; 6] = [
         WorkflowKind::Ensure,
         WorkflowKind::Retire,
         WorkflowKind::Delete,
         WorkflowKind::Sync,
         WorkflowKind::Reconcile,
+        WorkflowKind::BatchEnsure,
     ];
 
     /// The kind as stored and shown (the Operation metadata's `verb`).
@@ -77,6 +81,7 @@ impl WorkflowKind {
             WorkflowKind::Delete => "delete",
             WorkflowKind::Sync => "sync",
             WorkflowKind::Reconcile => "reconcile",
+            WorkflowKind::BatchEnsure => "batch_ensure",
         }
     }
 

@@ -47,6 +47,7 @@ macro_rules! db_span {
 
 mod accounts;
 mod audit;
+mod batches;
 mod discovery;
 mod findings;
 mod instances;

@@ -19,7 +19,7 @@ use super::{EngineStore, FOR_UPDATE, SKIP_LOCKED, scoped_sql};
 use crate::engine::{now, to_micros};
 use crate::error::db_error;
 use crate::page_token::query_digest;
-use crate::{Fence, Page, PageRequest, WorkflowStore};
+use crate::{Fence, Idempotency, Page, PageRequest, RetireStart, WorkflowStore};
 
 /// The phases of a workflow that still runs, as SQL.
 const RUNNING: &str = "('RUNNING', 'UNWINDING')";
@@ -426,6 +426,37 @@ impl WorkflowStore for EngineStore {
         }
         .instrument(db_span!("workflow_release_all"))
         .await
+    }
+
+    async fn batch_begin(
+        &self,
+        ctx: &RequestContext,
+        start: NewWorkflow,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<RetireStart> {
+        self.batch_begin_impl(ctx, start, idempotency)
+            .instrument(db_span!("batch_begin"))
+            .await
+    }
+
+    async fn workflow_cancel(
+        &self,
+        ctx: &RequestContext,
+        workflow_id: &str,
+    ) -> Result<WorkflowRecord> {
+        self.workflow_cancel_impl(ctx, workflow_id)
+            .instrument(db_span!("workflow_cancel"))
+            .await
+    }
+
+    async fn workflow_cancel_requested(
+        &self,
+        ctx: &RequestContext,
+        workflow_id: &str,
+    ) -> Result<bool> {
+        self.workflow_cancel_requested_impl(ctx, workflow_id)
+            .instrument(db_span!("workflow_cancel_requested"))
+            .await
     }
 
     async fn workflow_sweep_passes(
