@@ -26,6 +26,7 @@ pub fn code(kind: Kind) -> Code {
         Kind::ResourceExhausted => Code::ResourceExhausted,
         Kind::Unavailable => Code::Unavailable,
         Kind::Unimplemented => Code::Unimplemented,
+        Kind::Cancelled => Code::Cancelled,
         Kind::Internal => Code::Internal,
     }
 }

@@ -18,6 +18,8 @@
 //!
 //! The cases run on SQLite; the clean runs and crashes run on Postgres too.
 
+#[path = "workflows/batch.rs"]
+mod batch;
 #[path = "workflows/connect.rs"]
 mod connect;
 #[path = "workflows/ensure.rs"]

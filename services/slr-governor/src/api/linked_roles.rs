@@ -6,7 +6,8 @@
 
 use std::sync::Arc;
 
-use slrgov_domain::names::InstanceKey;
+use slrgov_domain::filter::InstanceFilter;
+use slrgov_domain::names::{AccountSelector, InstanceKey};
 use slrgov_domain::types::check_role_description;
 use slrgov_domain::{Error, Violations};
 use slrgov_proto::google::longrunning::Operation;
@@ -227,6 +228,44 @@ impl LinkedRoleService for LinkedRoles {
                     ),
                 }),
             }
+        })
+        .await
+    }
+
+    async fn batch_ensure_linked_roles(
+        &self,
+        request: Request<pb::BatchEnsureLinkedRolesRequest>,
+    ) -> Result<Response<Operation>, Status> {
+        let ctx = context(&request, "BatchEnsureLinkedRoles");
+        let request = request.into_inner();
+        handle(&self.state, &ctx, async {
+            let mut v = Violations::new();
+            let idempotency = convert::idempotency(&mut v, "BatchEnsureLinkedRoles", &request);
+            let pb::BatchEnsureLinkedRolesRequest {
+                parent,
+                filter,
+                description,
+                validate_only,
+                request_id: _,
+            } = request;
+            let parent = v.check("parent", AccountSelector::parse(&parent));
+            let filter = v.check("filter", InstanceFilter::parse(&filter));
+            v.check("description", check_role_description(&description));
+            v.finish()?;
+            let description = (!description.is_empty()).then_some(description);
+            let operation = self
+                .state
+                .lifecycle()?
+                .batch_ensure(
+                    &ctx,
+                    &super::accepted(parent)?,
+                    &super::accepted(filter)?,
+                    description,
+                    validate_only,
+                    idempotency.as_ref(),
+                )
+                .await?;
+            Ok(convert::operation(&operation))
         })
         .await
     }

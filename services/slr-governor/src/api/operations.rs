@@ -56,7 +56,9 @@ async fn operation_get(
 /// Deleting or cancelling an operation: a deletion IAM has accepted cannot
 /// be called back.
 async fn not_offered<T>() -> Result<T, Error> {
-    Err(Error::unimplemented("deleting or cancelling an operation"))
+    Err(Error::unimplemented(
+        "deleting an operation (operations are kept; finished reconcile passes are swept after a week)",
+    ))
 }
 
 /// The longest WaitOperation waits.
@@ -129,7 +131,15 @@ impl OperationsService for Operations {
         request: Request<lro::CancelOperationRequest>,
     ) -> Result<Response<()>, Status> {
         let ctx = context(&request, "CancelOperation");
-        handle(&self.state, &ctx, not_offered()).await
+        let lro::CancelOperationRequest { name } = request.into_inner();
+        handle(&self.state, &ctx, async {
+            let id = parse_name(&name)?;
+            // An ensure is not an operation: NOT_FOUND, as in GetOperation.
+            operation_get(self.state.store()?, &ctx, &id).await?;
+            self.state.store()?.workflow_cancel(&ctx, &id).await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn wait_operation(

@@ -519,6 +519,7 @@ with_request_id!(
     pb::UpdateLinkedRoleRequest,
     pb::RetireLinkedRoleRequest,
     pb::SyncInstancesRequest,
+    pb::BatchEnsureLinkedRolesRequest,
 );
 
 /// Makes the idempotency key of a request: its request id (validated, a

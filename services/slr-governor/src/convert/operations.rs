@@ -6,6 +6,7 @@ use slrgov_proto::google::longrunning::{Operation, operation::Result as OpResult
 use slrgov_proto::slrgov::v1 as pb;
 
 use super::{linked_role, timestamp};
+use crate::lifecycle::batch::{BatchCounts, BatchInputs, BatchReport, BatchState};
 use crate::lifecycle::reconcile::{ReconcileReport, ReconcileState};
 use crate::lifecycle::sync::{Look, SyncInputs, SyncReport, SyncState, SyncTotals, totals};
 
@@ -32,6 +33,7 @@ pub fn operation(record: &WorkflowRecord) -> Operation {
         sync_progress: sync
             .as_ref()
             .map(|(accounts, looks)| sync_progress(totals(*accounts, looks))),
+        batch_progress: (record.kind == WorkflowKind::BatchEnsure).then(|| batch_progress(record)),
     };
     let result = match (record.phase, &record.error) {
         (Phase::Running | Phase::Unwinding, _) => None,
@@ -42,6 +44,13 @@ pub fn operation(record: &WorkflowRecord) -> Operation {
             &WorkflowError::from(slrgov_domain::Error::internal("the operation failed")),
             &target,
         ))),
+        (Phase::Succeeded, _) if record.kind == WorkflowKind::BatchEnsure => {
+            let report = record.output::<BatchReport>().ok().flatten();
+            Some(OpResult::Response(slrgov_proto::to_any(&batch_response(
+                report.as_ref(),
+                validate_only(record),
+            ))))
+        }
         (Phase::Succeeded, _) if record.kind == WorkflowKind::Reconcile => {
             let report = record.output::<ReconcileReport>().ok().flatten();
             Some(OpResult::Response(slrgov_proto::to_any(
@@ -92,6 +101,64 @@ fn sync_looks(record: &WorkflowRecord) -> (usize, Vec<Look>) {
         },
     };
     (accounts, looks)
+}
+
+fn validate_only(record: &WorkflowRecord) -> bool {
+    record
+        .inputs::<BatchInputs>()
+        .is_ok_and(|inputs| inputs.validate_only)
+}
+
+fn batch_counts(counts: &BatchCounts, validate_only: bool) -> pb::BatchProgress {
+    pb::BatchProgress {
+        total: count(counts.total),
+        done: count(counts.done),
+        created: count(counts.created),
+        adopted: count(counts.adopted),
+        restored: count(counts.restored),
+        unchanged: count(counts.unchanged),
+        failed: count(counts.failed),
+        failed_by_reason: counts
+            .failed_by_reason
+            .iter()
+            .map(|(reason, n)| (reason.clone(), count(*n)))
+            .collect(),
+        validate_only,
+    }
+}
+
+/// A batch's counts so far: from its output once done, else from its
+/// state (a cancelled or failed batch keeps the state it stopped at).
+fn batch_progress(record: &WorkflowRecord) -> pb::BatchProgress {
+    let counts = match record.output::<BatchReport>().ok().flatten() {
+        Some(report) => report.counts,
+        None => match record.state::<BatchState>() {
+            Ok(BatchState::Looking { counts, .. } | BatchState::Ensuring { counts, .. }) => counts,
+            Err(_) => BatchCounts::default(),
+        },
+    };
+    batch_counts(&counts, validate_only(record))
+}
+
+/// A finished batch's response.
+fn batch_response(
+    report: Option<&BatchReport>,
+    validate_only: bool,
+) -> pb::BatchEnsureLinkedRolesResponse {
+    let Some(report) = report else {
+        return pb::BatchEnsureLinkedRolesResponse::default();
+    };
+    pb::BatchEnsureLinkedRolesResponse {
+        totals: Some(batch_counts(&report.counts, validate_only)),
+        failures: report
+            .failures
+            .iter()
+            .map(|f| pb::batch_ensure_linked_roles_response::Failure {
+                instance: f.instance.clone(),
+                error: Some(crate::status::operation_error(&f.error, &f.instance)),
+            })
+            .collect(),
+    }
 }
 
 /// A reconcile pass's looks so far.

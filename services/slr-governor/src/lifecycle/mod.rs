@@ -17,9 +17,12 @@
 //! - `connect.rs`: Amazon Connect, the source of truth: its clients, the
 //!   role it links to each instance, a fresh look at one instance;
 //! - `sync.rs`: SyncInstances, its workflow, and the background syncs;
+//! - `batch.rs`: BatchEnsureLinkedRoles, its workflow (one instance per
+//!   step, cancellable);
 //! - `reconcile.rs`: the reconciler's pass over one account (sync,
 //!   inspect every role, store the findings, repair in repair mode).
 
+pub mod batch;
 pub mod connect;
 pub mod describe;
 pub mod ensure;
@@ -252,6 +255,15 @@ impl Lifecycle {
                         .await?,
                 )
             }
+            WorkflowKind::BatchEnsure => {
+                let id = record.id.clone();
+                let workflow = batch::BatchWorkflow::new(self, ctx, &id);
+                Resumed::of(
+                    engine
+                        .advance(ctx, &workflow, &mut record, Duration::ZERO)
+                        .await?,
+                )
+            }
             WorkflowKind::Reconcile => {
                 let workflow = reconcile::ReconcileWorkflow::new(self, ctx);
                 let resumed = Resumed::of(
@@ -263,7 +275,8 @@ impl Lifecycle {
                 resumed
             }
             WorkflowKind::Sync => {
-                let workflow = sync::SyncWorkflow::new(self, ctx);
+                let id = record.id.clone();
+                let workflow = sync::SyncWorkflow::cancellable(self, ctx, &id);
                 Resumed::of(
                     engine
                         .advance(ctx, &workflow, &mut record, Duration::ZERO)

@@ -7,6 +7,9 @@
 //! | `Claimed` | `plan` | the (account, region) pairs to look at: every region of each account's partition where the region table says Connect is available (the others are never called) | nothing: the sync is over |
 //! | `Looking` | `look` | ListInstances (every page) in the next pair's region, recorded: new instances registered, known ones updated, unlisted ones VANISHED; a failure is the pair's result, not the sync's | nothing: what Connect said stays recorded |
 //!
+//! CancelOperation stops a sync between two looks: it ends CANCELLED, and
+//! what the looks before recorded stays.
+//!
 //! Each look is safe to run twice (recording the same listing changes
 //! nothing the second time). A throttled look is retried at the backoff;
 //! one that keeps failing is recorded as failed and the sync goes on.
@@ -111,12 +114,33 @@ pub fn totals(accounts: usize, looks: &[Look]) -> SyncTotals {
 pub struct SyncWorkflow<'a> {
     lifecycle: &'a Lifecycle,
     ctx: &'a RequestContext,
+    /// The sync's own workflow, whose cancel flag each look checks (`None`:
+    /// the looks of a reconcile pass, which is not cancelled this way).
+    workflow_id: Option<&'a str>,
 }
 
 impl<'a> SyncWorkflow<'a> {
     /// The steps of one sync, acting with `ctx`.
     pub fn new(lifecycle: &'a Lifecycle, ctx: &'a RequestContext) -> Self {
-        SyncWorkflow { lifecycle, ctx }
+        SyncWorkflow {
+            lifecycle,
+            ctx,
+            workflow_id: None,
+        }
+    }
+
+    /// The steps of sync `workflow_id`, which CancelOperation may stop
+    /// between two looks.
+    pub fn cancellable(
+        lifecycle: &'a Lifecycle,
+        ctx: &'a RequestContext,
+        workflow_id: &'a str,
+    ) -> Self {
+        SyncWorkflow {
+            lifecycle,
+            ctx,
+            workflow_id: Some(workflow_id),
+        }
     }
 
     pub(super) async fn plan(
@@ -173,6 +197,25 @@ impl<'a> SyncWorkflow<'a> {
         let Some(index) = looks.iter().position(|l| !l.done) else {
             return Outcome::Done(SyncReport { looks });
         };
+        if let Some(id) = self.workflow_id {
+            match self
+                .lifecycle
+                .store()
+                .workflow_cancel_requested(self.ctx, id)
+                .await
+            {
+                Ok(true) => {
+                    let done = looks.iter().filter(|l| l.done).count();
+                    return Outcome::Fail(WorkflowError::from(Error::cancelled(format!(
+                        "cancelled after {done} of {} looks at Amazon Connect",
+                        looks.len()
+                    ))));
+                }
+                Ok(false) => {}
+                Err(error) if transient(&error) => return retry(attempt, error.message),
+                Err(error) => return Outcome::Fail(WorkflowError::from(error)),
+            }
+        }
         let (account, region) = (looks[index].account_id.clone(), looks[index].region.clone());
         match self.look_once(&account, &region).await {
             Ok(counts) => {
@@ -341,7 +384,10 @@ impl Lifecycle {
     }
 
     /// Every account the caller sees, in order.
-    async fn visible_accounts(&self, ctx: &RequestContext) -> Result<Vec<AccountId>, Error> {
+    pub(super) async fn visible_accounts(
+        &self,
+        ctx: &RequestContext,
+    ) -> Result<Vec<AccountId>, Error> {
         let mut accounts = Vec::new();
         let mut token = None;
         loop {

@@ -208,6 +208,16 @@ pub fn retire_linked_role(fx: &Fixture) -> BoxedStrategy<pb::RetireLinkedRoleReq
     })
 }
 
+pub fn batch_ensure_linked_roles(fx: &Fixture) -> BoxedStrategy<pb::BatchEnsureLinkedRolesRequest> {
+    message!(pb::BatchEnsureLinkedRolesRequest {
+        parent: list_parent(fx),
+        filter: filter(),
+        description: description(),
+        validate_only: any::<bool>(),
+        request_id: request_id(),
+    })
+}
+
 // ---------------------------------------------------------------------------
 // RegionService
 

@@ -199,3 +199,40 @@ async fn sync_fail_each_step() {
         }
     }
 }
+
+/// CancelOperation stops a sync before its next look: it ends FAILED with
+/// CANCELLED and Connect is asked nothing more.
+#[tokio::test]
+async fn a_cancelled_sync_stops_before_its_next_look() {
+    let world = world(Engine::Sqlite).await;
+    let record = start(&world).await;
+    world
+        .store
+        .workflow_cancel(
+            &ctx("google.longrunning.Operations/CancelOperation"),
+            &record.id,
+        )
+        .await
+        .expect("cancel");
+    let lifecycle = world.lifecycle(None);
+    assert_eq!(
+        world.work(&lifecycle, "w", &record.id).await,
+        Resumed::Finished
+    );
+    let stored = world
+        .store
+        .workflow_get(&ctx("harness/read"), &record.id)
+        .await
+        .expect("the sync");
+    assert_eq!(stored.phase, Phase::Failed);
+    let error = stored.error.expect("an error");
+    assert_eq!(error.kind, "CANCELLED", "{error:?}");
+    assert!(error.message.contains("cancelled after 0 of"), "{error:?}");
+    for region in ["us-east-1", "eu-west-2"] {
+        assert_eq!(
+            world.aws.connect(ACCOUNT, region).calls("ListInstances"),
+            0,
+            "{region}"
+        );
+    }
+}

@@ -63,6 +63,10 @@ pub const METHODS: &[(&str, Need)] = &[
         "/slrgov.v1.LinkedRoleService/RetireLinkedRole",
         Need::Operator,
     ),
+    (
+        "/slrgov.v1.LinkedRoleService/BatchEnsureLinkedRoles",
+        Need::Operator,
+    ),
     ("/slrgov.v1.RegionService/ListRegions", Need::Viewer),
     ("/slrgov.v1.RegionService/GetRegion", Need::Viewer),
     ("/slrgov.v1.AuditService/ListAuditEvents", Need::Viewer),
@@ -79,7 +83,7 @@ pub const METHODS: &[(&str, Need)] = &[
     ),
     (
         "/google.longrunning.Operations/CancelOperation",
-        Need::Nobody,
+        Need::Operator,
     ),
     ("/google.longrunning.Operations/WaitOperation", Need::Viewer),
 ];
@@ -224,6 +228,13 @@ pub fn request(method: &str, t: &Target) -> Vec<u8> {
             ..Default::default()
         }
         .encode_to_vec(),
+        "/slrgov.v1.LinkedRoleService/BatchEnsureLinkedRoles" => {
+            pb::BatchEnsureLinkedRolesRequest {
+                parent: account.clone(),
+                ..Default::default()
+            }
+            .encode_to_vec()
+        }
         "/slrgov.v1.RegionService/ListRegions" => pb::ListRegionsRequest {
             page_size: 50,
             page_token: String::new(),

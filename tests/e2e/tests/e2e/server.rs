@@ -276,6 +276,8 @@ async fn unregistered_instances_are_not_found_and_unoffered_rpcs_unimplemented()
             .await,
     );
     assert_eq!(missing.code, Code::NotFound);
+    // Cancelling an operation nobody has is NOT_FOUND; deleting one is
+    // not offered.
     let cancel = refused(
         c.operations
             .cancel_operation(slrgov_proto::google::longrunning::CancelOperationRequest {
@@ -285,6 +287,17 @@ async fn unregistered_instances_are_not_found_and_unoffered_rpcs_unimplemented()
     );
     assert_eq!(
         (cancel.code, cancel.reason.as_str()),
+        (Code::NotFound, "NOT_FOUND")
+    );
+    let delete = refused(
+        c.operations
+            .delete_operation(slrgov_proto::google::longrunning::DeleteOperationRequest {
+                name: format!("operations/{}", instance_id()),
+            })
+            .await,
+    );
+    assert_eq!(
+        (delete.code, delete.reason.as_str()),
         (Code::Unimplemented, "NOT_IMPLEMENTED")
     );
 }

@@ -51,3 +51,11 @@ rpc_test!(
     )
     .reaching_iam(),
 );
+
+rpc_test!(
+    linked_role_service_batch_ensure_linked_roles: LinkedRoles::batch_ensure_linked_roles,
+    Spec::writes(
+        "LinkedRoleService/BatchEnsureLinkedRoles",
+        &["parent", "filter", "description", "validate_only", "request_id"],
+    ),
+);

@@ -63,7 +63,7 @@ rpc_test!(
 
 rpc_test!(
     operations_cancel_operation: Operations::cancel_operation,
-    Spec::writes("Operations/CancelOperation", &["name"]).unimplemented(),
+    Spec::writes("Operations/CancelOperation", &["name"]),
 );
 
 rpc_test!(

@@ -1,0 +1,414 @@
+//! BatchEnsureLinkedRoles: the role of every instance a caller chose, one
+//! long-running operation. The instances are listed when the request
+//! arrives, with the caller's context (so within its accounts, and only
+//! those it may change), and saved in the workflow's inputs: the workers
+//! act on exactly those, never on an account the caller could not reach.
+//!
+//! | state (what has happened) | step run next | its action | undo |
+//! | --- | --- | --- | --- |
+//! | `looking {next, counts, failures}` | `look` | unless a cancel was asked for (then the batch ends CANCELLED, its state saying what was done), the recorded state of instance `next`'s role, kept to count the outcome by | nothing |
+//! | `ensuring {next, before, counts, failures}` | `ensure` | EnsureLinkedRole of instance `next` (or, `validate_only`, its preview), counted by outcome against `before`; a failure is the instance's, counted by reason, and the batch goes on; IAM unavailable is retried at the backoff | nothing: each ensure stands on its own |
+//!
+//! Each step is safe to run twice: a look reads again; an ensure of a role
+//! made a moment ago finds it ACTIVE and is counted by the state saved
+//! before it, so a crash between the ensure and the save resumes at the
+//! same instance, counts it the same, and never makes a second role. The
+//! pace is each account's IAM rate (the per-account token bucket every IAM
+//! call waits on).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use slrgov_domain::filter::InstanceFilter;
+use slrgov_domain::model::{LinkedRole, LinkedRoleState};
+use slrgov_domain::names::{AccountSelector, InstanceKey};
+use slrgov_domain::workflow::{
+    NewWorkflow, Outcome, Undo, Workflow, WorkflowError, WorkflowKind, WorkflowRecord,
+    WorkflowTarget,
+};
+use slrgov_domain::{Error, Kind, Reason, RequestContext, Role};
+use slrgov_store::{Idempotency, PageRequest, RetireStart};
+
+use super::Lifecycle;
+use super::steps::{MAX_TRANSIENT_ATTEMPTS, retry};
+
+/// The most instances one batch takes: its inputs hold every name.
+pub const MAX_BATCH: usize = 10_000;
+
+/// The inputs a batch saves when it starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchInputs {
+    /// The instances, by resource name, in order.
+    pub instances: Vec<String>,
+    /// The description of the roles it creates.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Check only, change nothing.
+    #[serde(default)]
+    pub validate_only: bool,
+}
+
+/// What a batch has done so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchCounts {
+    /// Instances in the batch.
+    pub total: u32,
+    /// Instances done.
+    pub done: u32,
+    /// Roles created.
+    pub created: u32,
+    /// Roles adopted.
+    pub adopted: u32,
+    /// Roles restored under Connect's name.
+    pub restored: u32,
+    /// Roles already ACTIVE.
+    pub unchanged: u32,
+    /// Instances that failed.
+    pub failed: u32,
+    /// Failures by ErrorInfo reason.
+    pub failed_by_reason: BTreeMap<String, u32>,
+}
+
+/// One instance the batch could not ensure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchFailure {
+    /// The instance's resource name.
+    pub instance: String,
+    /// Why.
+    pub error: WorkflowError,
+}
+
+/// Where a batch is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum BatchState {
+    /// About to look at instance `next` (its index in the inputs).
+    Looking {
+        /// The next instance's index.
+        next: usize,
+        /// The counts so far.
+        counts: BatchCounts,
+        /// The failures so far.
+        failures: Vec<BatchFailure>,
+    },
+    /// About to ensure instance `next`, whose role was `before`.
+    Ensuring {
+        /// The instance's index.
+        next: usize,
+        /// Its role's recorded state before the ensure (`None`: the
+        /// record could not be read; the ensure says why).
+        before: Option<LinkedRoleState>,
+        /// The counts so far.
+        counts: BatchCounts,
+        /// The failures so far.
+        failures: Vec<BatchFailure>,
+    },
+}
+
+/// What a finished batch did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchReport {
+    /// The counts.
+    pub counts: BatchCounts,
+    /// The failures, in order.
+    pub failures: Vec<BatchFailure>,
+}
+
+/// The batch workflow's step.
+pub struct BatchWorkflow<'a> {
+    lifecycle: &'a Lifecycle,
+    ctx: &'a RequestContext,
+    workflow_id: &'a str,
+}
+
+impl<'a> BatchWorkflow<'a> {
+    /// The step of batch `workflow_id`, acting with `ctx`.
+    pub fn new(lifecycle: &'a Lifecycle, ctx: &'a RequestContext, workflow_id: &'a str) -> Self {
+        BatchWorkflow {
+            lifecycle,
+            ctx,
+            workflow_id,
+        }
+    }
+
+    /// Checks for a cancel, then reads instance `next`'s role.
+    async fn look(
+        &self,
+        inputs: &BatchInputs,
+        next: usize,
+        counts: BatchCounts,
+        failures: Vec<BatchFailure>,
+        attempt: u32,
+    ) -> Outcome<BatchState, BatchReport> {
+        match self
+            .lifecycle
+            .store()
+            .workflow_cancel_requested(self.ctx, self.workflow_id)
+            .await
+        {
+            Ok(true) => {
+                return Outcome::Fail(WorkflowError::from(Error::cancelled(format!(
+                    "cancelled after {} of {} instances ({} created, {} adopted, {} restored, {} unchanged, {} failed)",
+                    counts.done,
+                    counts.total,
+                    counts.created,
+                    counts.adopted,
+                    counts.restored,
+                    counts.unchanged,
+                    counts.failed
+                ))));
+            }
+            Ok(false) => {}
+            Err(error) if transient(&error) => return retry(attempt, error.message),
+            Err(error) => return Outcome::Fail(WorkflowError::from(error)),
+        }
+        let Some(name) = inputs.instances.get(next) else {
+            return Outcome::Done(BatchReport { counts, failures });
+        };
+        let before = match InstanceKey::parse(name) {
+            Ok(key) => match self.lifecycle.store().linked_role_get(self.ctx, &key).await {
+                Ok(role) => Some(role.state),
+                Err(error) if transient(&error) => return retry(attempt, error.message),
+                // Gone since the batch started: the ensure says so.
+                Err(_) => None,
+            },
+            Err(_) => None,
+        };
+        Outcome::Next(BatchState::Ensuring {
+            next,
+            before,
+            counts,
+            failures,
+        })
+    }
+
+    /// Ensures instance `next` and counts the outcome.
+    async fn ensure(
+        &self,
+        inputs: &BatchInputs,
+        next: usize,
+        before: Option<LinkedRoleState>,
+        mut counts: BatchCounts,
+        mut failures: Vec<BatchFailure>,
+        attempt: u32,
+    ) -> Outcome<BatchState, BatchReport> {
+        let Some(name) = inputs.instances.get(next) else {
+            return Outcome::Done(BatchReport { counts, failures });
+        };
+        match self.ensure_one(inputs, name).await {
+            Ok(role) => {
+                if before == Some(LinkedRoleState::Active) {
+                    counts.unchanged += 1;
+                } else if role.restored {
+                    counts.restored += 1;
+                } else if role.adopted {
+                    counts.adopted += 1;
+                } else {
+                    counts.created += 1;
+                }
+            }
+            Err(error) if error.kind == Kind::Unavailable && attempt < MAX_TRANSIENT_ATTEMPTS => {
+                return retry(attempt, error.message);
+            }
+            Err(error) => {
+                counts.failed += 1;
+                *counts
+                    .failed_by_reason
+                    .entry(error.reason.as_str().to_owned())
+                    .or_default() += 1;
+                failures.push(BatchFailure {
+                    instance: name.clone(),
+                    error: WorkflowError::from(error),
+                });
+            }
+        }
+        counts.done += 1;
+        if next + 1 >= inputs.instances.len() {
+            return Outcome::Done(BatchReport { counts, failures });
+        }
+        Outcome::Next(BatchState::Looking {
+            next: next + 1,
+            counts,
+            failures,
+        })
+    }
+
+    /// EnsureLinkedRole of one instance (its preview, `validate_only`).
+    async fn ensure_one(&self, inputs: &BatchInputs, name: &str) -> Result<LinkedRole, Error> {
+        let key = InstanceKey::parse(name)
+            .map_err(|e| Error::internal(format!("a saved instance is malformed: {e}")))?;
+        self.lifecycle
+            .ensure(
+                self.ctx,
+                &key,
+                inputs.description.clone(),
+                inputs.validate_only,
+                None,
+            )
+            .await
+    }
+}
+
+/// True for a failure the next attempt may not meet.
+fn transient(error: &Error) -> bool {
+    matches!(error.kind, Kind::Unavailable | Kind::Aborted)
+}
+
+#[async_trait]
+impl Workflow for BatchWorkflow<'_> {
+    type Inputs = BatchInputs;
+    type State = BatchState;
+    type Output = BatchReport;
+
+    fn kind(&self) -> WorkflowKind {
+        WorkflowKind::BatchEnsure
+    }
+
+    fn steps() -> &'static [&'static str] {
+        &["look", "ensure"]
+    }
+
+    fn step_of(state: &BatchState) -> &'static str {
+        match state {
+            BatchState::Looking { .. } => "look",
+            BatchState::Ensuring { .. } => "ensure",
+        }
+    }
+
+    async fn action(
+        &self,
+        inputs: &BatchInputs,
+        state: &BatchState,
+        attempt: u32,
+    ) -> Outcome<BatchState, BatchReport> {
+        match state.clone() {
+            BatchState::Looking {
+                next,
+                counts,
+                failures,
+            } => self.look(inputs, next, counts, failures, attempt).await,
+            BatchState::Ensuring {
+                next,
+                before,
+                counts,
+                failures,
+            } => {
+                self.ensure(inputs, next, before, counts, failures, attempt)
+                    .await
+            }
+        }
+    }
+
+    async fn undo(
+        &self,
+        _inputs: &BatchInputs,
+        _state: &BatchState,
+        _error: &WorkflowError,
+        _attempt: u32,
+    ) -> Undo<BatchState> {
+        // Each ensure the batch made stands on its own (the role is the
+        // instance's, recorded ACTIVE): a cancelled or failed batch keeps
+        // what it did, and its metadata says what that was.
+        Undo::Released
+    }
+}
+
+impl Lifecycle {
+    /// BatchEnsureLinkedRoles: lists the instances of `parent` matching
+    /// `filter` that the caller may change, and starts a batch over them
+    /// (or, for a known request id, returns its first operation).
+    pub async fn batch_ensure(
+        &self,
+        ctx: &RequestContext,
+        parent: &AccountSelector,
+        filter: &InstanceFilter,
+        description: Option<String>,
+        validate_only: bool,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<WorkflowRecord, Error> {
+        if let AccountSelector::One(account) = parent {
+            // NOT_FOUND outside the caller's scope, before the role.
+            self.store.account_get(ctx, account).await?;
+        }
+        ctx.check_role(Role::Operator, "BatchEnsureLinkedRoles")?;
+        let mut instances = Vec::new();
+        let mut first_account = None;
+        let mut token = None;
+        loop {
+            let page = self
+                .store
+                .instance_list(
+                    ctx,
+                    parent,
+                    filter,
+                    &PageRequest {
+                        size: slrgov_store::MAX_PAGE_SIZE,
+                        token,
+                    },
+                )
+                .await?;
+            for instance in page.items {
+                first_account.get_or_insert_with(|| instance.account_id.clone());
+                instances.push(instance.key().name());
+            }
+            if instances.len() > MAX_BATCH {
+                return Err(Error::failed_precondition(
+                    Reason::FailedPrecondition,
+                    format!(
+                        "the filter matches more than {MAX_BATCH} instances: narrow it (by region, linked_role_state, ...) or batch per account"
+                    ),
+                ));
+            }
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = Some(page.next_page_token);
+        }
+        let target = match parent {
+            AccountSelector::One(account) => WorkflowTarget::account(account),
+            AccountSelector::All => {
+                let first = match first_account {
+                    Some(account) => account,
+                    None => match self.visible_accounts(ctx).await?.into_iter().next() {
+                        Some(account) => account,
+                        None => {
+                            return Err(Error::failed_precondition(
+                                Reason::FailedPrecondition,
+                                "the caller sees no account to ensure roles in",
+                            ));
+                        }
+                    },
+                };
+                WorkflowTarget::every_account(&first)
+            }
+        };
+        let total = u32::try_from(instances.len()).unwrap_or(u32::MAX);
+        let inputs = BatchInputs {
+            instances,
+            description,
+            validate_only,
+        };
+        let start = NewWorkflow::of::<BatchWorkflow>(
+            WorkflowKind::BatchEnsure,
+            target,
+            &inputs,
+            &BatchState::Looking {
+                next: 0,
+                counts: BatchCounts {
+                    total,
+                    ..BatchCounts::default()
+                },
+                failures: Vec::new(),
+            },
+            idempotency.map(|i| i.request_id.to_string()),
+        )?;
+        match self.store.batch_begin(ctx, start, idempotency).await? {
+            RetireStart::Started(record) => Ok(*record),
+            RetireStart::Replayed(first) => {
+                let id = first.workflow()?;
+                self.store.workflow_get(ctx, &id).await
+            }
+        }
+    }
+}
