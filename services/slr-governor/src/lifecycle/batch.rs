@@ -35,6 +35,9 @@ use super::steps::{MAX_TRANSIENT_ATTEMPTS, retry};
 
 /// The most instances one batch takes: its inputs hold every name.
 pub const MAX_BATCH: usize = 10_000;
+/// The most failures a batch keeps with their errors (the state is saved
+/// at every step); the counts by reason cover every one.
+pub const MAX_FAILURES_KEPT: usize = 100;
 
 /// The inputs a batch saves when it starts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -217,10 +220,12 @@ impl<'a> BatchWorkflow<'a> {
                     .failed_by_reason
                     .entry(error.reason.as_str().to_owned())
                     .or_default() += 1;
-                failures.push(BatchFailure {
-                    instance: name.clone(),
-                    error: WorkflowError::from(error),
-                });
+                if failures.len() < MAX_FAILURES_KEPT {
+                    failures.push(BatchFailure {
+                        instance: name.clone(),
+                        error: WorkflowError::from(error),
+                    });
+                }
             }
         }
         counts.done += 1;

@@ -31,7 +31,7 @@ use slrgov_domain::filter::InstanceFilter;
 use slrgov_domain::finding::{FindingCode, FindingCounts, FindingScope, NewFinding, Severity};
 use slrgov_domain::model::{Instance, LinkedRoleState, ObservedState};
 use slrgov_domain::names::{AccountSelector, InstanceKey};
-use slrgov_domain::types::{AccountId, InstanceId};
+use slrgov_domain::types::AccountId;
 use slrgov_domain::workflow::{
     NewWorkflow, Outcome, Undo, Workflow, WorkflowError, WorkflowKind, WorkflowRecord,
     WorkflowTarget,
@@ -91,6 +91,11 @@ pub struct ReconcileInputs {
     pub mode: ReconcileMode,
     /// The IAM reads the pass may make.
     pub iam_reads: u32,
+    /// When the pass started: a role IAM made after it may belong to an
+    /// instance Connect created after the pass looked, so it is not called
+    /// an orphan until a later pass.
+    #[serde(default)]
+    pub started_at: Option<chrono::DateTime<Utc>>,
 }
 
 /// What a pass has counted so far.
@@ -128,8 +133,9 @@ impl PassTotals {
 pub struct Repair {
     /// The instance's resource name.
     pub instance: String,
-    /// `restored`, `created`, `adopted` or `unchanged`; empty when it
-    /// failed.
+    /// `restored`, `created`, `adopted` or `unchanged`; `skipped` when the
+    /// instance no longer needed it (the role retired meanwhile, or Connect
+    /// dropped the instance); empty when it failed.
     #[serde(default)]
     pub outcome: String,
     /// Why it failed.
@@ -304,9 +310,9 @@ impl<'a> ReconcileWorkflow<'a> {
                 // Not looked at (over budget, or the inspection failed):
                 // its findings stay as the last pass left them.
                 Ok(None) => continue,
-                Err(error) if transient(&error) && attempt < MAX_TRANSIENT_ATTEMPTS => {
-                    return retry(attempt, error.message);
-                }
+                // IAM unavailable even after the client's retries: this
+                // instance waits for the next pass (retrying the page would
+                // read every instance of it again, into a throttled IAM).
                 Err(error) => {
                     totals.failed += 1;
                     tracing::warn!(instance = %target, reason = %error.reason, error = %error.message, "a reconcile inspection failed; the pass goes on");
@@ -400,7 +406,7 @@ impl<'a> ReconcileWorkflow<'a> {
         repair: Vec<String>,
         attempt: u32,
     ) -> Outcome<ReconcileState, ReconcileReport> {
-        match self.orphans_once(inputs, &mut totals).await {
+        match self.orphans_once(inputs, &looks, &mut totals).await {
             Ok(()) => {}
             Err(error) if transient(&error) => return retry(attempt, error.message),
             Err(error) => {
@@ -425,9 +431,13 @@ impl<'a> ReconcileWorkflow<'a> {
     async fn orphans_once(
         &self,
         inputs: &ReconcileInputs,
+        looks: &[Look],
         totals: &mut PassTotals,
     ) -> Result<(), Error> {
-        if totals.reads_left == 0 {
+        // A region that could not be listed may hold instances the registry
+        // does not know yet, whose roles would look unused: the scan waits
+        // for a pass that saw every region (the last scan's findings stay).
+        if totals.reads_left == 0 || looks.iter().any(|l| l.error.is_some()) {
             return Ok(());
         }
         let account = Self::account(inputs)?;
@@ -435,7 +445,7 @@ impl<'a> ReconcileWorkflow<'a> {
         // The roles the live instances use: the one Connect names for each,
         // and the one the service governs for each.
         let mut used = HashSet::new();
-        let mut vanished = HashSet::new();
+        let mut holders = Vec::new();
         let mut token = None;
         loop {
             let page = store
@@ -451,8 +461,13 @@ impl<'a> ReconcileWorkflow<'a> {
                 .await?;
             for instance in page.items {
                 if instance.connect.observed_state == ObservedState::Vanished {
-                    vanished.insert(instance.instance_id.to_string());
                     continue;
+                }
+                if !matches!(
+                    instance.linked_role_state,
+                    LinkedRoleState::Absent | LinkedRoleState::Deleted
+                ) {
+                    holders.push(instance.key());
                 }
                 if let Some(role) = instance
                     .connect
@@ -473,35 +488,42 @@ impl<'a> ReconcileWorkflow<'a> {
         let roles = with_retries("ListRoles", || iam.list_roles(CONNECT_SLR_PATH))
             .await
             .map_err(|e| iam_error("ListRoles", e))?;
-        // No instance is this key: every record holding a role is "elsewhere".
-        let nobody = InstanceKey {
-            account_id: account.clone(),
-            instance_id: InstanceId::parse("00000000-0000-0000-0000-000000000000")
-                .map_err(|e| Error::internal(e.to_string()))?,
-        };
+        let candidates: Vec<_> = roles
+            .into_iter()
+            .filter(|role| !used.contains(&role.role_name))
+            // Made after the pass started: perhaps for an instance Connect
+            // created after the look.
+            .filter(|role| match (role.create_date, inputs.started_at) {
+                (Some(made), Some(started)) => made < started,
+                _ => true,
+            })
+            .collect();
+        // The roles the service governs for live instances (every holder:
+        // the unsuffixed legacy role is shared by several instances).
+        let mut governed = HashSet::new();
+        if !candidates.is_empty() {
+            for key in &holders {
+                let record = store.linked_role_get(self.ctx, key).await?;
+                if let Some(name) = record.role_name {
+                    governed.insert(name);
+                }
+            }
+        }
         let mut orphans = Vec::new();
-        for role in roles {
-            if used.contains(&role.role_name) {
+        for role in candidates {
+            if governed.contains(&role.role_name) {
                 continue;
             }
-            if let Some(holder) = store
-                .linked_role_held_elsewhere(self.ctx, &nobody, &role.role_name)
-                .await?
-                && !vanished.contains(holder.instance_id.as_str())
-            {
-                continue;
-            }
-            let used = role.last_used.map_or_else(
-                || "IAM has no record of its use".to_owned(),
-                |t| format!("last used {}", t.to_rfc3339()),
-            );
+            let made = role
+                .create_date
+                .map_or_else(String::new, |t| format!(", created {}", t.to_rfc3339()));
             orphans.push(NewFinding {
                 code: FindingCode::OrphanRole,
                 severity: Severity::Warning,
                 target: role.arn.clone(),
                 subject: String::new(),
                 message: format!(
-                    "{} is an Amazon Connect service-linked role that no live instance uses ({used})",
+                    "{} is an Amazon Connect service-linked role that no live instance uses: neither Connect nor the service names it for one{made}",
                     role.role_name
                 ),
             });
@@ -572,7 +594,21 @@ impl<'a> ReconcileWorkflow<'a> {
         let key = InstanceKey::parse(name)
             .map_err(|e| Error::internal(format!("a saved instance is malformed: {e}")))?;
         let store = self.lifecycle.store();
+        // Read again now: a pass's list may be minutes old, and a role the
+        // user has retired meanwhile, or an instance Connect dropped, is
+        // never given a role by the reconciler.
+        let instance = store.instance_get(self.ctx, &key).await?;
         let before = store.linked_role_get(self.ctx, &key).await?;
+        // (ACTIVE: this repair's own ensure finished in the background
+        // after an earlier attempt of this step; it is confirmed.)
+        if instance.connect.observed_state != ObservedState::Observed
+            || !matches!(
+                before.state,
+                LinkedRoleState::Absent | LinkedRoleState::Creating | LinkedRoleState::Active
+            )
+        {
+            return Ok("skipped".to_owned());
+        }
         let role = self
             .lifecycle
             .ensure(self.ctx, &key, None, false, None)
@@ -628,11 +664,14 @@ fn stored(target: &str, finding: &Finding) -> NewFinding {
     }
 }
 
-/// True when repair mode ensures the instance's role: it is missing (the
-/// role Connect names was deleted, or a legacy instance has none) and the
-/// instance is live in Connect.
+/// True when repair mode ensures the instance's role: none is recorded, it
+/// is missing in IAM (the role Connect names was deleted, or a legacy
+/// instance has none) and the instance is live in Connect.
 fn repairable(instance: &Instance, seen: &[NewFinding]) -> bool {
+    // An ACTIVE record whose role IAM lost is reported, not repaired:
+    // EnsureLinkedRole refuses it until RetireLinkedRole clears the record.
     instance.connect.observed_state == ObservedState::Observed
+        && instance.linked_role_state == LinkedRoleState::Absent
         && seen.iter().any(|f| {
             f.severity == Severity::Error
                 && matches!(
@@ -800,6 +839,7 @@ impl Lifecycle {
             account_id: account.to_string(),
             mode: settings.mode,
             iam_reads: settings.iam_reads,
+            started_at: Some(Utc::now()),
         };
         let start = NewWorkflow::of::<ReconcileWorkflow>(
             WorkflowKind::Reconcile,

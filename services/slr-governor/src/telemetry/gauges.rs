@@ -13,12 +13,13 @@ use slrgov_domain::workflow::WorkflowKind;
 use super::{export_enabled, var};
 
 /// The workflow kinds, as the gauges label them (bounded).
-const WORKFLOW_KINDS: [&str; 5] = [
+const WORKFLOW_KINDS: [&str; 6] = [
     WorkflowKind::Ensure.as_str(),
     WorkflowKind::Retire.as_str(),
     WorkflowKind::Delete.as_str(),
     WorkflowKind::Sync.as_str(),
     WorkflowKind::Reconcile.as_str(),
+    WorkflowKind::BatchEnsure.as_str(),
 ];
 // ---------------------------------------------------------------------------
 // Gauges read from the database
@@ -133,7 +134,7 @@ pub fn spawn_gauges(
     let lag = meter
         .f64_observable_gauge("slrgov.reconcile.lag")
         .with_description(
-            "Time since each account's last finished reconcile pass (its start when none finished)",
+            "Time since each account's last successful reconcile pass (no series until one succeeded)",
         )
         .with_unit("s")
         .with_callback(move |observer| {

@@ -439,3 +439,118 @@ async fn the_iam_read_budget_bounds_a_pass() {
     let reads = world.iam().all_calls().values().sum::<u32>() - before;
     assert!(reads <= 3, "{reads} IAM calls for a budget of 3");
 }
+
+async fn report_of(world: &World, id: &str) -> ReconcileReport {
+    world
+        .store
+        .workflow_get(&ctx("harness/read"), id)
+        .await
+        .expect("the pass")
+        .output()
+        .expect("output")
+        .expect("a report")
+}
+
+/// A region that could not be listed may hold instances whose roles look
+/// unused: the orphan scan waits for a pass that saw every region, and a
+/// role made after the pass started waits for the next pass.
+#[tokio::test]
+async fn no_orphan_is_called_from_a_partial_look_or_a_role_newer_than_the_pass() {
+    // eu-west-2 refuses ListInstances: no orphan scan, none stored.
+    let world = world(Engine::Sqlite).await;
+    world.aws.connect(ACCOUNT, "eu-west-2").fail(
+        "ListInstances",
+        slrgov_testkit::ConnectFault::AccessDenied,
+        None,
+    );
+    let lifecycle = world.lifecycle(None);
+    let pass = start(&world, ReconcileMode::Observe).await;
+    assert_eq!(
+        world.work(&lifecycle, "w", &pass.id).await,
+        Resumed::Finished
+    );
+    let report = report_of(&world, &pass.id).await;
+    assert!(!report.totals.orphan_scan, "{report:?}");
+    let first_end = end(&world, &pass.id).await;
+    assert!(
+        !first_end
+            .findings
+            .iter()
+            .any(|(code, _, _)| *code == FindingCode::OrphanRole),
+        "{first_end:?}"
+    );
+
+    // Every region listed, but a Connect role made after the pass started
+    // (perhaps for an instance Connect is creating) is not an orphan yet.
+    let world = self::world(Engine::Sqlite).await;
+    let lifecycle = world.lifecycle(None);
+    let pass = start(&world, ReconcileMode::Observe).await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    const NEWER: &str = "AWSServiceRoleForAmazonConnect_Newer000000000005";
+    world.iam().put_role(NEWER, None);
+    assert_eq!(
+        world.work(&lifecycle, "w", &pass.id).await,
+        Resumed::Finished
+    );
+    let later = end(&world, &pass.id).await;
+    assert!(
+        has(&later, FindingCode::OrphanRole, &arn(ORPHAN), false),
+        "{later:?}"
+    );
+    assert!(
+        !later
+            .findings
+            .iter()
+            .any(|(_, target, _)| *target == arn(NEWER)),
+        "{later:?}"
+    );
+}
+
+/// Repair reads the instance again before it ensures: one Connect dropped
+/// after the inspection is skipped, and no role is made for it.
+#[tokio::test]
+async fn repair_skips_an_instance_that_no_longer_needs_a_role() {
+    let world = world(Engine::Sqlite).await;
+    let pass = start(&world, ReconcileMode::Repair).await;
+    // The pass inspects (the harness instance's role is missing: queued for
+    // repair), then the process dies before the repair.
+    let first = world.lifecycle(Some(Script::new(vec![(
+        at("orphans"),
+        Act::CrashAfterSave,
+    )])));
+    assert_eq!(
+        world.work(&first, "first", &pass.id).await,
+        Resumed::Crashed
+    );
+    // Meanwhile Connect deletes the instance and a sync records it.
+    world
+        .aws
+        .connect(ACCOUNT, "us-east-1")
+        .remove_instance(INSTANCE);
+    let lifecycle = world.lifecycle(None);
+    let sync = lifecycle
+        .sync(
+            &ctx("slrgov.v1.InstanceService/SyncInstances"),
+            &AccountSelector::One(account()),
+            None,
+        )
+        .await
+        .expect("sync");
+    assert_eq!(
+        world.work(&lifecycle, "sync", &sync.id).await,
+        Resumed::Finished
+    );
+    tokio::time::sleep(LEASE).await;
+    assert_eq!(
+        world.work(&lifecycle, "fresh", &pass.id).await,
+        Resumed::Finished
+    );
+    let report = report_of(&world, &pass.id).await;
+    assert_eq!(report.repairs.len(), 1, "{report:?}");
+    assert_eq!(report.repairs[0].outcome, "skipped", "{report:?}");
+    assert!(
+        world.iam().role(CONNECT_ROLE).is_none(),
+        "no role for a deleted instance"
+    );
+    assert_eq!(world.iam().calls("CreateServiceLinkedRole"), 0);
+}
