@@ -8,6 +8,7 @@ use std::time::Duration;
 use slrgov_proto::google::longrunning::operations_client::OperationsClient;
 use slrgov_proto::slrgov::v1 as pb;
 use slrgov_proto::slrgov::v1::account_service_client::AccountServiceClient;
+use slrgov_proto::slrgov::v1::finding_service_client::FindingServiceClient;
 use slrgov_proto::slrgov::v1::instance_service_client::InstanceServiceClient;
 use slrgov_proto::slrgov::v1::linked_role_service_client::LinkedRoleServiceClient;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -84,6 +85,10 @@ impl Client {
 
     pub(crate) fn linked_roles(&self) -> LinkedRoleServiceClient<Channel> {
         LinkedRoleServiceClient::new(self.channel.clone())
+    }
+
+    pub(crate) fn findings(&self) -> FindingServiceClient<Channel> {
+        FindingServiceClient::new(self.channel.clone())
     }
 
     pub(crate) fn operations(&self) -> OperationsClient<Channel> {

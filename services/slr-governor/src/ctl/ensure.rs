@@ -2,9 +2,11 @@
 //! instance ListInstances returns (a filter narrows them), a few at a
 //! time, past failures, with a bar and a summary of what each ensure did.
 //!
-//! There is no batch RPC yet: each instance is one call, retried with the
-//! same request id while the server asks (UNAVAILABLE, RESOURCE_EXHAUSTED). A refusal that every
-//! call would get (UNAUTHENTICATED, PERMISSION_DENIED) stops the job.
+//! Client-side, each instance is one call (its role ARN in the summary),
+//! retried with the same request id while the server asks (UNAVAILABLE,
+//! RESOURCE_EXHAUSTED). A refusal that every call would get
+//! (UNAUTHENTICATED, PERMISSION_DENIED) stops the job. `--batch` runs one
+//! server-side BatchEnsureLinkedRoles instead (`batch.rs`).
 
 use std::collections::BTreeMap;
 
@@ -35,9 +37,29 @@ pub(crate) struct EnsureArgs {
     #[arg(long, default_value = "")]
     description: String,
 
-    /// How many ensures run at once.
+    /// How many ensures run at once (client-side runs).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=32))]
     concurrency: u16,
+
+    /// Run as one server-side BatchEnsureLinkedRoles operation: the
+    /// server's workers ensure the instances (it goes on if this client
+    /// stops, resumes after a restart, and can be cancelled with
+    /// CancelOperation), at each account's IAM rate.
+    #[arg(long)]
+    batch: bool,
+
+    /// With `--batch`: say what would be done, changing nothing.
+    #[arg(long, requires = "batch")]
+    validate_only: bool,
+
+    /// With `--batch`: print the operation's name and return at once.
+    #[arg(long, requires = "batch")]
+    no_wait: bool,
+
+    /// With `--batch`: an idempotency key; a repeat returns the same
+    /// operation.
+    #[arg(long, requires = "batch")]
+    request_id: Option<String>,
 }
 
 /// What one ensure did.
@@ -129,6 +151,21 @@ impl Tally {
 }
 
 pub(crate) async fn run(client: &Client, ui: &Ui, args: &EnsureArgs) -> Result<(), CtlError> {
+    if args.batch {
+        return super::batch::run(
+            client,
+            ui,
+            super::batch::BatchRequest {
+                account: &args.account,
+                filter: &args.filter,
+                description: &args.description,
+                validate_only: args.validate_only,
+                request_id: args.request_id.as_deref(),
+                no_wait: args.no_wait,
+            },
+        )
+        .await;
+    }
     let parent = parent(&args.account);
     let instances = client.instances_of(&parent, &args.filter).await?;
     let total = instances.len();

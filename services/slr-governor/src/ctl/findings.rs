@@ -1,6 +1,7 @@
 //! `ctl findings <account|accounts/->`: InspectLinkedRole of every
 //! instance, a few at a time, as a table of instance, role and finding
-//! codes (JSON: a list, one entry per instance).
+//! codes (JSON: a list, one entry per instance). `--stored` lists what the
+//! reconciler stored instead (`stored.rs`).
 
 use clap::Args;
 use futures::StreamExt;
@@ -26,6 +27,17 @@ pub(crate) struct FindingsArgs {
     /// How many inspections run at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=32))]
     concurrency: u16,
+
+    /// List the findings the reconciler stored (ListFindings: open and
+    /// resolved, with first and last seen times), with no IAM call,
+    /// instead of inspecting every role now.
+    #[arg(long, conflicts_with = "filter")]
+    stored: bool,
+
+    /// With `--stored`: a ListFindings filter, e.g. `severity = ERROR AND
+    /// resolved = false`.
+    #[arg(long, requires = "stored", default_value = "")]
+    finding_filter: String,
 }
 
 /// One instance's inspection, or why there is none.
@@ -35,6 +47,9 @@ struct Row {
 }
 
 pub(crate) async fn run(client: &Client, ui: &Ui, args: &FindingsArgs) -> Result<(), CtlError> {
+    if args.stored {
+        return super::stored::run(client, ui, &args.account, &args.finding_filter).await;
+    }
     let parent = parent(&args.account);
     let instances = client.instances_of(&parent, &args.filter).await?;
     let bar = ui.bar("inspect", Some(instances.len() as u64));

@@ -6,7 +6,9 @@
 //! ```text
 //! slr-governor ctl sync <account|accounts/->           SyncInstances, followed to the end
 //! slr-governor ctl ensure-roles <account|accounts/->   EnsureLinkedRole of every instance
+//!                  [--batch]                           ... as one server-side BatchEnsureLinkedRoles
 //! slr-governor ctl findings <account|accounts/->       InspectLinkedRole of every instance
+//!                  [--stored]                          ... or the reconciler's stored findings
 //! slr-governor ctl operation <name> [--wait]           GetOperation / WaitOperation
 //! ```
 //!
@@ -19,11 +21,13 @@
 //! 2 usage or connection: bad arguments, an unreadable token or TLS file,
 //! the server unreachable, or the credentials refused (UNAUTHENTICATED).
 
+mod batch;
 mod client;
 mod ensure;
 mod findings;
 mod operation;
 mod output;
+mod stored;
 mod sync;
 
 use std::path::PathBuf;

@@ -89,14 +89,19 @@ pub(crate) async fn follow(
 }
 
 /// Shows `op`'s progress on `bar`: regions done of the total for a sync,
-/// else the status message.
+/// instances done for a batch, else the status message.
 fn draw(bar: &ProgressBar, op: &Operation) {
     let Some(meta) = metadata(op) else { return };
-    match meta.sync_progress {
-        Some(p) if p.regions_total > 0 => {
+    match (meta.sync_progress, meta.batch_progress) {
+        (Some(p), _) if p.regions_total > 0 => {
             set_length(bar, u64::try_from(p.regions_total).unwrap_or(0));
             bar.set_position(u64::try_from(p.regions_done).unwrap_or(0));
             bar.set_message(sync::progress_line(&p));
+        }
+        (_, Some(p)) if p.total > 0 => {
+            set_length(bar, u64::try_from(p.total).unwrap_or(0));
+            bar.set_position(u64::try_from(p.done).unwrap_or(0));
+            bar.set_message(super::batch::progress_line(&p));
         }
         _ => bar.set_message(meta.status_message),
     }

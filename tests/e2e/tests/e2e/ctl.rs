@@ -131,6 +131,124 @@ async fn ctl_ensure_rides_out_an_iam_slower_than_its_deadline() {
     );
 }
 
+/// `ensure-roles --batch` runs one server-side BatchEnsureLinkedRoles and
+/// follows it (`--validate-only` first: nothing changes); `findings
+/// --stored` lists what the reconciler stored, with no IAM call.
+#[tokio::test]
+async fn ctl_batch_ensure_and_stored_findings() {
+    let moto = Moto::start().await;
+    let db = TestDb::new(Engine::Sqlite).await;
+    let server =
+        TestServer::start_with_moto(&db, &moto, &[("SLRGOV_RECONCILE_INTERVAL", "2s")]).await;
+    let mut c = server.clients().await;
+    register(&mut c, HOME, None).await;
+    instance(&mut c, &moto, HOME, "us-east-1").await;
+    instance(&mut c, &moto, HOME, "eu-west-2").await;
+
+    // --validate-only needs --batch: a usage error.
+    let ran = ctl(&server, &["ensure-roles", "--validate-only", HOME], &[]).await;
+    assert_eq!(ran.code, 2, "{ran:#?}");
+
+    let ran = ctl(
+        &server,
+        &[
+            "--output",
+            "json",
+            "ensure-roles",
+            "--batch",
+            "--validate-only",
+            HOME,
+        ],
+        &[],
+    )
+    .await;
+    ok(&ran);
+    let preview = ran.json();
+    assert_eq!(
+        (
+            &preview["validate_only"],
+            &preview["created"],
+            &preview["total"]
+        ),
+        (&Value::from(true), &Value::from(2), &Value::from(2)),
+        "{preview:#}"
+    );
+    assert!(moto.connect_roles(&moto.iam(None).await).await.is_empty());
+
+    let ran = ctl(
+        &server,
+        &["--output", "json", "ensure-roles", "--batch", HOME],
+        &[],
+    )
+    .await;
+    ok(&ran);
+    let done = ran.json();
+    assert_eq!(
+        (&done["created"], &done["failed"]),
+        (&Value::from(2), &Value::from(0)),
+        "{done:#}"
+    );
+    assert!(
+        done["operation"]
+            .as_str()
+            .expect("operation")
+            .starts_with("operations/")
+    );
+    assert_eq!(moto.connect_roles(&moto.iam(None).await).await.len(), 2);
+    let ran = ctl(&server, &["ensure-roles", "--batch", HOME], &[]).await;
+    ok(&ran);
+    assert!(
+        ran.stdout
+            .contains("2 done of 2: 0 created, 0 adopted, 0 restored, 2 unchanged, 0 failed"),
+        "{ran:#?}"
+    );
+
+    // The reconciler's findings (moto's roles carry no policy): stored,
+    // listed without inspecting.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let list = loop {
+        let ran = ctl(
+            &server,
+            &[
+                "--output",
+                "json",
+                "findings",
+                "--stored",
+                "accounts/-",
+                "--finding-filter",
+                "code = PERMISSION_MISSING AND resolved = false",
+            ],
+            &[],
+        )
+        .await;
+        ok(&ran);
+        let list = ran.json();
+        if list.as_array().is_some_and(|l| !l.is_empty()) {
+            break list;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no stored finding: {ran:#?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    for entry in list.as_array().expect("a list") {
+        assert_eq!(entry["code"], "PERMISSION_MISSING", "{entry:#}");
+        assert_eq!(entry["resolve_time"], Value::Null, "{entry:#}");
+        assert!(
+            entry["name"]
+                .as_str()
+                .expect("name")
+                .starts_with(&format!("accounts/{HOME}/findings/")),
+            "{entry:#}"
+        );
+    }
+    let ran = ctl(&server, &["findings", "--stored", HOME], &[]).await;
+    ok(&ran);
+    assert!(ran.stdout.starts_with("CODE"), "{ran:#?}");
+    assert!(ran.stdout.contains("PERMISSION_MISSING"), "{ran:#?}");
+}
+
 #[tokio::test]
 async fn ctl_sync_ensure_findings_and_operations() {
     let moto = Moto::start().await;
