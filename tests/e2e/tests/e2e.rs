@@ -25,6 +25,7 @@ mod e2e {
     pub mod lifecycle_support;
     pub mod linked_role_faults;
     pub mod linked_roles;
+    pub mod operation_scope;
     pub mod portal;
     pub mod postgres_cluster;
     pub mod postgres_restart;

@@ -1,13 +1,16 @@
-//! google.longrunning.Operations: Get, List and Wait over the stored
-//! operations, scoped to the caller's accounts (another tenant's operation
-//! is NOT_FOUND). Delete and Cancel are not offered (UNIMPLEMENTED): a
-//! deletion IAM has accepted cannot be called back.
+//! google.longrunning.Operations: Get, List, Wait and Cancel over the
+//! stored operations, scoped to the caller's accounts (another tenant's
+//! operation is NOT_FOUND; so is an `accounts/-` sync or batch that reaches
+//! an account the caller cannot see). Cancel stops batches and syncs.
+//! Delete is not offered (UNIMPLEMENTED).
 
 use std::sync::Arc;
 
 use std::time::Duration;
 
-use slrgov_domain::{Error, Violations};
+use slrgov_domain::types::AccountId;
+use slrgov_domain::workflow::{WorkflowKind, WorkflowRecord};
+use slrgov_domain::{Error, RequestContext, Violations};
 use slrgov_proto::google::longrunning as lro;
 use slrgov_proto::google::longrunning::operations_server::Operations as OperationsService;
 use slrgov_store::PageRequest;
@@ -16,6 +19,8 @@ use tonic::{Request, Response, Status};
 use super::{AppState, handle};
 use crate::caller::context;
 use crate::convert;
+use crate::lifecycle::batch::BatchInputs;
+use crate::lifecycle::sync::SyncInputs;
 
 /// The Operations implementation.
 #[derive(Debug, Clone)]
@@ -47,10 +52,46 @@ async fn operation_get(
     id: &str,
 ) -> Result<slrgov_domain::workflow::WorkflowRecord, Error> {
     let record = store.workflow_get(ctx, id).await?;
-    if !record.kind.is_operation() {
+    if !record.kind.is_operation() || !covered(ctx, &record) {
         return Err(Error::not_found(format!("operations/{id}")));
     }
     Ok(record)
+}
+
+/// The accounts an `accounts/-` operation acts on: every account of its
+/// sync, or of its batch's instances. (Its row is held under the first,
+/// which is all the store's scope check sees.)
+fn accounts_of(record: &WorkflowRecord) -> Vec<String> {
+    if record.target.name != "accounts/-" {
+        return Vec::new();
+    }
+    match record.kind {
+        WorkflowKind::Sync => record
+            .inputs::<SyncInputs>()
+            .map(|i| i.accounts)
+            .unwrap_or_default(),
+        WorkflowKind::BatchEnsure => record
+            .inputs::<BatchInputs>()
+            .map(|i| {
+                i.instances
+                    .iter()
+                    .filter_map(|name| name.strip_prefix("accounts/")?.split('/').next())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// True when the caller may see every account `record` acts on: another
+/// caller's `accounts/-` sync or batch that reaches an account this one
+/// cannot see is NOT_FOUND to it (its metadata and response name that
+/// account's instances and errors), and cannot be cancelled by it.
+fn covered(ctx: &RequestContext, record: &WorkflowRecord) -> bool {
+    accounts_of(record)
+        .iter()
+        .all(|account| AccountId::parse(account).is_ok_and(|account| ctx.scope().allows(&account)))
 }
 
 /// Deleting or cancelling an operation: a deletion IAM has accepted cannot
@@ -96,7 +137,13 @@ impl OperationsService for Operations {
                 .workflow_list_operations(&ctx, &super::accepted(page)?)
                 .await?;
             Ok(lro::ListOperationsResponse {
-                operations: page.items.iter().map(convert::operation).collect(),
+                // A page may hold fewer than asked (AIP-158 allows it).
+                operations: page
+                    .items
+                    .iter()
+                    .filter(|record| covered(&ctx, record))
+                    .map(convert::operation)
+                    .collect(),
                 next_page_token: page.next_page_token,
                 unreachable: Vec::new(),
             })
