@@ -215,6 +215,13 @@ pub struct Observation {
     pub seen: Vec<SeenInstance>,
     /// What the look covered, and so which missing instances vanished.
     pub listed: Listed,
+    /// When Connect was asked. An instance the registry saw after that
+    /// (another look, recorded first, of a newer listing) is not marked
+    /// VANISHED by this older one: two looks of one region may run at once
+    /// (a user's sync and a reconcile pass), and a falsely vanished
+    /// instance would stop counting as a user of its role. `None`: no
+    /// such guard.
+    pub asked_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// What a look at Connect covered.

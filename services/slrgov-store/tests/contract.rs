@@ -100,6 +100,8 @@ contract! {
     discovery::case_observe_needs_an_operator_of_the_account
         => observe_needs_an_operator_postgres, observe_needs_an_operator_sqlite;
     discovery::case_discovery_filters => discovery_filters_postgres, discovery_filters_sqlite;
+    discovery::case_an_older_listing_vanishes_nothing_a_newer_one_saw
+        => an_older_listing_vanishes_nothing_postgres, an_older_listing_vanishes_nothing_sqlite;
     discovery::case_one_sync_per_account => one_sync_per_account_postgres, one_sync_per_account_sqlite;
     discovery::case_sync_request_ids_replay
         => sync_request_ids_replay_postgres, sync_request_ids_replay_sqlite;

@@ -219,6 +219,7 @@ impl Lifecycle {
         instance: &Instance,
     ) -> Result<Described, Error> {
         let key = instance.key();
+        let asked_at = Utc::now();
         let found = self.describe_live(ctx, instance).await?;
         let missing = found.is_none();
         let (seen, listed) = match found {
@@ -236,6 +237,7 @@ impl Lifecycle {
                     region: instance.region.clone(),
                     seen,
                     listed,
+                    asked_at: Some(asked_at),
                 },
             )
             .await?;

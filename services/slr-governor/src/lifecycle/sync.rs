@@ -255,6 +255,7 @@ impl<'a> SyncWorkflow<'a> {
             .lifecycle
             .connect_client(self.ctx, &account, &region)
             .await?;
+        let asked_at = chrono::Utc::now();
         let listed = match connect.list_instances().await {
             Ok(listed) => listed,
             Err(error) => {
@@ -278,6 +279,7 @@ impl<'a> SyncWorkflow<'a> {
                     region,
                     seen: listed.iter().filter_map(seen).collect(),
                     listed: Listed::Everything,
+                    asked_at: Some(asked_at),
                 },
             )
             .await

@@ -52,6 +52,7 @@ fn look(account: &AccountId, region_code: &str, seen: Vec<SeenInstance>) -> Obse
         region: region(region_code),
         seen,
         listed: Listed::Everything,
+        asked_at: None,
     }
 }
 
@@ -210,6 +211,7 @@ pub async fn case_observe_registers_updates_and_vanishes(store: Arc<dyn Store>) 
                 region: region("us-east-1"),
                 seen: Vec::new(),
                 listed: Listed::Missing(vec![two.clone()]),
+                asked_at: None,
             },
         )
         .await
@@ -569,4 +571,61 @@ pub async fn case_syncs_due(store: Arc<dyn Store>) {
             .expect("due"),
         vec![b]
     );
+}
+
+/// Two looks of one region at once (a user's sync and a reconcile pass):
+/// the older listing, recorded last, does not mark VANISHED an instance the
+/// newer one saw; a listing asked after the instance was last seen does.
+pub async fn case_an_older_listing_vanishes_nothing_a_newer_one_saw(store: Arc<dyn Store>) {
+    let ctx = admin();
+    let a = create_account(&store, 1).await.account_id;
+    let id = instance_id(7);
+    let older_asked = chrono::Utc::now();
+    tick().await;
+    // The newer look lists the instance and is recorded first.
+    store
+        .instance_observe(
+            &ctx,
+            look(
+                &a,
+                "us-east-1",
+                vec![seen(&a, &id, "us-east-1", "racing", false)],
+            ),
+        )
+        .await
+        .expect("the newer look");
+    // The older listing (asked before) did not have it yet.
+    let older = Observation {
+        asked_at: Some(older_asked),
+        ..look(&a, "us-east-1", Vec::new())
+    };
+    let counts = store
+        .instance_observe(&ctx, older)
+        .await
+        .expect("the older look");
+    assert_eq!(counts.vanished, 0, "{counts:?}");
+    let key = slrgov_domain::names::InstanceKey {
+        account_id: a.clone(),
+        instance_id: id.clone(),
+    };
+    assert_eq!(
+        store
+            .instance_get(&ctx, &key)
+            .await
+            .expect("get")
+            .connect
+            .observed_state,
+        ObservedState::Observed
+    );
+    // A listing asked after it was seen, without it: VANISHED.
+    tick().await;
+    let newer = Observation {
+        asked_at: Some(chrono::Utc::now()),
+        ..look(&a, "us-east-1", Vec::new())
+    };
+    let counts = store
+        .instance_observe(&ctx, newer)
+        .await
+        .expect("a later look");
+    assert_eq!(counts.vanished, 1, "{counts:?}");
 }

@@ -43,6 +43,7 @@ pub async fn case_fleet_summary(store: Arc<dyn Store>) {
         region: region("us-east-1"),
         seen,
         listed,
+        asked_at: None,
     };
     store
         .instance_observe(

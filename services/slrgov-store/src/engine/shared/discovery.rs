@@ -120,7 +120,14 @@ async fn vanish_in_txn(tx: &mut Tx, observation: &Observation, at: DateTime<Utc>
     query.push_bind(observation.account.as_str().to_owned());
     query.push(" AND region = ");
     query.push_bind(observation.region.as_str().to_owned());
-    query.push(" AND observed_state = 'OBSERVED' AND instance_id ");
+    query.push(" AND observed_state = 'OBSERVED'");
+    if let Some(asked_at) = observation.asked_at {
+        // Seen by a newer listing, recorded first: not this one's to vanish.
+        query.push(" AND (last_seen_time IS NULL OR last_seen_time < ");
+        query.push_bind(asked_at);
+        query.push(")");
+    }
+    query.push(" AND instance_id ");
     let ids = |ids: Vec<String>| serde_json::Value::from(ids).to_string();
     match &observation.listed {
         Listed::Seen => return Ok(0),
