@@ -14,25 +14,26 @@ use std::time::Duration;
 use async_trait::async_trait;
 use slrgov_domain::audit::{AuditEvent, AuditFilter, NewAuditEvent};
 use slrgov_domain::filter::InstanceFilter;
-use slrgov_domain::finding::{
-    FindingCounts, FindingFilter, FindingScope, FleetSummary, NewFinding, StoredFinding,
-};
 use slrgov_domain::model::{
     Account, AccountAccess, AccountPatch, DeletionFailure, Instance, InstancePatch, LinkedRole,
-    NewAccount, NewInstance, ObservedRole, SeenInstance,
+    NewAccount, NewInstance, ObservedRole,
 };
 use slrgov_domain::names::{AccountSelector, InstanceKey};
-use slrgov_domain::types::{AccountId, InstanceId, RegionCode, RequestId, Revision};
+use slrgov_domain::types::{AccountId, RequestId, Revision};
 use slrgov_domain::workflow::{NewWorkflow, WorkflowKind, WorkflowLog, WorkflowRecord};
 use slrgov_domain::{FieldError, RequestContext, Result};
 
+mod discovery;
 mod engine;
 mod error;
+mod findings;
 mod open;
 pub mod page_token;
 
+pub use discovery::{DiscoveryStore, Listed, Observation, ObserveCounts, SyncStart};
 pub use engine::postgres::PostgresStore;
 pub use engine::sqlite::SqliteStore;
+pub use findings::FindingStore;
 pub use open::{DEFAULT_REQUEST_ID_TTL, Migrations, OpenError, StoreConfig, open, url_for_logs};
 
 /// Which engine a store runs on.
@@ -201,111 +202,6 @@ pub enum RestoredRole {
     DeletionFailed(DeletionFailure),
     /// The role is gone after all: DELETED.
     Deleted,
-}
-
-/// What Amazon Connect said about the instances of one account in one
-/// region, to be recorded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Observation {
-    /// The account.
-    pub account: AccountId,
-    /// The region Connect was asked in.
-    pub region: RegionCode,
-    /// The instances Connect described.
-    pub seen: Vec<SeenInstance>,
-    /// What the look covered, and so which missing instances vanished.
-    pub listed: Listed,
-    /// When Connect was asked. An instance the registry saw after that
-    /// (another look, recorded first, of a newer listing) is not marked
-    /// VANISHED by this older one: two looks of one region may run at once
-    /// (a user's sync and a reconcile pass), and a falsely vanished
-    /// instance would stop counting as a user of its role. `None`: no
-    /// such guard.
-    pub asked_at: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-/// What a look at Connect covered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Listed {
-    /// Every instance of the region (ListInstances, every page): an
-    /// instance Connect knew before and does not list now has vanished.
-    Everything,
-    /// These instances, of which Connect knows none (DescribeInstance said
-    /// not found): each has vanished if Connect knew it before.
-    Missing(Vec<InstanceId>),
-    /// Only the instances seen (DescribeInstance found them).
-    Seen,
-}
-
-/// What recording an observation changed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ObserveCounts {
-    /// Instances Connect described.
-    pub seen: u32,
-    /// Instances the registry did not hold: registered now.
-    pub created: u32,
-    /// Instances whose record changed.
-    pub updated: u32,
-    /// Instances Connect no longer knows: marked VANISHED.
-    pub vanished: u32,
-}
-
-/// What starting a sync found.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SyncStart {
-    /// A new sync.
-    Started(Box<WorkflowRecord>),
-    /// The account's sync already running (a second sync joins it).
-    Running(Box<WorkflowRecord>),
-    /// The request id was used before: its first answer.
-    Replayed(Replay),
-}
-
-/// Discovery: what Amazon Connect says about the instances, recorded, and
-/// the syncs that ask it.
-#[async_trait]
-pub trait DiscoveryStore: Send + Sync {
-    /// Records what Connect said (operator), in one transaction: an instance
-    /// the registry does not hold is registered (its linked role ABSENT); a
-    /// known one takes Connect's alias, ARN, status, creation time, identity
-    /// management type and service role, becomes OBSERVED and is last seen
-    /// now; one Connect knew before and no longer does becomes VANISHED
-    /// (never deleted); one registered by hand and never seen stays
-    /// UNOBSERVED. Visible changes move the instance's etag.
-    async fn instance_observe(
-        &self,
-        ctx: &RequestContext,
-        observation: Observation,
-    ) -> Result<ObserveCounts>;
-
-    /// Starts a sync (operator), in one transaction: a sync of one account
-    /// that is already running is returned to join, and so is (with
-    /// `not_since`, the background schedule's interval) one that started
-    /// within `not_since`; a request id used before replays its operation.
-    /// NOT_FOUND for an account the caller cannot see (every account of
-    /// `start`'s inputs is the handler's to check). `start.kind` is `sync`
-    /// or `reconcile` (a reconcile pass of one account: one running per
-    /// account, joined like a sync; syncs and passes do not join each
-    /// other).
-    async fn sync_begin(
-        &self,
-        ctx: &RequestContext,
-        start: NewWorkflow,
-        idempotency: Option<&Idempotency>,
-        not_since: Option<Duration>,
-    ) -> Result<SyncStart>;
-
-    /// Accounts whose last workflow of `kind` (`sync` or `reconcile`)
-    /// started longer than `interval` ago (or never), with none running
-    /// (workers; every account the context sees), at most `limit`. For
-    /// `sync`, a reconcile pass counts as a sync (it begins with one).
-    async fn sync_due(
-        &self,
-        ctx: &RequestContext,
-        kind: WorkflowKind,
-        interval: Duration,
-        limit: u32,
-    ) -> Result<Vec<AccountId>>;
 }
 
 /// Accounts: where the service acts (admin), and how it reaches them.
@@ -646,50 +542,6 @@ pub trait AuditStore: Send + Sync {
         filter: &AuditFilter,
         page: &PageRequest,
     ) -> Result<Page<AuditEvent>>;
-}
-
-/// Findings: what the reconciler's passes found, kept with first seen, last
-/// seen and resolve times (level-based: each pass states what it sees in
-/// the scope it looked at; what it no longer sees is resolved).
-#[async_trait]
-pub trait FindingStore: Send + Sync {
-    /// Records what a pass saw in `scope` of `account` (operator), in one
-    /// transaction: each finding of `findings` (all in `scope`) is stored
-    /// (a new one opened at `at`; an open one keeps its first seen time and
-    /// takes `at` as last seen, its severity and message; a resolved one is
-    /// opened again, first seen `at`); every open finding of the scope not
-    /// in `findings` is resolved at `at`. Running it twice changes nothing
-    /// but the last seen time. NOT_FOUND for an account the caller cannot
-    /// see.
-    async fn finding_record(
-        &self,
-        ctx: &RequestContext,
-        account: &AccountId,
-        scope: &FindingScope,
-        findings: &[NewFinding],
-        at: chrono::DateTime<chrono::Utc>,
-    ) -> Result<FindingCounts>;
-
-    /// Lists the findings of one account or of every visible account
-    /// (viewer), by account id then finding id, open and resolved unless
-    /// the filter says which.
-    async fn finding_list(
-        &self,
-        ctx: &RequestContext,
-        parent: &AccountSelector,
-        filter: &FindingFilter,
-        page: &PageRequest,
-    ) -> Result<Page<StoredFinding>>;
-
-    /// The fleet summary of one account or of every visible account
-    /// (viewer): instances by Connect status, observed state and
-    /// linked-role state, open findings by code and severity, per account
-    /// (every visible account, also those with nothing) and in total.
-    async fn fleet_summary(
-        &self,
-        ctx: &RequestContext,
-        parent: &AccountSelector,
-    ) -> Result<FleetSummary>;
 }
 
 /// The datastore: every resource's methods. Both engines implement it with

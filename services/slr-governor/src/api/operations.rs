@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
+use slrgov_domain::names::InstanceKey;
 use slrgov_domain::types::AccountId;
 use slrgov_domain::workflow::{WorkflowKind, WorkflowRecord};
 use slrgov_domain::{Error, RequestContext, Violations};
@@ -61,22 +62,27 @@ async fn operation_get(
 /// The accounts an `accounts/-` operation acts on: every account of its
 /// sync, or of its batch's instances. (Its row is held under the first,
 /// which is all the store's scope check sees.)
-fn accounts_of(record: &WorkflowRecord) -> Vec<String> {
+fn accounts_of(record: &WorkflowRecord) -> Vec<AccountId> {
     if record.target.name != "accounts/-" {
         return Vec::new();
     }
     match record.kind {
         WorkflowKind::Sync => record
             .inputs::<SyncInputs>()
-            .map(|i| i.accounts)
+            .map(|i| {
+                i.accounts
+                    .iter()
+                    .filter_map(|a| AccountId::parse(a).ok())
+                    .collect()
+            })
             .unwrap_or_default(),
         WorkflowKind::BatchEnsure => record
             .inputs::<BatchInputs>()
             .map(|i| {
                 i.instances
                     .iter()
-                    .filter_map(|name| name.strip_prefix("accounts/")?.split('/').next())
-                    .map(str::to_owned)
+                    .filter_map(|name| InstanceKey::parse(name).ok())
+                    .map(|key| key.account_id)
                     .collect()
             })
             .unwrap_or_default(),
@@ -91,11 +97,11 @@ fn accounts_of(record: &WorkflowRecord) -> Vec<String> {
 fn covered(ctx: &RequestContext, record: &WorkflowRecord) -> bool {
     accounts_of(record)
         .iter()
-        .all(|account| AccountId::parse(account).is_ok_and(|account| ctx.scope().allows(&account)))
+        .all(|account| ctx.scope().allows(account))
 }
 
-/// Deleting or cancelling an operation: a deletion IAM has accepted cannot
-/// be called back.
+/// Deleting an operation: operations are kept (finished reconcile passes
+/// are swept by the worker).
 async fn not_offered<T>() -> Result<T, Error> {
     Err(Error::unimplemented(
         "deleting an operation (operations are kept; finished reconcile passes are swept after a week)",

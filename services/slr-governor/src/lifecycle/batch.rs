@@ -31,7 +31,8 @@ use slrgov_domain::{Error, Kind, Reason, RequestContext, Role};
 use slrgov_store::{Idempotency, PageRequest, RetireStart};
 
 use super::Lifecycle;
-use super::steps::{MAX_TRANSIENT_ATTEMPTS, retry};
+use super::ensure_request::ensure_outcome;
+use super::steps::{MAX_TRANSIENT_ATTEMPTS, retry, transient};
 
 /// The most instances one batch takes: its inputs hold every name.
 pub const MAX_BATCH: usize = 10_000;
@@ -200,17 +201,12 @@ impl<'a> BatchWorkflow<'a> {
             return Outcome::Done(BatchReport { counts, failures });
         };
         match self.ensure_one(inputs, name).await {
-            Ok(role) => {
-                if before == Some(LinkedRoleState::Active) {
-                    counts.unchanged += 1;
-                } else if role.restored {
-                    counts.restored += 1;
-                } else if role.adopted {
-                    counts.adopted += 1;
-                } else {
-                    counts.created += 1;
-                }
-            }
+            Ok(role) => match ensure_outcome(before, &role) {
+                "unchanged" => counts.unchanged += 1,
+                "restored" => counts.restored += 1,
+                "adopted" => counts.adopted += 1,
+                _ => counts.created += 1,
+            },
             Err(error) if error.kind == Kind::Unavailable && attempt < MAX_TRANSIENT_ATTEMPTS => {
                 return retry(attempt, error.message);
             }
@@ -253,11 +249,6 @@ impl<'a> BatchWorkflow<'a> {
             )
             .await
     }
-}
-
-/// True for a failure the next attempt may not meet.
-fn transient(error: &Error) -> bool {
-    matches!(error.kind, Kind::Unavailable | Kind::Aborted)
 }
 
 #[async_trait]

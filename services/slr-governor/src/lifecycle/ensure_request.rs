@@ -268,3 +268,19 @@ async fn confirm_active(iam: &dyn IamApi, role: LinkedRole) -> Result<LinkedRole
         Err(error) => Err(iam_error("GetRole", error)),
     }
 }
+
+/// What an ensure did, from the record's state before it and the role it
+/// answered: `unchanged` (already ACTIVE), `restored` (Connect's role made
+/// again under its name), `adopted` (an existing role taken over) or
+/// `created`. The reconciler's repairs and the batches count by it.
+pub fn ensure_outcome(before: Option<LinkedRoleState>, after: &LinkedRole) -> &'static str {
+    if before == Some(LinkedRoleState::Active) {
+        "unchanged"
+    } else if after.restored {
+        "restored"
+    } else if after.adopted {
+        "adopted"
+    } else {
+        "created"
+    }
+}

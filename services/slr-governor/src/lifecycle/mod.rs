@@ -19,7 +19,7 @@
 //! - `sync.rs`: SyncInstances, its workflow, and the background syncs;
 //! - `batch.rs`: BatchEnsureLinkedRoles, its workflow (one instance per
 //!   step, cancellable);
-//! - `reconcile.rs`: the reconciler's pass over one account (sync,
+//! - `reconcile/`: the reconciler's pass over one account (sync,
 //!   inspect every role, store the findings, repair in repair mode).
 
 pub mod batch;

@@ -76,6 +76,15 @@ impl<'a> StepEnv<'a> {
     }
 }
 
+/// True for a failure the next attempt may not meet (IAM, Connect or the
+/// database unavailable; a conflict that a retry may not meet).
+pub fn transient(error: &Error) -> bool {
+    matches!(
+        error.kind,
+        slrgov_domain::Kind::Unavailable | slrgov_domain::Kind::Aborted
+    )
+}
+
 /// Retry after the backoff of `attempt`, or fail for good once a transient
 /// failure has lasted [`MAX_TRANSIENT_ATTEMPTS`] attempts.
 pub fn retry<S, O>(attempt: u32, reason: String) -> Outcome<S, O> {

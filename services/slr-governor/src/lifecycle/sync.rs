@@ -25,12 +25,12 @@ use slrgov_domain::workflow::{
     NewWorkflow, Outcome, Undo, Workflow, WorkflowError, WorkflowKind, WorkflowRecord,
     WorkflowTarget,
 };
-use slrgov_domain::{Error, Kind, Reason, RequestContext, Role};
+use slrgov_domain::{Error, Reason, RequestContext, Role};
 use slrgov_store::{Idempotency, Listed, Observation, ObserveCounts, PageRequest, SyncStart};
 
 use super::Lifecycle;
 use super::connect::{connect_error, seen};
-use super::steps::{MAX_TRANSIENT_ATTEMPTS, retry};
+use super::steps::{MAX_TRANSIENT_ATTEMPTS, retry, transient};
 
 /// The inputs a sync saves when it starts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -284,11 +284,6 @@ impl<'a> SyncWorkflow<'a> {
             )
             .await
     }
-}
-
-/// True for a failure the next attempt may not meet.
-fn transient(error: &Error) -> bool {
-    matches!(error.kind, Kind::Unavailable | Kind::Aborted)
 }
 
 #[async_trait]

@@ -18,31 +18,28 @@
 //! ensure of an ACTIVE role changes nothing. A pass never mutates IAM in
 //! the default `observe` mode.
 
-use std::collections::HashSet;
-use std::sync::OnceLock;
-
 use async_trait::async_trait;
 use chrono::Utc;
-use opentelemetry::KeyValue;
-use opentelemetry::metrics::Histogram;
 use serde::{Deserialize, Serialize};
-use slrgov_aws::iam::CONNECT_SLR_PATH;
 use slrgov_domain::filter::InstanceFilter;
 use slrgov_domain::finding::{FindingCode, FindingCounts, FindingScope, NewFinding, Severity};
 use slrgov_domain::model::{Instance, LinkedRoleState, ObservedState};
-use slrgov_domain::names::{AccountSelector, InstanceKey};
+use slrgov_domain::names::AccountSelector;
 use slrgov_domain::types::AccountId;
-use slrgov_domain::workflow::{
-    NewWorkflow, Outcome, Undo, Workflow, WorkflowError, WorkflowKind, WorkflowRecord,
-    WorkflowTarget,
-};
-use slrgov_domain::{Error, Kind, RequestContext};
-use slrgov_store::{PageRequest, SyncStart};
+use slrgov_domain::workflow::{Outcome, Undo, Workflow, WorkflowError, WorkflowKind};
+use slrgov_domain::{Error, RequestContext};
+use slrgov_store::PageRequest;
 
-use super::connect::ServiceRole;
-use super::steps::{MAX_TRANSIENT_ATTEMPTS, retry};
-use super::sync::{Look, SyncInputs, SyncState, SyncWorkflow};
-use super::{Finding, Lifecycle, iam_error, with_retries};
+use super::steps::{retry, transient};
+use super::sync::{Look, SyncInputs, SyncReport, SyncState, SyncWorkflow};
+use super::{Finding, Lifecycle};
+
+mod orphans;
+mod repair;
+mod schedule;
+
+use repair::repairable;
+pub use schedule::{ReconcileSettings, count_pass};
 
 /// The IAM reads one inspection is charged against the budget: GetRole,
 /// ListRolePolicies and GetRolePolicy of the one inline policy a Connect
@@ -240,17 +237,7 @@ impl<'a> ReconcileWorkflow<'a> {
         let sync = SyncInputs {
             accounts: vec![inputs.account_id.clone()],
         };
-        match self.sync().plan(&sync, attempt).await {
-            Outcome::Next(SyncState::Looking { looks }) => {
-                Outcome::Next(ReconcileState::Looking { looks })
-            }
-            Outcome::Next(SyncState::Claimed) => Outcome::Next(ReconcileState::Claimed),
-            // Nothing to look at (no Connect region, or the account is
-            // gone): the instances are inspected as recorded.
-            Outcome::Done(report) => Outcome::Next(Self::inspecting(inputs, report.looks)),
-            Outcome::Retry { after, reason } => Outcome::Retry { after, reason },
-            Outcome::Fail(error) => Outcome::Fail(error),
-        }
+        Self::after_sync(inputs, self.sync().plan(&sync, attempt).await)
     }
 
     async fn look(
@@ -259,7 +246,17 @@ impl<'a> ReconcileWorkflow<'a> {
         looks: Vec<Look>,
         attempt: u32,
     ) -> Outcome<ReconcileState, ReconcileReport> {
-        match self.sync().look(looks, attempt).await {
+        Self::after_sync(inputs, self.sync().look(looks, attempt).await)
+    }
+
+    /// The sync's outcome as the pass's: its looks go on as the pass's; a
+    /// finished sync (or one with nothing to look at: no Connect region,
+    /// the account gone) hands over to the inspection.
+    fn after_sync(
+        inputs: &ReconcileInputs,
+        outcome: Outcome<SyncState, SyncReport>,
+    ) -> Outcome<ReconcileState, ReconcileReport> {
+        match outcome {
             Outcome::Next(SyncState::Looking { looks }) => {
                 Outcome::Next(ReconcileState::Looking { looks })
             }
@@ -396,256 +393,6 @@ impl<'a> ReconcileWorkflow<'a> {
                 .collect(),
         ))
     }
-
-    /// Stores the Connect SLRs in IAM that no live instance uses.
-    async fn orphans(
-        &self,
-        inputs: &ReconcileInputs,
-        looks: Vec<Look>,
-        mut totals: PassTotals,
-        repair: Vec<String>,
-        attempt: u32,
-    ) -> Outcome<ReconcileState, ReconcileReport> {
-        match self.orphans_once(inputs, &looks, &mut totals).await {
-            Ok(()) => {}
-            Err(error) if transient(&error) => return retry(attempt, error.message),
-            Err(error) => {
-                tracing::warn!(account = %inputs.account_id, reason = %error.reason, error = %error.message, "the orphan-role scan failed; the pass goes on");
-            }
-        }
-        if inputs.mode == ReconcileMode::Repair && !repair.is_empty() {
-            return Outcome::Next(ReconcileState::Repairing {
-                looks,
-                totals,
-                repair,
-                repairs: Vec::new(),
-            });
-        }
-        Outcome::Done(ReconcileReport {
-            looks,
-            totals,
-            repairs: Vec::new(),
-        })
-    }
-
-    async fn orphans_once(
-        &self,
-        inputs: &ReconcileInputs,
-        looks: &[Look],
-        totals: &mut PassTotals,
-    ) -> Result<(), Error> {
-        // A region that could not be listed may hold instances the registry
-        // does not know yet, whose roles would look unused: the scan waits
-        // for a pass that saw every region (the last scan's findings stay).
-        if totals.reads_left == 0 || looks.iter().any(|l| l.error.is_some()) {
-            return Ok(());
-        }
-        let account = Self::account(inputs)?;
-        let store = self.lifecycle.store();
-        // The roles the live instances use: the one Connect names for each,
-        // and the one the service governs for each.
-        let mut used = HashSet::new();
-        let mut holders = Vec::new();
-        let mut token = None;
-        loop {
-            let page = store
-                .instance_list(
-                    self.ctx,
-                    &AccountSelector::One(account.clone()),
-                    &InstanceFilter::default(),
-                    &PageRequest {
-                        size: slrgov_store::MAX_PAGE_SIZE,
-                        token,
-                    },
-                )
-                .await?;
-            for instance in page.items {
-                if instance.connect.observed_state == ObservedState::Vanished {
-                    continue;
-                }
-                if !matches!(
-                    instance.linked_role_state,
-                    LinkedRoleState::Absent | LinkedRoleState::Deleted
-                ) {
-                    holders.push(instance.key());
-                }
-                if let Some(role) = instance
-                    .connect
-                    .service_role_arn
-                    .as_deref()
-                    .and_then(ServiceRole::parse)
-                {
-                    used.insert(role.name);
-                }
-            }
-            if page.next_page_token.is_empty() {
-                break;
-            }
-            token = Some(page.next_page_token);
-        }
-        let iam = self.lifecycle.iam_for_account(self.ctx, &account).await?;
-        totals.reads_left = totals.reads_left.saturating_sub(1);
-        let roles = with_retries("ListRoles", || iam.list_roles(CONNECT_SLR_PATH))
-            .await
-            .map_err(|e| iam_error("ListRoles", e))?;
-        let candidates: Vec<_> = roles
-            .into_iter()
-            .filter(|role| !used.contains(&role.role_name))
-            // Made after the pass started: perhaps for an instance Connect
-            // created after the look.
-            .filter(|role| match (role.create_date, inputs.started_at) {
-                (Some(made), Some(started)) => made < started,
-                _ => true,
-            })
-            .collect();
-        // The roles the service governs for live instances (every holder:
-        // the unsuffixed legacy role is shared by several instances).
-        let mut governed = HashSet::new();
-        if !candidates.is_empty() {
-            for key in &holders {
-                let record = store.linked_role_get(self.ctx, key).await?;
-                if let Some(name) = record.role_name {
-                    governed.insert(name);
-                }
-            }
-        }
-        let mut orphans = Vec::new();
-        for role in candidates {
-            if governed.contains(&role.role_name) {
-                continue;
-            }
-            let made = role
-                .create_date
-                .map_or_else(String::new, |t| format!(", created {}", t.to_rfc3339()));
-            orphans.push(NewFinding {
-                code: FindingCode::OrphanRole,
-                severity: Severity::Warning,
-                target: role.arn.clone(),
-                subject: String::new(),
-                message: format!(
-                    "{} is an Amazon Connect service-linked role that no live instance uses: neither Connect nor the service names it for one{made}",
-                    role.role_name
-                ),
-            });
-        }
-        totals.orphans = u32::try_from(orphans.len()).unwrap_or(u32::MAX);
-        totals.orphan_scan = true;
-        let counts = store
-            .finding_record(
-                self.ctx,
-                &account,
-                &FindingScope::Code(FindingCode::OrphanRole),
-                &orphans,
-                Utc::now(),
-            )
-            .await?;
-        totals.add(counts);
-        Ok(())
-    }
-
-    /// Ensures the next missing role, then inspects the instance again.
-    async fn repair(
-        &self,
-        inputs: &ReconcileInputs,
-        looks: Vec<Look>,
-        mut totals: PassTotals,
-        mut repair: Vec<String>,
-        mut repairs: Vec<Repair>,
-        attempt: u32,
-    ) -> Outcome<ReconcileState, ReconcileReport> {
-        if let Some(next) = repair.first().cloned() {
-            let name = format!("accounts/{}/instances/{next}", inputs.account_id);
-            match self.repair_one(&name, &mut totals).await {
-                Ok(outcome) => repairs.push(Repair {
-                    instance: name,
-                    outcome,
-                    error: None,
-                }),
-                Err(error) if transient(&error) && attempt < MAX_TRANSIENT_ATTEMPTS => {
-                    return retry(attempt, error.message);
-                }
-                Err(error) => {
-                    tracing::warn!(instance = %name, reason = %error.reason, error = %error.message, "a reconcile repair failed; the pass goes on");
-                    repairs.push(Repair {
-                        instance: name,
-                        outcome: String::new(),
-                        error: Some(WorkflowError::from(error)),
-                    });
-                }
-            }
-            repair.remove(0);
-        }
-        if repair.is_empty() {
-            return Outcome::Done(ReconcileReport {
-                looks,
-                totals,
-                repairs,
-            });
-        }
-        Outcome::Next(ReconcileState::Repairing {
-            looks,
-            totals,
-            repair,
-            repairs,
-        })
-    }
-
-    async fn repair_one(&self, name: &str, totals: &mut PassTotals) -> Result<String, Error> {
-        let key = InstanceKey::parse(name)
-            .map_err(|e| Error::internal(format!("a saved instance is malformed: {e}")))?;
-        let store = self.lifecycle.store();
-        // Read again now: a pass's list may be minutes old, and a role the
-        // user has retired meanwhile, or an instance Connect dropped, is
-        // never given a role by the reconciler.
-        let instance = store.instance_get(self.ctx, &key).await?;
-        let before = store.linked_role_get(self.ctx, &key).await?;
-        // (ACTIVE: this repair's own ensure finished in the background
-        // after an earlier attempt of this step; it is confirmed.)
-        if instance.connect.observed_state != ObservedState::Observed
-            || !matches!(
-                before.state,
-                LinkedRoleState::Absent | LinkedRoleState::Creating | LinkedRoleState::Active
-            )
-        {
-            return Ok("skipped".to_owned());
-        }
-        let role = self
-            .lifecycle
-            .ensure(self.ctx, &key, None, false, None)
-            .await?;
-        let outcome = if before.state == LinkedRoleState::Active {
-            "unchanged"
-        } else if role.restored {
-            "restored"
-        } else if role.adopted {
-            "adopted"
-        } else {
-            "created"
-        };
-        tracing::info!(instance = %name, outcome, role = role.role_arn.as_deref().unwrap_or_default(), "the reconciler repaired a missing role");
-        // Seen again, so the finding it fixed is resolved now, not a pass
-        // later (when the budget allows).
-        if totals.reads_left >= READS_PER_INSPECTION {
-            totals.reads_left -= READS_PER_INSPECTION;
-            let inspection = self.lifecycle.inspect(self.ctx, &key).await?;
-            let seen: Vec<NewFinding> = inspection
-                .findings
-                .iter()
-                .map(|f| stored(name, f))
-                .collect();
-            let counts = store
-                .finding_record(
-                    self.ctx,
-                    &key.account_id,
-                    &FindingScope::Target(name.to_owned()),
-                    &seen,
-                    Utc::now(),
-                )
-                .await?;
-            totals.add(counts);
-        }
-        Ok(outcome.to_owned())
-    }
 }
 
 /// A live finding on `target`, as stored.
@@ -662,28 +409,6 @@ fn stored(target: &str, finding: &Finding) -> NewFinding {
         subject,
         message: finding.message.clone(),
     }
-}
-
-/// True when repair mode ensures the instance's role: none is recorded, it
-/// is missing in IAM (the role Connect names was deleted, or a legacy
-/// instance has none) and the instance is live in Connect.
-fn repairable(instance: &Instance, seen: &[NewFinding]) -> bool {
-    // An ACTIVE record whose role IAM lost is reported, not repaired:
-    // EnsureLinkedRole refuses it until RetireLinkedRole clears the record.
-    instance.connect.observed_state == ObservedState::Observed
-        && instance.linked_role_state == LinkedRoleState::Absent
-        && seen.iter().any(|f| {
-            f.severity == Severity::Error
-                && matches!(
-                    f.code,
-                    FindingCode::RoleMissing | FindingCode::LegacyInstanceWithoutRole
-                )
-        })
-}
-
-/// True for a failure the next attempt may not meet.
-fn transient(error: &Error) -> bool {
-    matches!(error.kind, Kind::Unavailable | Kind::Aborted)
 }
 
 #[async_trait]
@@ -755,106 +480,5 @@ impl Workflow for ReconcileWorkflow<'_> {
         // A pass records observations, and a repair is an ensure that
         // stands on its own: there is nothing to take back.
         Undo::Released
-    }
-}
-
-/// Records a finished pass in `slrgov.reconcile.duration` (seconds from
-/// start to end, by outcome and mode).
-pub fn count_pass(record: &WorkflowRecord) {
-    static HISTOGRAM: OnceLock<Histogram<f64>> = OnceLock::new();
-    let (Some(end), true) = (record.end_time, record.done()) else {
-        return;
-    };
-    let histogram = HISTOGRAM.get_or_init(|| {
-        opentelemetry::global::meter("slr-governor")
-            .f64_histogram("slrgov.reconcile.duration")
-            .with_description("How long a reconcile pass of one account took, start to end")
-            .with_unit("s")
-            .build()
-    });
-    let seconds = (end - record.create_time).num_milliseconds().max(0) as f64 / 1000.0;
-    let mode = record
-        .inputs::<ReconcileInputs>()
-        .map_or("observe", |i| i.mode.as_str());
-    histogram.record(
-        seconds,
-        &[
-            KeyValue::new("outcome", record.phase.as_str()),
-            KeyValue::new("mode", mode),
-        ],
-    );
-}
-
-/// How the background reconciler runs (`SLRGOV_RECONCILE_*`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReconcileSettings {
-    /// How often each account gets a pass.
-    pub interval: std::time::Duration,
-    /// Observe or repair.
-    pub mode: ReconcileMode,
-    /// The IAM reads one pass of one account may make.
-    pub iam_reads: u32,
-}
-
-impl Lifecycle {
-    /// The reconciler's schedule: starts a pass of each account whose last
-    /// one started longer than the interval ago (workers; replicas share
-    /// the work: a pass already running, or started by another replica
-    /// within the interval, is not repeated). Returns how many it started.
-    pub async fn start_due_reconciles(
-        &self,
-        ctx: &RequestContext,
-        settings: ReconcileSettings,
-        limit: u32,
-    ) -> Result<u32, Error> {
-        let mut started = 0;
-        for account in self
-            .store()
-            .sync_due(ctx, WorkflowKind::Reconcile, settings.interval, limit)
-            .await?
-        {
-            match self.start_reconcile(ctx, &account, settings).await {
-                Ok(Some(record)) => {
-                    started += 1;
-                    tracing::info!(account = %account, operation = %record.id, mode = settings.mode.as_str(), "reconcile pass started");
-                }
-                Ok(None) => {}
-                Err(error) => {
-                    tracing::warn!(account = %account, error = %error.message, "cannot start a reconcile pass");
-                }
-            }
-        }
-        Ok(started)
-    }
-
-    /// Starts a pass of one account; `None` when one is running or started
-    /// within the interval.
-    pub async fn start_reconcile(
-        &self,
-        ctx: &RequestContext,
-        account: &AccountId,
-        settings: ReconcileSettings,
-    ) -> Result<Option<WorkflowRecord>, Error> {
-        let inputs = ReconcileInputs {
-            account_id: account.to_string(),
-            mode: settings.mode,
-            iam_reads: settings.iam_reads,
-            started_at: Some(Utc::now()),
-        };
-        let start = NewWorkflow::of::<ReconcileWorkflow>(
-            WorkflowKind::Reconcile,
-            WorkflowTarget::account(account),
-            &inputs,
-            &ReconcileState::Claimed,
-            None,
-        )?;
-        match self
-            .store()
-            .sync_begin(ctx, start, None, Some(settings.interval))
-            .await?
-        {
-            SyncStart::Started(record) => Ok(Some(*record)),
-            SyncStart::Running(_) | SyncStart::Replayed(_) => Ok(None),
-        }
     }
 }
