@@ -27,6 +27,7 @@ pub fn code(kind: Kind) -> Code {
         Kind::Unavailable => Code::Unavailable,
         Kind::Unimplemented => Code::Unimplemented,
         Kind::Cancelled => Code::Cancelled,
+        Kind::OutOfRange => Code::OutOfRange,
         Kind::Internal => Code::Internal,
     }
 }

@@ -201,7 +201,7 @@ impl RequestContext {
     /// failures are audited too.
     pub fn is_mutation(&self) -> bool {
         let short = self.method.rsplit('/').next().unwrap_or_default();
-        !["Get", "List", "Inspect", "Wait", "Check"]
+        !["Get", "List", "Inspect", "Wait", "Check", "Watch"]
             .iter()
             .any(|read| short.starts_with(read))
     }

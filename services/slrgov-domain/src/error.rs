@@ -58,6 +58,12 @@ pub enum Reason {
     NotImplemented,
     /// The caller cancelled the operation (CancelOperation).
     Cancelled,
+    /// A watch's resume token is older than the retained change log.
+    ResumeTokenExpired,
+    /// A watcher did not read its stream for too long and was cut off.
+    WatcherTooSlow,
+    /// The server holds as many watch streams as it serves.
+    TooManyWatchers,
     /// The service could not complete the request (database unreachable,
     /// shutting down).
     Unavailable,
@@ -92,6 +98,9 @@ impl Reason {
             Reason::LinkedRoleNotRetired => "LINKED_ROLE_NOT_RETIRED",
             Reason::NotImplemented => "NOT_IMPLEMENTED",
             Reason::Cancelled => "CANCELLED",
+            Reason::ResumeTokenExpired => "RESUME_TOKEN_EXPIRED",
+            Reason::WatcherTooSlow => "WATCHER_TOO_SLOW",
+            Reason::TooManyWatchers => "TOO_MANY_WATCHERS",
             Reason::Unavailable => "UNAVAILABLE",
             Reason::Internal => "INTERNAL",
         }
@@ -100,7 +109,7 @@ impl Reason {
 
 impl Reason {
     /// Every reason.
-    pub const ALL: [Reason; 25] = [
+    pub const ALL: [Reason; 28] = [
         Reason::InvalidField,
         Reason::RequestIdReused,
         Reason::NotFound,
@@ -124,6 +133,9 @@ impl Reason {
         Reason::LinkedRoleNotRetired,
         Reason::NotImplemented,
         Reason::Cancelled,
+        Reason::ResumeTokenExpired,
+        Reason::WatcherTooSlow,
+        Reason::TooManyWatchers,
         Reason::Unavailable,
         Reason::Internal,
     ];
@@ -188,11 +200,14 @@ pub enum Kind {
     /// CANCELLED: the caller cancelled the operation (AIP-151: a cancelled
     /// long-running operation ends with this code).
     Cancelled,
+    /// OUT_OF_RANGE: a position past what is kept (a watch's resume token
+    /// older than the retained change log).
+    OutOfRange,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 13] = [
         Kind::InvalidArgument,
         Kind::NotFound,
         Kind::AlreadyExists,
@@ -205,6 +220,7 @@ impl Kind {
         Kind::Unimplemented,
         Kind::Internal,
         Kind::Cancelled,
+        Kind::OutOfRange,
     ];
 
     /// The kind's name, as its gRPC code is written (`NOT_FOUND`).
@@ -222,6 +238,7 @@ impl Kind {
             Kind::Unimplemented => "UNIMPLEMENTED",
             Kind::Internal => "INTERNAL",
             Kind::Cancelled => "CANCELLED",
+            Kind::OutOfRange => "OUT_OF_RANGE",
         }
     }
 
@@ -385,6 +402,24 @@ impl Error {
     /// CANCELLED / CANCELLED: the caller cancelled the operation.
     pub fn cancelled(message: impl Into<String>) -> Self {
         Self::new(Kind::Cancelled, Reason::Cancelled, message)
+    }
+
+    /// OUT_OF_RANGE `RESUME_TOKEN_EXPIRED`: the change log no longer holds
+    /// what followed the resume token.
+    pub fn resume_token_expired(message: impl Into<String>) -> Self {
+        Self::new(Kind::OutOfRange, Reason::ResumeTokenExpired, message)
+    }
+
+    /// RESOURCE_EXHAUSTED with `reason` (a watch stream's limits), to be
+    /// retried after `retry_after`.
+    pub fn resource_exhausted(
+        reason: Reason,
+        message: impl Into<String>,
+        retry_after: Duration,
+    ) -> Self {
+        let mut error = Self::new(Kind::ResourceExhausted, reason, message);
+        error.retry_after = Some(retry_after);
+        error
     }
 
     /// UNIMPLEMENTED: a capability that is not built yet.

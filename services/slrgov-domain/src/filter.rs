@@ -219,6 +219,23 @@ impl InstanceFilter {
             self.legacy.map_or("", |l| if l { "true" } else { "false" })
         )
     }
+
+    /// Whether `instance` passes the filter: the same test as the store's
+    /// SQL for ListInstances (WatchInstances filters the changes it reads
+    /// with it; a test holds the two together).
+    pub fn matches(&self, instance: &crate::model::Instance) -> bool {
+        self.region.as_ref().is_none_or(|r| *r == instance.region)
+            && self
+                .linked_role_state
+                .is_none_or(|s| s == instance.linked_role_state)
+            && self
+                .connect_status
+                .is_none_or(|s| Some(s) == instance.connect.connect_status)
+            && self
+                .observed_state
+                .is_none_or(|s| s == instance.connect.observed_state)
+            && self.legacy.is_none_or(|l| l == instance.is_legacy())
+    }
 }
 
 /// The fields ListFindings filters on.

@@ -23,6 +23,7 @@ use slrgov_domain::types::{AccountId, RequestId, Revision};
 use slrgov_domain::workflow::{NewWorkflow, WorkflowKind, WorkflowLog, WorkflowRecord};
 use slrgov_domain::{FieldError, RequestContext, Result};
 
+mod changes;
 mod discovery;
 mod engine;
 mod error;
@@ -30,6 +31,7 @@ mod findings;
 mod open;
 pub mod page_token;
 
+pub use changes::{ChangeCursor, ChangePage, ChangeStore, InstanceChange, LinkedRoleChange};
 pub use discovery::{DiscoveryStore, Listed, Observation, ObserveCounts, SyncStart};
 pub use engine::postgres::PostgresStore;
 pub use engine::sqlite::SqliteStore;
@@ -556,6 +558,7 @@ pub trait Store:
     + AuditStore
     + DiscoveryStore
     + FindingStore
+    + ChangeStore
 {
     /// The engine behind this store.
     fn engine(&self) -> Engine;
@@ -572,4 +575,18 @@ pub trait Store:
     /// telemetry gauges (workers; every account the context sees). One
     /// statement.
     async fn gauges(&self, ctx: &RequestContext) -> Result<Vec<GaugeRow>>;
+
+    /// Reserves one call of `account` to the AWS `service` (`iam`,
+    /// `connect`) in the bucket every replica shares, at `per_second` calls
+    /// a second with `burst` at once (GCRA, one statement, on the
+    /// database's clock), and returns how long the caller must wait before
+    /// making it. `None`: this engine serves one process (SQLite), whose
+    /// own limiter is already exact. Not tenant data: no context, no scope.
+    async fn rate_reserve(
+        &self,
+        account: &AccountId,
+        service: &str,
+        per_second: f64,
+        burst: u32,
+    ) -> Result<Option<Duration>>;
 }

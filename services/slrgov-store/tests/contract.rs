@@ -19,6 +19,8 @@ mod activations;
 mod audit;
 #[path = "contract/batches.rs"]
 mod batches;
+#[path = "contract/changes.rs"]
+mod changes;
 #[path = "contract/concurrency.rs"]
 mod concurrency;
 #[path = "contract/discovery.rs"]
@@ -41,6 +43,8 @@ mod linked_roles;
 mod operations;
 #[path = "contract/pagination.rs"]
 mod pagination;
+#[path = "contract/rate_buckets.rs"]
+mod rate_buckets;
 #[path = "contract/reconcile.rs"]
 mod reconcile;
 #[path = "contract/request_ids.rs"]
@@ -135,6 +139,8 @@ contract! {
         => pages_stable_under_inserts_postgres, pages_stable_under_inserts_sqlite;
 
     instances::case_instance_filters => instance_filters_postgres, instance_filters_sqlite;
+    instances::case_filter_matches_agrees_with_the_list
+        => filter_matches_agrees_postgres, filter_matches_agrees_sqlite;
     instances::case_partition_checks => partition_checks_postgres, partition_checks_sqlite;
     instances::case_instance_update_mask
         => instance_update_mask_postgres, instance_update_mask_sqlite;
@@ -210,10 +216,19 @@ contract! {
     operations::case_instance_delete_records_workflow
         => instance_delete_records_workflow_postgres, instance_delete_records_workflow_sqlite;
     operations::case_gauges => gauges_postgres, gauges_sqlite;
+    rate_buckets::case_rate_reserve => rate_reserve_postgres, rate_reserve_sqlite;
 
     audit::case_audit_event_per_mutation
         => audit_event_per_mutation_postgres, audit_event_per_mutation_sqlite;
     audit::case_audit_scope => audit_scope_postgres, audit_scope_sqlite;
+
+    changes::case_linked_role_changes
+        => changes_linked_roles_postgres, changes_linked_roles_sqlite;
+    changes::case_linked_role_changes_of_deleted_instances
+        => changes_of_deleted_instances_postgres, changes_of_deleted_instances_sqlite;
+    changes::case_change_scoping => changes_scoping_postgres, changes_scoping_sqlite;
+    changes::case_change_pages => changes_pages_postgres, changes_pages_sqlite;
+    changes::case_change_sweep => changes_sweep_postgres, changes_sweep_sqlite;
 }
 
 contract_db! {
@@ -230,6 +245,8 @@ contract_db! {
     restart::case_restart_keeps_data => restart_keeps_data_postgres, restart_keeps_data_sqlite;
     batches::case_migration_keeps_workflows
         => migration_keeps_workflows_postgres, migration_keeps_workflows_sqlite;
+    changes::case_instance_changes => changes_instances_postgres, changes_instances_sqlite;
+    changes::case_change_signal => changes_signal_postgres, changes_signal_sqlite;
 }
 
 /// Postgres only: replicas starting together on one database.
@@ -237,4 +254,11 @@ contract_db! {
 async fn concurrent_open_postgres() {
     let db = support::TestDb::postgres().await;
     restart::case_concurrent_open(&db).await;
+}
+
+/// Postgres only: a change waits for the older transactions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn changes_wait_for_older_transactions_postgres() {
+    let db = support::TestDb::postgres().await;
+    changes::case_older_transactions_first(&db).await;
 }

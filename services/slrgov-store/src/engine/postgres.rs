@@ -1,7 +1,11 @@
 //! The Postgres engine: production, many replicas sharing one database.
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{Pool, QueryBuilder, Transaction};
+use tokio::sync::{oneshot, watch};
 
 use crate::{Engine, Migrations, OpenError, StoreConfig};
 
@@ -254,6 +258,138 @@ async fn warn_if_owner(pool: &Pool<Db>) -> Result<(), OpenError> {
         );
     }
     Ok(())
+}
+
+/// Reserves one call in the bucket of `account` and `service` that every
+/// replica shares (migration 0011, GCRA): one statement moves the bucket's
+/// theoretical arrival time (`tat`) one interval (`1 / per_second`) past
+/// the later of itself and now, on the database's clock, and returns how
+/// far the new `tat` is from now. The call may go `burst` intervals before
+/// its `tat`: a fresh or idle bucket lets `burst` calls go at once, then
+/// one per interval, each caller waiting for its own slot (as the local
+/// limiter's reservations).
+pub(crate) async fn rate_reserve(
+    pool: &Pool<Db>,
+    account: &slrgov_domain::types::AccountId,
+    service: &str,
+    per_second: f64,
+    burst: u32,
+) -> slrgov_domain::Result<Option<std::time::Duration>> {
+    if !(per_second.is_finite() && per_second > 0.0) {
+        return Err(slrgov_domain::Error::internal(format!(
+            "rate_reserve: the rate must be positive, got {per_second}"
+        )));
+    }
+    let interval = 1.0 / per_second;
+    let ahead: f64 = sqlx::query_scalar(
+        "INSERT INTO rate_buckets AS b (account_id, service, tat) \
+         VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3)) \
+         ON CONFLICT (account_id, service) DO UPDATE \
+           SET tat = greatest(b.tat, clock_timestamp()) + make_interval(secs => $3) \
+         RETURNING extract(epoch FROM b.tat - clock_timestamp())::float8",
+    )
+    .bind(account.as_str())
+    .bind(service)
+    .bind(interval)
+    .fetch_one(pool)
+    .await
+    .map_err(crate::error::db_error)?;
+    let wait = ahead - f64::from(burst.max(1)) * interval;
+    Ok(Some(if wait > 0.0 {
+        std::time::Duration::from_secs_f64(wait)
+    } else {
+        std::time::Duration::ZERO
+    }))
+}
+
+/// The change log's `tx` (an `xid8`) as a cursor reads it: a BIGINT.
+pub(crate) const CHANGE_TX: &str = "tx::text::bigint";
+
+/// Only rows of transactions older than every transaction still running:
+/// a transaction with a smaller id may still commit rows, and a cursor
+/// must never pass a row it has not read (migration 0010).
+pub(crate) const CHANGE_READABLE: &str = " AND tx < pg_snapshot_xmin(pg_current_snapshot())";
+
+/// Pushes a cursor's `tx` as the column's type (`xid8`).
+pub(crate) fn push_change_tx(query: &mut QueryBuilder<Db>, tx: i64) {
+    query.push("CAST(CAST(");
+    query.push_bind(tx);
+    query.push(" AS TEXT) AS XID8)");
+}
+
+/// The channel the change log's triggers notify (migration 0010).
+const CHANGE_CHANNEL: &str = "slrgov_changes";
+
+/// Moves the change signal.
+fn bump(signal: &watch::Sender<u64>) {
+    signal.send_modify(|n| *n = n.wrapping_add(1));
+}
+
+/// The change signal of a store, until `stop` fires (the store is
+/// dropped): listens on `slrgov_changes` with a connection of the pool and
+/// moves `signal` on every notification, and once after every (re)connect,
+/// since what was committed while nobody listened is unknown. A lost
+/// listener is logged and made again after a pause (1 s, doubling up to
+/// 30 s); watchers still read the log now and then meanwhile.
+pub(crate) async fn watch_changes(
+    pool: Pool<Db>,
+    signal: Arc<watch::Sender<u64>>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    const FIRST_PAUSE: Duration = Duration::from_secs(1);
+    const LAST_PAUSE: Duration = Duration::from_secs(30);
+    let mut pause = FIRST_PAUSE;
+    loop {
+        let mut listened = false;
+        let error = tokio::select! {
+            _ = &mut stop => return,
+            error = listen_changes(&pool, &signal, &mut listened) => error,
+        };
+        bump(&signal);
+        if matches!(error, sqlx::Error::PoolClosed) {
+            return;
+        }
+        if listened {
+            pause = FIRST_PAUSE;
+        }
+        tracing::warn!(
+            error = %error,
+            retry_in_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX),
+            "lost the Postgres change listener (LISTEN {CHANGE_CHANNEL}): watchers read the log \
+             on their own schedule until it is back"
+        );
+        tokio::select! {
+            _ = &mut stop => return,
+            () = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(LAST_PAUSE);
+    }
+}
+
+/// Listens until the listener fails; returns why.
+async fn listen_changes(
+    pool: &Pool<Db>,
+    signal: &watch::Sender<u64>,
+    listened: &mut bool,
+) -> sqlx::Error {
+    let mut listener = match PgListener::connect_with(pool).await {
+        Ok(listener) => listener,
+        Err(error) => return error,
+    };
+    if let Err(error) = listener.listen(CHANGE_CHANNEL).await {
+        return error;
+    }
+    *listened = true;
+    bump(signal);
+    loop {
+        match listener.try_recv().await {
+            Ok(Some(_)) => bump(signal),
+            // The connection was lost and made again: what was notified
+            // meanwhile is lost, so watchers read the log again.
+            Ok(None) => bump(signal),
+            Err(error) => return error,
+        }
+    }
 }
 
 // The store itself: one source for both engines, compiled once here and

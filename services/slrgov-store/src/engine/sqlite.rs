@@ -1,9 +1,12 @@
 //! The SQLite engine: the embedded default, one file, nothing to install.
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Pool, QueryBuilder, Transaction};
+use tokio::sync::{oneshot, watch};
 
 use crate::{Engine, OpenError, StoreConfig};
 
@@ -89,6 +92,81 @@ pub(crate) async fn connect(config: &StoreConfig) -> Result<Pool<Db>, OpenError>
         .map_err(OpenError::Connect)?;
     MIGRATOR.run(&pool).await.map_err(OpenError::Migrate)?;
     Ok(pool)
+}
+
+/// SQLite serves one process, whose own limiter is already exact: there
+/// is no shared bucket (see the Postgres engine's `rate_reserve`).
+pub(crate) async fn rate_reserve(
+    _pool: &Pool<Db>,
+    _account: &slrgov_domain::types::AccountId,
+    _service: &str,
+    _per_second: f64,
+    _burst: u32,
+) -> slrgov_domain::Result<Option<std::time::Duration>> {
+    Ok(None)
+}
+
+/// The change log's `tx` as a cursor reads it (always 0 here).
+pub(crate) const CHANGE_TX: &str = "tx";
+
+/// Writers are serialized: every committed row is readable.
+pub(crate) const CHANGE_READABLE: &str = "";
+
+/// Pushes a cursor's `tx`.
+pub(crate) fn push_change_tx(query: &mut QueryBuilder<Db>, tx: i64) {
+    query.push_bind(tx);
+}
+
+/// How often the change signal looks at the log.
+const CHANGE_POLL: Duration = Duration::from_millis(100);
+
+/// Moves the change signal.
+fn bump(signal: &watch::Sender<u64>) {
+    signal.send_modify(|n| *n = n.wrapping_add(1));
+}
+
+/// The change signal of a store, until `stop` fires (the store is
+/// dropped): SQLite has no notifications and the store's writes commit in
+/// many places, so this polls the log's sequence (`sqlite_sequence`, which
+/// never goes back, not even when the sweep empties the log) every 100 ms
+/// and moves `signal` when it moved, and once at the start. It also sees
+/// the writes of another process on the same file.
+pub(crate) async fn watch_changes(
+    pool: Pool<Db>,
+    signal: Arc<watch::Sender<u64>>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut seen: Option<i64> = None;
+    let mut failing = false;
+    let mut ticks = tokio::time::interval(CHANGE_POLL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = ticks.tick() => {}
+        }
+        let newest = sqlx::query_scalar::<_, i64>(
+            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0)",
+        )
+        .fetch_one(&pool)
+        .await;
+        match newest {
+            Ok(newest) => {
+                failing = false;
+                if seen != Some(newest) {
+                    seen = Some(newest);
+                    bump(&signal);
+                }
+            }
+            Err(sqlx::Error::PoolClosed) => return,
+            Err(error) => {
+                if !failing {
+                    tracing::warn!(error = %error, "cannot read the change log's sequence");
+                }
+                failing = true;
+            }
+        }
+    }
 }
 
 // The store itself: one source for both engines, compiled once here and

@@ -540,3 +540,57 @@ pub async fn case_list_under_missing_account(store: Arc<dyn Store>) {
         slrgov_domain::Error::not_found(slrgov_domain::names::account_name(&missing))
     );
 }
+
+/// WatchInstances filters the changes it reads with
+/// `InstanceFilter::matches`, in Rust; ListInstances filters in SQL. The
+/// two must agree on every term: for each filter, the instances the SQL
+/// lists are exactly those `matches` accepts.
+pub async fn case_filter_matches_agrees_with_the_list(store: Arc<dyn Store>) {
+    let ctx = admin();
+    let a = create_account(&store, 1).await.account_id;
+    let legacy = Utc::now() - Duration::days(365 * 10);
+    let recent = Utc::now() - Duration::days(10);
+    let specs = [
+        (1, "us-east-1", Some(legacy), true),
+        (2, "us-east-1", Some(recent), false),
+        (3, "eu-west-2", None, true),
+        (4, "eu-west-2", Some(legacy), false),
+        (5, "ap-southeast-2", Some(recent), true),
+    ];
+    for (n, region_code, created, active) in specs {
+        let mut instance = new_instance(&a, &instance_id(n), region_code);
+        instance.fields.instance_create_time = created;
+        store
+            .instance_create(&ctx, instance, None)
+            .await
+            .expect("create instance");
+        if active {
+            make_active(&store, &key(&a, &instance_id(n)), &format!("s{n}")).await;
+        }
+    }
+    let all = list_instances_all(&store, &ctx, &AccountSelector::All, &filter(""), 50).await;
+    assert_eq!(all.len(), specs.len());
+    for text in [
+        "",
+        "region = \"us-east-1\"",
+        "region = \"eu-west-2\" AND legacy = true",
+        "legacy = true",
+        "legacy = false",
+        "linked_role_state = ACTIVE",
+        "linked_role_state = ABSENT AND region = \"us-east-1\"",
+        "observed_state = UNOBSERVED",
+        "observed_state = OBSERVED",
+        "connect_status = ACTIVE",
+    ] {
+        let parsed = filter(text);
+        let listed =
+            keys(&list_instances_all(&store, &ctx, &AccountSelector::All, &parsed, 50).await);
+        let matched = keys(
+            &all.iter()
+                .filter(|i| parsed.matches(i))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(listed, matched, "filter {text:?}");
+    }
+}

@@ -48,6 +48,7 @@ macro_rules! db_span {
 mod accounts;
 mod audit;
 mod batches;
+mod changes;
 mod discovery;
 mod findings;
 mod instances;
@@ -64,6 +65,8 @@ pub struct EngineStore {
     page_tokens: PageTokenKey,
     /// How long request ids are remembered.
     request_id_ttl: chrono::Duration,
+    /// The change signal watchers wait on.
+    changes: changes::ChangeSignal,
 }
 
 impl std::fmt::Debug for EngineStore {
@@ -86,6 +89,7 @@ impl EngineStore {
             page_tokens: PageTokenKey::new(page_tokens),
             request_id_ttl: chrono::Duration::from_std(config.request_id_ttl)
                 .unwrap_or(chrono::Duration::hours(24)),
+            changes: changes::ChangeSignal::new(),
         })
     }
 
@@ -137,6 +141,19 @@ impl Store for EngineStore {
 
     fn page_tokens(&self) -> &PageTokenKey {
         &self.page_tokens
+    }
+
+    async fn rate_reserve(
+        &self,
+        account: &slrgov_domain::types::AccountId,
+        service: &str,
+        per_second: f64,
+        burst: u32,
+    ) -> Result<Option<std::time::Duration>> {
+        // Engine-specific: the shared bucket exists on Postgres only.
+        super::rate_reserve(&self.pool, account, service, per_second, burst)
+            .instrument(db_span!("rate_reserve"))
+            .await
     }
 
     async fn ping(&self) -> Result<()> {
