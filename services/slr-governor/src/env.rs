@@ -91,6 +91,27 @@ pub const MAX_CONNECTIONS_PER_PEER: &str = "SLRGOV_MAX_CONNECTIONS_PER_PEER";
 /// rate rounded up): one token bucket per account, shared by request
 /// handlers and background work; a call beyond it waits its turn.
 pub const IAM_RATE_PER_ACCOUNT: &str = "SLRGOV_IAM_RATE_PER_ACCOUNT";
+/// IAM calls an idle account may make at once (the rate rounded up by
+/// default).
+pub const IAM_BURST_PER_ACCOUNT: &str = "SLRGOV_IAM_BURST_PER_ACCOUNT";
+/// Where the per-account buckets of IAM and Connect calls are kept: `auto`
+/// (the default: one bucket per account in Postgres, shared by every
+/// replica; this process's own on SQLite) or `local` (each process its own:
+/// N replicas make up to N times the rate).
+pub const RATE_SHARING: &str = "SLRGOV_RATE_SHARING";
+/// Watch streams (WatchInstances, WatchLinkedRoles) one process serves at
+/// once (1000 by default); one more is RESOURCE_EXHAUSTED.
+pub const WATCH_MAX_STREAMS: &str = "SLRGOV_WATCH_MAX_STREAMS";
+/// Messages buffered per watch stream (64 by default).
+pub const WATCH_BUFFER: &str = "SLRGOV_WATCH_BUFFER";
+/// How long a watch stream's full buffer waits for its watcher to read
+/// before the stream is cut off (`10s` by default).
+pub const WATCH_STALL_TIMEOUT: &str = "SLRGOV_WATCH_STALL_TIMEOUT";
+/// A BOOKMARK after this long without a message on a watch stream (`30s`).
+pub const WATCH_HEARTBEAT: &str = "SLRGOV_WATCH_HEARTBEAT";
+/// How long the change log keeps a change (`24h`): an older resume token
+/// is OUT_OF_RANGE.
+pub const WATCH_RETENTION: &str = "SLRGOV_WATCH_RETENTION";
 /// `true` accepts a Postgres role that bypasses row-level security (a
 /// superuser or BYPASSRLS role); the server refuses one by default.
 pub const ALLOW_RLS_BYPASS: &str = "SLRGOV_ALLOW_RLS_BYPASS";

@@ -24,6 +24,7 @@ pub mod lifecycle;
 pub mod listener;
 pub mod mask;
 pub mod periodic;
+pub mod rate_buckets;
 pub mod regions;
 pub mod request;
 pub mod server;

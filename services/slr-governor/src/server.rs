@@ -183,19 +183,32 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // limit keeps the service under IAM's limits in the first place.
     let (worker_stop_tx, worker_stop_rx) = watch::channel(false);
     let worker_stop_for_refresh = worker_stop_rx.clone();
-    let aws = slrgov_aws::AwsAccess::new(
+    let mut aws = slrgov_aws::AwsAccess::new(
         aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("us-east-1"))
             .retry_config(aws_config::retry::RetryConfig::adaptive().with_max_attempts(3))
             .load()
             .await,
     )
-    .with_iam_rate(slrgov_aws::limit::CallRate::per_second(
-        config.iam_rate_per_account,
-    ))
-    .with_connect_rate(slrgov_aws::limit::CallRate::per_second(
-        config.connect_rate_per_account,
-    ));
+    .with_iam_rate(config.rates.iam)
+    .with_connect_rate(config.rates.connect);
+    // On Postgres the replicas share each account's buckets (the store's
+    // `rate_buckets`, once it is open); until then, and on SQLite or with
+    // SLRGOV_RATE_SHARING=local, each process keeps its own.
+    let shared_buckets = config
+        .rates
+        .shared_on(&config.database_url)
+        .then(crate::rate_buckets::StoreBuckets::new);
+    if let Some(buckets) = &shared_buckets {
+        aws = aws.with_shared_buckets(buckets.clone());
+    }
+    tracing::info!(
+        iam_rate = config.rates.iam.per_second,
+        iam_burst = config.rates.iam.burst,
+        connect_rate = config.rates.connect.per_second,
+        shared = shared_buckets.is_some(),
+        "per-account AWS call rates"
+    );
     // Where Connect is available, from AWS itself (SSM), at start and on
     // an interval, with the service's own credentials.
     if let Some(every) = config.regions_refresh {
@@ -209,7 +222,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     #[cfg(feature = "test-faults")]
     let aws = with_test_faults(aws)?;
     let aws: Arc<dyn slrgov_aws::AwsProvider> = Arc::new(aws);
-    let state = AppState::new(config.regions.clone(), aws, config.workflow_lease);
+    let state = AppState::new(
+        config.regions.clone(),
+        aws,
+        config.workflow_lease,
+        config.watch,
+    );
     let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel::<slrgov_store::OpenError>();
     let (worker_handle_tx, worker_handle_rx) = tokio::sync::oneshot::channel();
     {
@@ -220,10 +238,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         let worker_stop = worker_stop_rx.clone();
         let sync_interval = config.sync_interval;
         let reconcile = config.reconcile;
+        let change_retention = config.watch.retention;
+        let shared_buckets = shared_buckets.clone();
         tokio::spawn(async move {
             match open_store_until_ready(store_config, url_for_logs).await {
                 Ok(store) => {
                     tracing::info!(engine = ?store.engine(), "database ready and migrated");
+                    if let Some(buckets) = &shared_buckets {
+                        buckets.set_store(store.clone());
+                    }
                     // The gauges of linked roles and workflows (when
                     // exporting), read from the database.
                     let _ = crate::telemetry::spawn_gauges(store.clone(), worker_stop.clone());
@@ -248,8 +271,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                                 worker_stop.clone(),
                             ));
                         }
-                        let handle =
-                            tokio::spawn(crate::worker::run(lifecycle, owner, worker_stop));
+                        let handle = tokio::spawn(crate::worker::run(
+                            lifecycle,
+                            owner,
+                            change_retention,
+                            worker_stop,
+                        ));
                         let _ = worker_handle_tx.send(handle);
                     }
                     set_health(&reporter, ServingStatus::Serving).await;
@@ -276,10 +303,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let (draining_tx, mut draining_rx) = watch::channel(false);
     let shutdown = {
         let reporter = reporter.clone();
+        let state_for_drain = state.clone();
         async move {
             shutdown_signal(stop_rx).await;
             tracing::info!("shutting down: health is NOT_SERVING, draining in-flight requests");
             set_health(&reporter, ServingStatus::NotServing).await;
+            // Watch streams never end by themselves: end them, so the drain
+            // waits only for unary RPCs (their clients resume elsewhere).
+            state_for_drain.watchers.stop_all();
             let _ = draining_tx.send(true);
         }
     };

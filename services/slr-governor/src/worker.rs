@@ -27,7 +27,12 @@ const SWEEP_BATCH: u32 = 1000;
 
 /// Runs until `stop` changes, then gives up its leases so another replica
 /// takes the work over at once.
-pub async fn run(lifecycle: Lifecycle, owner: String, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    lifecycle: Lifecycle,
+    owner: String,
+    change_retention: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut ctx = RequestContext::for_worker("workflows");
     // The owner (process and instance) in every correlation id of this
     // worker, so that its audit events and logs say which replica did the
@@ -43,7 +48,7 @@ pub async fn run(lifecycle: Lifecycle, owner: String, mut stop: watch::Receiver<
         }
         if tokio::time::Instant::now() >= next_sweep {
             next_sweep += SWEEP_EVERY;
-            sweep(&*store, &ctx).await;
+            sweep(&*store, &ctx, change_retention).await;
         }
         let due = match store
             .workflow_claim_due(&ctx, &owner, lifecycle.lease(), CLAIM)
@@ -125,9 +130,13 @@ pub async fn run(lifecycle: Lifecycle, owner: String, mut stop: watch::Receiver<
 /// always is).
 const PASS_RETENTION: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
-/// Removes request ids older than their window, and finished reconcile
-/// passes older than a week.
-async fn sweep(store: &dyn Store, ctx: &RequestContext) {
+/// At most this many batches of changes swept per sweep.
+const CHANGE_SWEEP_BATCHES: u32 = 20;
+
+/// Removes request ids older than their window, finished reconcile passes
+/// older than a week, and changes older than the watch streams' retention
+/// (a resume token from before it is then OUT_OF_RANGE).
+async fn sweep(store: &dyn Store, ctx: &RequestContext, change_retention: Duration) {
     match store.request_id_sweep(ctx, SWEEP_BATCH).await {
         Ok(0) => {}
         Ok(removed) => tracing::info!(removed, "expired request ids swept"),
@@ -140,6 +149,32 @@ async fn sweep(store: &dyn Store, ctx: &RequestContext) {
         Ok(0) => {}
         Ok(removed) => tracing::info!(removed, "old reconcile passes swept"),
         Err(error) => tracing::warn!(error = %error.message, "cannot sweep reconcile passes"),
+    }
+    let Ok(retention) = chrono::Duration::from_std(change_retention) else {
+        return;
+    };
+    // A busy fleet may write more changes per sweep interval than one
+    // batch: a few batches per sweep, bounded.
+    let mut removed = 0;
+    for _ in 0..CHANGE_SWEEP_BATCHES {
+        match store
+            .change_sweep(ctx, chrono::Utc::now() - retention, SWEEP_BATCH)
+            .await
+        {
+            Ok(n) => {
+                removed += n;
+                if n < u64::from(SWEEP_BATCH) {
+                    break;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(error = %error.message, "cannot sweep the change log");
+                break;
+            }
+        }
+    }
+    if removed > 0 {
+        tracing::info!(removed, "old changes swept from the change log");
     }
 }
 

@@ -137,6 +137,8 @@ pub struct AwsAccess {
     wrap: Option<IamWrapper>,
     limiter: Option<Arc<crate::limit::AccountLimiter>>,
     connect_limiter: Option<Arc<crate::limit::AccountLimiter>>,
+    /// The buckets every replica shares, for both limiters.
+    shared: Option<Arc<dyn crate::limit::SharedBuckets>>,
 }
 
 impl std::fmt::Debug for AwsAccess {
@@ -165,6 +167,7 @@ impl AwsAccess {
             wrap: None,
             limiter: None,
             connect_limiter: None,
+            shared: None,
         }
     }
 
@@ -177,16 +180,36 @@ impl AwsAccess {
     /// Limits the IAM calls of each account to `rate` (one bucket per
     /// account, shared by every caller in this process).
     pub fn with_iam_rate(mut self, rate: crate::limit::CallRate) -> Self {
-        self.limiter = Some(Arc::new(crate::limit::AccountLimiter::new(rate)));
+        self.limiter = Some(Arc::new(
+            crate::limit::AccountLimiter::new(rate).with_shared(self.shared.clone()),
+        ));
         self
     }
 
     /// Limits the Connect calls of each account to `rate` (a bucket of its
     /// own, apart from IAM's).
     pub fn with_connect_rate(mut self, rate: crate::limit::CallRate) -> Self {
-        self.connect_limiter = Some(Arc::new(crate::limit::AccountLimiter::for_service(
-            "connect", rate,
-        )));
+        self.connect_limiter = Some(Arc::new(
+            crate::limit::AccountLimiter::for_service("connect", rate)
+                .with_shared(self.shared.clone()),
+        ));
+        self
+    }
+
+    /// Takes the IAM and Connect limits' slots from `shared`, the buckets
+    /// every replica shares (each limiter falls back to its own bucket when
+    /// they fail), so that N replicas together keep each account's rate.
+    /// Applies to the limits set before and after.
+    pub fn with_shared_buckets(mut self, shared: Arc<dyn crate::limit::SharedBuckets>) -> Self {
+        self.shared = Some(shared);
+        let rebuild = |limiter: &Arc<crate::limit::AccountLimiter>| {
+            Arc::new(
+                crate::limit::AccountLimiter::for_service(limiter.service(), limiter.rate())
+                    .with_shared(self.shared.clone()),
+            )
+        };
+        self.limiter = self.limiter.as_ref().map(rebuild);
+        self.connect_limiter = self.connect_limiter.as_ref().map(rebuild);
         self
     }
 

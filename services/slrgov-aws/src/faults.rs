@@ -60,6 +60,90 @@ pub struct FaultPlan {
     /// Hold calls of an operation (by trait method name) this long before
     /// they reach IAM: a process killed meanwhile never made the call.
     pub delay_ms: HashMap<String, u64>,
+    /// Throttle an account's calls above a rate, as IAM does: counted
+    /// across every process that uses the same plan (a bucket per account
+    /// in a Postgres database of its own, the bench's "IAM").
+    pub throttle_above: Option<ThrottleAbove>,
+}
+
+/// IAM's own rate limit per account, shared by every server process: a
+/// call beyond it is answered `Throttling` (and never reaches IAM).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThrottleAbove {
+    /// Calls per second per account.
+    pub per_second: u32,
+    /// Calls an idle account may make at once.
+    pub burst: u32,
+    /// The Postgres database that holds the buckets (table
+    /// `iam_throttle`, made on first use): one for every process.
+    pub database_url: String,
+}
+
+/// The table of [`ThrottleAbove`]: per account, the bucket's theoretical
+/// arrival time (GCRA), the calls let through and the calls throttled.
+pub const THROTTLE_TABLE_SQL: &str = "CREATE TABLE IF NOT EXISTS iam_throttle ( \
+     account_id TEXT PRIMARY KEY, tat TIMESTAMPTZ NOT NULL, \
+     calls BIGINT NOT NULL DEFAULT 0, throttled BIGINT NOT NULL DEFAULT 0)";
+
+/// One pool per database for the whole process (every account's layer).
+fn throttle_pool(url: &str) -> Result<sqlx::PgPool, sqlx::Error> {
+    static POOLS: std::sync::OnceLock<Mutex<HashMap<String, sqlx::PgPool>>> =
+        std::sync::OnceLock::new();
+    let mut pools = POOLS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(pool) = pools.get(url) {
+        return Ok(pool.clone());
+    }
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect_lazy(url)?;
+    pools.insert(url.to_owned(), pool.clone());
+    Ok(pool)
+}
+
+impl ThrottleAbove {
+    /// Checks one call of `account` (GCRA, check and reject: a throttled
+    /// call takes no slot) and counts it; `true` when it may go.
+    pub async fn admit(&self, account: &str) -> Result<bool, sqlx::Error> {
+        let pool = throttle_pool(&self.database_url)?;
+        let interval = 1.0 / f64::from(self.per_second.max(1));
+        let tolerance = interval * f64::from(self.burst.max(1));
+        let statement = "INSERT INTO iam_throttle AS b (account_id, tat, calls) \
+             VALUES ($1, clock_timestamp() + make_interval(secs => $2), 1) \
+             ON CONFLICT (account_id) DO UPDATE \
+               SET tat = greatest(b.tat, clock_timestamp()) + make_interval(secs => $2), \
+                   calls = b.calls + 1 \
+             WHERE greatest(b.tat, clock_timestamp()) + make_interval(secs => $2) \
+                   <= clock_timestamp() + make_interval(secs => $3) \
+             RETURNING 1";
+        let run = || {
+            sqlx::query_scalar::<_, i32>(statement)
+                .bind(account)
+                .bind(interval)
+                .bind(tolerance)
+                .fetch_optional(&pool)
+        };
+        let admitted = match run().await {
+            Ok(row) => row.is_some(),
+            // The table is made on first use (processes may race: IF NOT
+            // EXISTS, and one retry).
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => {
+                let _ = sqlx::query(THROTTLE_TABLE_SQL).execute(&pool).await;
+                run().await?.is_some()
+            }
+            Err(e) => return Err(e),
+        };
+        if !admitted {
+            sqlx::query("UPDATE iam_throttle SET throttled = throttled + 1 WHERE account_id = $1")
+                .bind(account)
+                .execute(&pool)
+                .await?;
+        }
+        Ok(admitted)
+    }
 }
 
 impl FaultPlan {
@@ -143,9 +227,20 @@ impl FaultyIam {
     }
 
     /// Records a call and returns the injected transient error, if any.
-    fn enter(&self, operation: &str) -> Result<(), IamError> {
+    async fn enter(&self, operation: &str) -> Result<(), IamError> {
         self.log.record(operation);
-        let result = self.inject(operation);
+        let mut result = self.inject(operation);
+        if let (Ok(()), Some(throttle)) = (&result, &self.plan.throttle_above) {
+            match throttle.admit(&self.account).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    result = Err(classify_code("Throttling", "Rate exceeded".to_owned()));
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error, "fault layer: the throttle's database failed; call let through");
+                }
+            }
+        }
         if let Err(error) = &result {
             // An injected failure stands for an answer of AWS: it is noted in
             // the audit trail like one (without an AWS request id).
@@ -237,7 +332,7 @@ impl IamApi for FaultyIam {
         suffix: Option<&str>,
         description: Option<&str>,
     ) -> Result<RoleInfo, IamError> {
-        self.enter("create_service_linked_role")?;
+        self.enter("create_service_linked_role").await?;
         self.pause("create_service_linked_role").await;
         if self.plan.refuse_suffix && suffix.is_some() {
             return Err(classify_code(
@@ -268,7 +363,7 @@ impl IamApi for FaultyIam {
     }
 
     async fn get_role(&self, name: &str) -> Result<RoleInfo, IamError> {
-        self.enter("get_role")?;
+        self.enter("get_role").await?;
         self.pause("get_role").await;
         let role = self.inner.get_role(name).await?;
         if self.invisible(name) {
@@ -281,7 +376,7 @@ impl IamApi for FaultyIam {
     }
 
     async fn list_roles(&self, path_prefix: &str) -> Result<Vec<RoleInfo>, IamError> {
-        self.enter("list_roles")?;
+        self.enter("list_roles").await?;
         self.pause("list_roles").await;
         let roles = self.inner.list_roles(path_prefix).await?;
         Ok(roles
@@ -295,13 +390,13 @@ impl IamApi for FaultyIam {
         name: &str,
         description: &str,
     ) -> Result<RoleInfo, IamError> {
-        self.enter("update_role_description")?;
+        self.enter("update_role_description").await?;
         self.pause("update_role_description").await;
         self.inner.update_role_description(name, description).await
     }
 
     async fn delete_service_linked_role(&self, name: &str) -> Result<String, IamError> {
-        self.enter("delete_service_linked_role")?;
+        self.enter("delete_service_linked_role").await?;
         self.pause("delete_service_linked_role").await;
         if self.plan.deletion_outcome.is_none() && self.plan.deletion_in_progress_polls == 0 {
             return self.inner.delete_service_linked_role(name).await;
@@ -332,7 +427,7 @@ impl IamApi for FaultyIam {
     }
 
     async fn deletion_status(&self, task_id: &str) -> Result<DeletionStatus, IamError> {
-        self.enter("deletion_status")?;
+        self.enter("deletion_status").await?;
         self.pause("deletion_status").await;
         let next = {
             let Ok(mut state) = self.state.lock() else {
@@ -368,7 +463,7 @@ impl IamApi for FaultyIam {
     }
 
     async fn role_policies(&self, name: &str) -> Result<Vec<RolePolicy>, IamError> {
-        self.enter("role_policies")?;
+        self.enter("role_policies").await?;
         self.pause("role_policies").await;
         self.inner.role_policies(name).await
     }

@@ -1,9 +1,16 @@
 //! A per-account rate limit on IAM calls (and, with a bucket of its own, on
 //! Connect calls), so that the service never drives an account into
 //! throttling, whoever makes the calls: request handlers and the background
-//! worker of this process share one token bucket per account and service
-//! (each replica has its own: with N replicas an account sees at most N
-//! times the rate).
+//! worker of this process share one token bucket per account and service.
+//!
+//! With several replicas, the bucket is shared by all of them when
+//! [`SharedBuckets`] are set (the server's Postgres store: one GCRA row per
+//! account and service, on the database's clock), so N replicas together
+//! stay at the rate. Without them (SQLite, one process; or
+//! `SLRGOV_RATE_SHARING=local`) each process has its own bucket, and N
+//! replicas make at most N times the rate. When the shared bucket fails or
+//! is slow, the limiter falls back to its own bucket for that call (and
+//! warns, at most once a minute): a database hiccup never stops AWS calls.
 //!
 //! A call that finds the bucket empty **waits** for its token (reserved in
 //! order, so callers are served first come, first served) rather than
@@ -34,10 +41,39 @@ impl CallRate {
     pub fn per_second(per_second: f64) -> Self {
         CallRate {
             per_second,
-            burst: per_second.ceil().clamp(1.0, 1000.0) as u32,
+            burst: Self::default_burst(per_second),
         }
     }
+
+    /// The burst of a rate when none is configured: the rate rounded up
+    /// (at least 1, at most 1000).
+    pub fn default_burst(per_second: f64) -> u32 {
+        per_second.ceil().clamp(1.0, 1000.0) as u32
+    }
 }
+
+/// Buckets shared by every replica: reserves one call of an account to an
+/// AWS service and says how long to wait before making it.
+#[async_trait]
+pub trait SharedBuckets: Send + Sync {
+    /// Reserves one call of `account` to `service` (`iam`, `connect`) at
+    /// `rate`; `Ok(None)`: no shared bucket here (the local one decides);
+    /// `Err`: the shared bucket failed (the local one decides, with a
+    /// warning).
+    async fn reserve(
+        &self,
+        account: &AccountId,
+        service: &str,
+        rate: CallRate,
+    ) -> Result<Option<Duration>, String>;
+}
+
+/// How long a reservation in the shared bucket may take before the limiter
+/// uses its own bucket for the call.
+pub const SHARED_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The least time between two warnings about the shared bucket.
+const WARN_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Debug)]
 struct Bucket {
@@ -46,13 +82,33 @@ struct Bucket {
     last: Instant,
 }
 
+/// Falls back from the shared bucket, and when it last said so.
+#[derive(Debug, Default)]
+struct Fallbacks {
+    last_warning: Option<Instant>,
+    /// Fallbacks since the last warning.
+    unreported: u64,
+}
+
 /// One token bucket per account, for the calls of one AWS service.
-#[derive(Debug)]
 pub struct AccountLimiter {
     rate: CallRate,
-    /// `iam` or `connect`, for the log.
+    /// `iam` or `connect`, for the log and the shared bucket.
     service: &'static str,
     buckets: Mutex<HashMap<AccountId, Bucket>>,
+    shared: Option<Arc<dyn SharedBuckets>>,
+    shared_timeout: Duration,
+    fallbacks: Mutex<Fallbacks>,
+}
+
+impl std::fmt::Debug for AccountLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountLimiter")
+            .field("rate", &self.rate)
+            .field("service", &self.service)
+            .field("shared", &self.shared.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl AccountLimiter {
@@ -67,12 +123,39 @@ impl AccountLimiter {
             rate,
             service,
             buckets: Mutex::new(HashMap::new()),
+            shared: None,
+            shared_timeout: SHARED_TIMEOUT,
+            fallbacks: Mutex::new(Fallbacks::default()),
         }
     }
 
-    /// Reserves a token of `account`'s bucket; returns how long to wait
+    /// Takes the calls' slots from `shared` (every replica's bucket), and
+    /// from this limiter's own bucket only when `shared` fails, is slower
+    /// than [`SHARED_TIMEOUT`] or has no bucket.
+    pub fn with_shared(mut self, shared: Option<Arc<dyn SharedBuckets>>) -> Self {
+        self.shared = shared;
+        self
+    }
+
+    /// The longest a shared reservation may take (tests).
+    pub fn with_shared_timeout(mut self, timeout: Duration) -> Self {
+        self.shared_timeout = timeout;
+        self
+    }
+
+    /// The rate.
+    pub fn rate(&self) -> CallRate {
+        self.rate
+    }
+
+    /// The AWS service whose calls this limits.
+    pub fn service(&self) -> &'static str {
+        self.service
+    }
+
+    /// Reserves a token of `account`'s own bucket; returns how long to wait
     /// before using it.
-    fn reserve(&self, account: &AccountId) -> Duration {
+    fn reserve_local(&self, account: &AccountId) -> Duration {
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let burst = f64::from(self.rate.burst);
@@ -91,9 +174,55 @@ impl AccountLimiter {
         }
     }
 
+    /// Notes a fallback to the own bucket; warns at most once a minute.
+    fn fall_back(&self, account: &AccountId, error: &str) {
+        let now = Instant::now();
+        let mut fallbacks = self.fallbacks.lock().unwrap_or_else(|e| e.into_inner());
+        fallbacks.unreported += 1;
+        if fallbacks
+            .last_warning
+            .is_some_and(|at| now.saturating_duration_since(at) < WARN_EVERY)
+        {
+            return;
+        }
+        tracing::warn!(
+            account = %account,
+            service = self.service,
+            error,
+            fallbacks = fallbacks.unreported,
+            "the shared rate bucket failed: calls use this process's own bucket \
+             (replicas may together exceed the rate until it answers again)"
+        );
+        fallbacks.last_warning = Some(now);
+        fallbacks.unreported = 0;
+    }
+
+    /// Reserves a slot for one call of `account` (in the shared bucket when
+    /// there is one, else in this process's own) and returns how long to
+    /// wait before making it, without waiting.
+    pub async fn reserve(&self, account: &AccountId) -> Duration {
+        if let Some(shared) = &self.shared {
+            match tokio::time::timeout(
+                self.shared_timeout,
+                shared.reserve(account, self.service, self.rate),
+            )
+            .await
+            {
+                Ok(Ok(Some(wait))) => return wait,
+                Ok(Ok(None)) => {}
+                Ok(Err(error)) => self.fall_back(account, &error),
+                Err(_) => self.fall_back(
+                    account,
+                    &format!("no answer within {:?}", self.shared_timeout),
+                ),
+            }
+        }
+        self.reserve_local(account)
+    }
+
     /// Waits until `account` may make one more call.
     pub async fn acquire(&self, account: &AccountId, operation: &str) {
-        let wait = self.reserve(account);
+        let wait = self.reserve(account).await;
         if !wait.is_zero() {
             tracing::debug!(
                 account = %account,
@@ -242,7 +371,7 @@ mod tests {
         });
         let a = account(1);
         // The burst goes at once; then one token every 500 ms, in order.
-        let waits: Vec<Duration> = (0..5).map(|_| limiter.reserve(&a)).collect();
+        let waits: Vec<Duration> = (0..5).map(|_| limiter.reserve_local(&a)).collect();
         assert_eq!(
             waits,
             [
@@ -254,13 +383,13 @@ mod tests {
             ]
         );
         // Another account has its own bucket.
-        assert_eq!(limiter.reserve(&account(2)), Duration::ZERO);
+        assert_eq!(limiter.reserve_local(&account(2)), Duration::ZERO);
         // Time refills the bucket (here: the reservations are paid back
         // after 1.5 s, then the bucket fills up to the burst).
         tokio::time::advance(Duration::from_secs(10)).await;
-        assert_eq!(limiter.reserve(&a), Duration::ZERO);
-        assert_eq!(limiter.reserve(&a), Duration::ZERO);
-        assert_eq!(limiter.reserve(&a), Duration::from_millis(500));
+        assert_eq!(limiter.reserve_local(&a), Duration::ZERO);
+        assert_eq!(limiter.reserve_local(&a), Duration::ZERO);
+        assert_eq!(limiter.reserve_local(&a), Duration::from_millis(500));
     }
 
     #[tokio::test(start_paused = true)]
@@ -276,5 +405,135 @@ mod tests {
         }
         // One at once, then four more at 250 ms each (virtual time).
         assert_eq!(start.elapsed(), Duration::from_millis(1000));
+    }
+
+    /// A shared bucket in memory (GCRA, as the Postgres one), or one that
+    /// fails, hangs or has no bucket.
+    #[derive(Default)]
+    struct FakeShared {
+        tat: Mutex<HashMap<(AccountId, String), Instant>>,
+        mode: Mutex<&'static str>,
+        calls: Mutex<u32>,
+    }
+
+    #[async_trait]
+    impl SharedBuckets for FakeShared {
+        async fn reserve(
+            &self,
+            account: &AccountId,
+            service: &str,
+            rate: CallRate,
+        ) -> Result<Option<Duration>, String> {
+            *self.calls.lock().expect("calls") += 1;
+            let mode = *self.mode.lock().expect("mode");
+            match mode {
+                "fail" => return Err("connection refused".to_owned()),
+                "hang" => std::future::pending::<()>().await,
+                "none" => return Ok(None),
+                _ => {}
+            }
+            let interval = Duration::from_secs_f64(1.0 / rate.per_second);
+            let now = Instant::now();
+            let mut tat = self.tat.lock().expect("tat");
+            let slot = tat
+                .entry((account.clone(), service.to_owned()))
+                .or_insert(now);
+            *slot = (*slot).max(now) + interval;
+            let ahead = slot.saturating_duration_since(now);
+            Ok(Some(ahead.saturating_sub(interval * rate.burst)))
+        }
+    }
+
+    fn shared_limiter(shared: &Arc<FakeShared>, rate: CallRate) -> AccountLimiter {
+        let shared: Arc<dyn SharedBuckets> = shared.clone();
+        AccountLimiter::new(rate).with_shared(Some(shared))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn two_limiters_on_one_shared_bucket_keep_the_rate_together() {
+        let shared = Arc::new(FakeShared::default());
+        let rate = CallRate {
+            per_second: 2.0,
+            burst: 1,
+        };
+        // Two replicas, each with its own limiter, one shared bucket.
+        let first = shared_limiter(&shared, rate);
+        let second = shared_limiter(&shared, rate);
+        let a = account(4);
+        let mut waits = Vec::new();
+        for _ in 0..5 {
+            waits.push(first.reserve(&a).await);
+            waits.push(second.reserve(&a).await);
+        }
+        // One at once, then one every 500 ms across both: ten calls take
+        // 4.5 s, where two own buckets would have let them through in 2 s.
+        let expected: Vec<Duration> = (0..10).map(|n| Duration::from_millis(500 * n)).collect();
+        assert_eq!(waits, expected);
+        // The IAM and Connect buckets of an account are apart.
+        let connect = AccountLimiter::for_service("connect", rate)
+            .with_shared(Some(shared.clone() as Arc<dyn SharedBuckets>));
+        assert_eq!(connect.reserve(&a).await, Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_shared_bucket_falls_back_to_the_own_bucket_and_warns_once() {
+        let shared = Arc::new(FakeShared::default());
+        *shared.mode.lock().expect("mode") = "fail";
+        let limiter = shared_limiter(
+            &shared,
+            CallRate {
+                per_second: 2.0,
+                burst: 2,
+            },
+        );
+        let a = account(5);
+        let mut waits = Vec::new();
+        for _ in 0..4 {
+            waits.push(limiter.reserve(&a).await);
+        }
+        // The own bucket's answers (burst 2, then 500 ms apart).
+        assert_eq!(
+            waits,
+            [
+                Duration::ZERO,
+                Duration::ZERO,
+                Duration::from_millis(500),
+                Duration::from_millis(1000)
+            ]
+        );
+        assert_eq!(*shared.calls.lock().expect("calls"), 4);
+        // One warning, then silence for a minute (the others counted).
+        {
+            let fallbacks = limiter.fallbacks.lock().expect("fallbacks");
+            assert!(fallbacks.last_warning.is_some());
+            assert_eq!(fallbacks.unreported, 3);
+        }
+        tokio::time::advance(WARN_EVERY).await;
+        limiter.reserve(&a).await;
+        assert_eq!(limiter.fallbacks.lock().expect("fallbacks").unreported, 0);
+        // No bucket (`None`): the own bucket, without a warning.
+        *shared.mode.lock().expect("mode") = "none";
+        limiter.reserve(&a).await;
+        assert_eq!(limiter.fallbacks.lock().expect("fallbacks").unreported, 0);
+        // Back: the shared bucket decides again.
+        *shared.mode.lock().expect("mode") = "gcra";
+        assert_eq!(limiter.reserve(&account(6)).await, Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_shared_bucket_costs_at_most_the_timeout() {
+        let shared = Arc::new(FakeShared::default());
+        *shared.mode.lock().expect("mode") = "hang";
+        let limiter = shared_limiter(&shared, CallRate::per_second(1.0));
+        let a = account(7);
+        let start = Instant::now();
+        limiter.acquire(&a, "GetRole").await;
+        assert_eq!(start.elapsed(), SHARED_TIMEOUT);
+        // The own bucket took the call; the next also waits the timeout
+        // (by then the own bucket has refilled).
+        let start = Instant::now();
+        limiter.acquire(&a, "GetRole").await;
+        assert_eq!(start.elapsed(), SHARED_TIMEOUT);
+        assert_eq!(limiter.fallbacks.lock().expect("fallbacks").unreported, 1);
     }
 }

@@ -356,6 +356,19 @@ impl InstanceService for Baseline {
             "the baseline serves Get and Update only",
         ))
     }
+
+    type WatchInstancesStream = std::pin::Pin<
+        Box<dyn futures::Stream<Item = Result<pb::WatchInstancesResponse, Status>> + Send>,
+    >;
+
+    async fn watch_instances(
+        &self,
+        _request: Request<pb::WatchInstancesRequest>,
+    ) -> Result<Response<Self::WatchInstancesStream>, Status> {
+        Err(Status::unimplemented(
+            "the baseline serves Get and Update only",
+        ))
+    }
 }
 
 impl Baseline {

@@ -37,4 +37,5 @@ mod e2e {
     pub mod support;
     pub mod telemetry;
     pub mod telemetry_sampling;
+    pub mod watch;
 }

@@ -78,6 +78,43 @@ const CONNECT_OUTPUT: &str = "is output only: Amazon Connect says it (SyncInstan
 
 #[tonic::async_trait]
 impl InstanceService for Instances {
+    type WatchInstancesStream = super::watch::WatchStream<pb::WatchInstancesResponse>;
+
+    async fn watch_instances(
+        &self,
+        request: Request<pb::WatchInstancesRequest>,
+    ) -> Result<Response<Self::WatchInstancesStream>, Status> {
+        let ctx = context(&request, "WatchInstances");
+        let pb::WatchInstancesRequest {
+            parent,
+            filter,
+            resume_token,
+        } = request.into_inner();
+        handle(&self.state, &ctx, async {
+            let mut v = Violations::new();
+            let parent = v.check("parent", AccountSelector::parse(&parent));
+            let filter = v.check("filter", InstanceFilter::parse(&filter));
+            let from = v.check(
+                "resume_token",
+                super::watch::parse_resume_token(&resume_token),
+            );
+            v.finish()?;
+            let feed = super::watch::InstanceFeed {
+                parent: accepted(parent)?,
+                filter: accepted(filter)?,
+            };
+            super::watch::open(
+                &self.state.watchers,
+                self.state.store()?.clone(),
+                ctx.clone(),
+                feed,
+                accepted(from)?,
+            )
+            .await
+        })
+        .await
+    }
+
     async fn create_instance(
         &self,
         request: Request<pb::CreateInstanceRequest>,

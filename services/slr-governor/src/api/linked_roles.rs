@@ -36,6 +36,40 @@ impl LinkedRoles {
 
 #[tonic::async_trait]
 impl LinkedRoleService for LinkedRoles {
+    type WatchLinkedRolesStream = super::watch::WatchStream<pb::WatchLinkedRolesResponse>;
+
+    async fn watch_linked_roles(
+        &self,
+        request: Request<pb::WatchLinkedRolesRequest>,
+    ) -> Result<Response<Self::WatchLinkedRolesStream>, Status> {
+        let ctx = context(&request, "WatchLinkedRoles");
+        let pb::WatchLinkedRolesRequest {
+            parent,
+            resume_token,
+        } = request.into_inner();
+        handle(&self.state, &ctx, async {
+            let mut v = Violations::new();
+            let parent = v.check("parent", AccountSelector::parse(&parent));
+            let from = v.check(
+                "resume_token",
+                super::watch::parse_resume_token(&resume_token),
+            );
+            v.finish()?;
+            let feed = super::watch::LinkedRoleFeed {
+                parent: super::accepted(parent)?,
+            };
+            super::watch::open(
+                &self.state.watchers,
+                self.state.store()?.clone(),
+                ctx.clone(),
+                feed,
+                super::accepted(from)?,
+            )
+            .await
+        })
+        .await
+    }
+
     async fn ensure_linked_role(
         &self,
         request: Request<pb::EnsureLinkedRoleRequest>,

@@ -22,6 +22,7 @@ pub mod instances;
 pub mod linked_roles;
 pub mod operations;
 pub mod regions;
+pub mod watch;
 
 /// What every service shares.
 pub struct AppState {
@@ -30,6 +31,8 @@ pub struct AppState {
     pub regions: Arc<RegionTable>,
     aws: Arc<dyn AwsProvider>,
     lease: std::time::Duration,
+    /// The watch streams this process serves.
+    pub watchers: watch::Watchers,
 }
 
 impl std::fmt::Debug for AppState {
@@ -48,12 +51,14 @@ impl AppState {
         regions: RegionTable,
         aws: Arc<dyn AwsProvider>,
         lease: std::time::Duration,
+        watch: watch::WatchSettings,
     ) -> Arc<Self> {
         Arc::new(AppState {
             store: OnceLock::new(),
             regions: Arc::new(regions),
             aws,
             lease,
+            watchers: watch::Watchers::new(watch),
         })
     }
 

@@ -17,8 +17,14 @@ use crate::env;
 use crate::lifecycle::reconcile::{ReconcileMode, ReconcileSettings};
 use crate::units::parse_duration;
 
+mod limits;
 mod tls;
+mod watch;
 
+pub use limits::{
+    DEFAULT_CONNECT_RATE_PER_ACCOUNT, DEFAULT_IAM_RATE_PER_ACCOUNT, RateFlags, RateSettings,
+    RateSharing,
+};
 pub use tls::TlsFiles;
 use tls::tls_files;
 
@@ -148,13 +154,13 @@ pub struct Overrides {
     #[arg(long, env = env::MAX_CONNECTIONS_PER_PEER, global = true)]
     pub max_connections_per_peer: Option<u32>,
 
-    /// IAM calls per second per AWS account (this process's share).
-    #[arg(long, env = env::IAM_RATE_PER_ACCOUNT, global = true)]
-    pub iam_rate_per_account: Option<f64>,
+    /// The per-account rates of AWS calls (config/limits.rs).
+    #[command(flatten)]
+    pub rates: RateFlags,
 
-    /// Amazon Connect calls per second per AWS account.
-    #[arg(long, env = env::CONNECT_RATE_PER_ACCOUNT, global = true)]
-    pub connect_rate_per_account: Option<f64>,
+    /// The watch streams' settings (config/watch.rs).
+    #[command(flatten)]
+    pub watch: watch::WatchFlags,
 
     /// How often each account is synced from Connect, e.g. `1h` (`0`: off).
     #[arg(long, env = env::SYNC_INTERVAL, global = true)]
@@ -209,7 +215,14 @@ struct FileConfig {
     max_streams_per_connection: Option<u32>,
     max_connections_per_peer: Option<u32>,
     iam_rate_per_account: Option<f64>,
+    iam_burst_per_account: Option<u32>,
     connect_rate_per_account: Option<f64>,
+    rate_sharing: Option<String>,
+    watch_max_streams: Option<u32>,
+    watch_buffer: Option<u32>,
+    watch_stall_timeout: Option<String>,
+    watch_heartbeat: Option<String>,
+    watch_retention: Option<String>,
     sync_interval: Option<String>,
     reconcile_interval: Option<String>,
     reconcile_mode: Option<String>,
@@ -263,26 +276,21 @@ pub struct Config {
     pub max_streams_per_connection: u32,
     /// Connections open at once from one IP address (`0`: no limit).
     pub max_connections_per_peer: u32,
-    /// IAM calls per second per AWS account.
-    pub iam_rate_per_account: f64,
-    /// Amazon Connect calls per second per AWS account.
-    pub connect_rate_per_account: f64,
+    /// The per-account rates of IAM and Connect calls, and whether the
+    /// replicas share their buckets.
+    pub rates: RateSettings,
     /// How often each account is synced from Connect (`None`: never).
     pub sync_interval: Option<Duration>,
     /// The reconciler (`None`: off).
     pub reconcile: Option<ReconcileSettings>,
     /// How often the regions are refreshed from SSM (`None`: never).
     pub regions_refresh: Option<Duration>,
+    /// The limits and rhythm of watch streams.
+    pub watch: crate::api::watch::WatchSettings,
 }
 
 /// The default longest RPC: above WaitOperation's longest wait (60 s).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(90);
-/// The default IAM calls per second per account: well under IAM's own
-/// limits, so the service never drives an account into throttling.
-pub const DEFAULT_IAM_RATE_PER_ACCOUNT: f64 = 10.0;
-/// The default Amazon Connect calls per second per account: Connect's
-/// ListInstances and DescribeInstance allow 2 per second (burst 5).
-pub const DEFAULT_CONNECT_RATE_PER_ACCOUNT: f64 = 2.0;
 /// The default interval of background syncs.
 pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(3600);
 /// The default interval of reconcile passes.
@@ -470,26 +478,25 @@ impl Config {
                 env::CORS_ORIGINS
             );
         }
-        let iam_rate_per_account = overrides
-            .iam_rate_per_account
-            .or(file.iam_rate_per_account)
-            .unwrap_or(DEFAULT_IAM_RATE_PER_ACCOUNT);
-        if !(iam_rate_per_account.is_finite() && iam_rate_per_account > 0.0) {
-            bail!(
-                "{}: expected a positive number, got {iam_rate_per_account}",
-                env::IAM_RATE_PER_ACCOUNT
-            );
-        }
-        let connect_rate_per_account = overrides
-            .connect_rate_per_account
-            .or(file.connect_rate_per_account)
-            .unwrap_or(DEFAULT_CONNECT_RATE_PER_ACCOUNT);
-        if !(connect_rate_per_account.is_finite() && connect_rate_per_account > 0.0) {
-            bail!(
-                "{}: expected a positive number, got {connect_rate_per_account}",
-                env::CONNECT_RATE_PER_ACCOUNT
-            );
-        }
+        let watch = watch::resolve(
+            &overrides.watch,
+            watch::WatchFlags {
+                watch_max_streams: file.watch_max_streams,
+                watch_buffer: file.watch_buffer,
+                watch_stall_timeout: file.watch_stall_timeout.clone(),
+                watch_heartbeat: file.watch_heartbeat.clone(),
+                watch_retention: file.watch_retention.clone(),
+            },
+        )?;
+        let rates = limits::resolve(
+            &overrides.rates,
+            RateFlags {
+                iam_rate_per_account: file.iam_rate_per_account,
+                iam_burst_per_account: file.iam_burst_per_account,
+                connect_rate_per_account: file.connect_rate_per_account,
+                rate_sharing: file.rate_sharing,
+            },
+        )?;
         // `0` turns a periodic job off.
         let every = |value: Option<String>, default: Duration, name: &str| {
             let interval = match value {
@@ -535,10 +542,10 @@ impl Config {
             env::REGIONS_REFRESH,
         )?;
         Ok(Config {
-            iam_rate_per_account,
-            connect_rate_per_account,
+            rates,
             sync_interval,
             reconcile,
+            watch,
             regions_refresh,
             admission: crate::admission::Limits {
                 max_concurrent: max_concurrent_requests,
@@ -655,6 +662,34 @@ mod tests {
         assert!(parse_duration("20s").is_ok());
         assert!(parse_duration("20h").is_ok());
         assert!(parse_duration("20d").is_err());
+    }
+
+    #[test]
+    fn rate_settings_come_from_the_file_too() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "database_url = \"sqlite://file.db\"\niam_rate_per_account = 5.0\n\
+             iam_burst_per_account = 3\nrate_sharing = \"local\"\n",
+        )
+        .expect("write");
+        let config = Config::resolve(&Overrides {
+            config: Some(path.clone()),
+            ..Overrides::default()
+        })
+        .expect("resolve");
+        assert_eq!(config.rates.iam.per_second, 5.0);
+        assert_eq!(config.rates.iam.burst, 3);
+        assert_eq!(config.rates.sharing, RateSharing::Local);
+        std::fs::write(&path, "rate_sharing = \"everywhere\"\n").expect("write");
+        let error = Config::resolve(&Overrides {
+            config: Some(path),
+            database_url: Some("sqlite://file.db".into()),
+            ..Overrides::default()
+        })
+        .expect_err("invalid");
+        assert!(error.to_string().contains(env::RATE_SHARING), "{error}");
     }
 
     #[test]

@@ -135,7 +135,12 @@ impl Harness {
                 .load()
                 .await;
             let aws: Arc<dyn slrgov_aws::AwsProvider> = Arc::new(slrgov_aws::AwsAccess::new(sdk));
-            let state = AppState::new(RegionTable::builtin(), aws, Duration::from_secs(30));
+            let state = AppState::new(
+                RegionTable::builtin(),
+                aws,
+                Duration::from_secs(30),
+                Default::default(),
+            );
             assert!(state.set_store(store.clone()), "the store is set once");
             (state, store)
         });

@@ -42,6 +42,7 @@ pub const METHODS: &[(&str, Need)] = &[
     ("/slrgov.v1.InstanceService/UpdateInstance", Need::Operator),
     ("/slrgov.v1.InstanceService/DeleteInstance", Need::Operator),
     ("/slrgov.v1.InstanceService/SyncInstances", Need::Operator),
+    ("/slrgov.v1.InstanceService/WatchInstances", Need::Viewer),
     (
         "/slrgov.v1.LinkedRoleService/EnsureLinkedRole",
         Need::Operator,
@@ -66,6 +67,10 @@ pub const METHODS: &[(&str, Need)] = &[
     (
         "/slrgov.v1.LinkedRoleService/BatchEnsureLinkedRoles",
         Need::Operator,
+    ),
+    (
+        "/slrgov.v1.LinkedRoleService/WatchLinkedRoles",
+        Need::Viewer,
     ),
     ("/slrgov.v1.RegionService/ListRegions", Need::Viewer),
     ("/slrgov.v1.RegionService/GetRegion", Need::Viewer),
@@ -235,6 +240,16 @@ pub fn request(method: &str, t: &Target) -> Vec<u8> {
             }
             .encode_to_vec()
         }
+        "/slrgov.v1.InstanceService/WatchInstances" => pb::WatchInstancesRequest {
+            parent: account,
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "/slrgov.v1.LinkedRoleService/WatchLinkedRoles" => pb::WatchLinkedRolesRequest {
+            parent: account,
+            ..Default::default()
+        }
+        .encode_to_vec(),
         "/slrgov.v1.RegionService/ListRegions" => pb::ListRegionsRequest {
             page_size: 50,
             page_token: String::new(),
@@ -298,8 +313,9 @@ pub fn discovered_methods() -> BTreeSet<String> {
             }
             for method in &service.method {
                 assert!(
-                    !method.client_streaming() && !method.server_streaming(),
-                    "{full}/{} streams: the sweep only knows unary calls",
+                    !method.client_streaming()
+                        && method.server_streaming() == method.name().starts_with("Watch"),
+                    "{full}/{}: the sweep knows unary calls and Watch server streams",
                     method.name()
                 );
                 methods.insert(format!("/{full}/{}", method.name()));
@@ -345,7 +361,8 @@ impl Decoder for RawCodec {
     }
 }
 
-/// Calls `method` with raw request bytes and an optional bearer token.
+/// Calls `method` with raw request bytes and an optional bearer token; a
+/// Watch stream answers with its first message (or its refusal).
 pub async fn call(
     channel: &Channel,
     method: &str,
@@ -360,13 +377,21 @@ pub async fn call(
         Some(token) => with_token(body, token),
         None => tonic::Request::new(body),
     };
-    grpc.unary(
-        request,
-        PathAndQuery::from_str(method).expect("path"),
-        RawCodec,
-    )
-    .await
-    .map(tonic::Response::into_inner)
+    let path = PathAndQuery::from_str(method).expect("path");
+    if method.contains("/Watch") {
+        let mut stream = grpc
+            .server_streaming(request, path, RawCodec)
+            .await?
+            .into_inner();
+        // The first message is a BOOKMARK; then the stream is dropped.
+        let first = tokio::time::timeout(std::time::Duration::from_secs(10), stream.message())
+            .await
+            .map_err(|_| tonic::Status::deadline_exceeded("no first message"))??;
+        return Ok(first.unwrap_or_default());
+    }
+    grpc.unary(request, path, RawCodec)
+        .await
+        .map(tonic::Response::into_inner)
 }
 
 /// Everything a caller learns from an answer, except the correlation id

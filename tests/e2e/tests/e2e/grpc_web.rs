@@ -244,3 +244,121 @@ async fn a_malformed_cors_origin_stops_the_server_at_start() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("SLRGOV_CORS_ORIGINS"), "{stderr}");
 }
+
+/// Reads `stream` until the de-chunked body holds `count` data frames;
+/// returns their payloads. The response is a live stream: it is read
+/// incrementally, never to its end.
+async fn read_frames(
+    stream: &mut tokio::net::TcpStream,
+    raw: &mut Vec<u8>,
+    count: usize,
+) -> Vec<Vec<u8>> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let body = complete_chunks(&raw[split + 4..]);
+            let mut data = Vec::new();
+            let mut rest = body.as_slice();
+            while rest.len() >= 5 {
+                let len = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+                if rest.len() < 5 + len {
+                    break;
+                }
+                if rest[0] & 0x80 == 0 {
+                    data.push(rest[5..5 + len].to_vec());
+                }
+                rest = &rest[5 + len..];
+            }
+            if data.len() >= count {
+                return data;
+            }
+        }
+        let mut buf = [0u8; 4096];
+        let read = tokio::time::timeout_at(deadline, stream.read(&mut buf))
+            .await
+            .expect("the stream's next frames arrive in time")
+            .expect("read");
+        assert!(read > 0, "the stream closed early");
+        raw.extend_from_slice(&buf[..read]);
+    }
+}
+
+/// The payload of the complete chunks of a chunked body read so far.
+fn complete_chunks(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") {
+        let size_text = String::from_utf8_lossy(&data[..line_end]).to_string();
+        let Ok(size) = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+        else {
+            break;
+        };
+        if size == 0 || data.len() < line_end + 2 + size + 2 {
+            break;
+        }
+        out.extend_from_slice(&data[line_end + 2..line_end + 2 + size]);
+        data = &data[line_end + 2 + size + 2..];
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_browser_portal_watches_instances_over_grpc_web() {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let server = TestServer::start_with(&db, &[("SLRGOV_CORS_ORIGINS", PORTAL)]).await;
+    let mut clients = server.clients().await;
+    clients
+        .register_instance(super::support::HOME, "us-east-1")
+        .await;
+
+    // The watch, as a gRPC-Web client posts it over HTTP/1.1.
+    let body = frame(&pb::WatchInstancesRequest {
+        parent: "accounts/-".into(),
+        ..Default::default()
+    });
+    let mut stream = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /slrgov.v1.InstanceService/WatchInstances HTTP/1.1\r\nhost: {}\r\n\
+         content-type: application/grpc-web+proto\r\nx-grpc-web: 1\r\norigin: {PORTAL}\r\n\
+         content-length: {}\r\n\r\n",
+        server.addr,
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    stream.write_all(&body).await.expect("write body");
+    let mut raw = Vec::new();
+    let first = read_frames(&mut stream, &mut raw, 1).await;
+    let bookmark = pb::WatchInstancesResponse::decode(first[0].as_slice()).expect("a message");
+    assert_eq!(
+        bookmark.change_type,
+        pb::watch_instances_response::ChangeType::Bookmark as i32
+    );
+    let head = String::from_utf8_lossy(
+        &raw[..raw.windows(4).position(|w| w == b"\r\n\r\n").expect("head")],
+    )
+    .to_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(
+        head.contains(&format!(
+            "access-control-allow-origin: {}",
+            PORTAL.to_lowercase()
+        )),
+        "{head}"
+    );
+
+    // A change made over gRPC arrives on the open gRPC-Web stream.
+    let id = clients
+        .add_instance(super::support::HOME, "eu-west-2")
+        .await;
+    let frames = read_frames(&mut stream, &mut raw, 2).await;
+    let change = pb::WatchInstancesResponse::decode(frames[1].as_slice()).expect("a message");
+    assert_eq!(
+        change.change_type,
+        pb::watch_instances_response::ChangeType::Changed as i32
+    );
+    assert_eq!(
+        change.instance.map(|i| i.name),
+        Some(format!("accounts/{}/instances/{id}", super::support::HOME))
+    );
+}

@@ -27,6 +27,14 @@ rpc_test!(
 );
 
 rpc_test!(
+    instance_service_watch_instances: Instances::watch_instances,
+    Spec::reads(
+        "InstanceService/WatchInstances",
+        &["parent", "filter", "resume_token"],
+    ),
+);
+
+rpc_test!(
     instance_service_update_instance: Instances::update_instance,
     Spec::writes("InstanceService/UpdateInstance", &["instance", "update_mask", "request_id"]),
 );

@@ -59,3 +59,11 @@ rpc_test!(
         &["parent", "filter", "description", "validate_only", "request_id"],
     ),
 );
+
+rpc_test!(
+    linked_role_service_watch_linked_roles: LinkedRoles::watch_linked_roles,
+    Spec::reads(
+        "LinkedRoleService/WatchLinkedRoles",
+        &["parent", "resume_token"],
+    ),
+);
