@@ -8,7 +8,11 @@ import { createGrpcWebTransport } from "@connectrpc/connect-web";
 
 import { Operations, type Operation } from "./gen/google/longrunning/operations_pb.js";
 import { ErrorInfoSchema, RequestInfoSchema } from "./gen/google/rpc/error_details_pb.js";
-import { InstanceService } from "./gen/slrgov/v1/instance_service_pb.js";
+import {
+  InstanceService,
+  WatchInstancesResponse_ChangeType,
+  type WatchInstancesResponse,
+} from "./gen/slrgov/v1/instance_service_pb.js";
 import { LinkedRoleService } from "./gen/slrgov/v1/linked_role_service_pb.js";
 import {
   LinkedRoleSchema,
@@ -18,7 +22,14 @@ import {
   type LinkedRole,
 } from "./gen/slrgov/v1/resources_pb.js";
 
-export { LinkedRole_State, type Instance, type LinkedRole, type Operation };
+export {
+  LinkedRole_State,
+  WatchInstancesResponse_ChangeType,
+  type Instance,
+  type LinkedRole,
+  type Operation,
+  type WatchInstancesResponse,
+};
 
 export interface Api {
   instances: Client<typeof InstanceService>;
@@ -54,6 +65,50 @@ export async function listInstances(api: Api): Promise<Instance[]> {
     pageToken = page.nextPageToken;
   } while (pageToken);
   return all;
+}
+
+/**
+ * Lists every instance the token may see and follows their changes: calls
+ * `onList` with the list, then `onChange` with each change, until `signal`
+ * aborts. The watch opens first and its first message (a BOOKMARK) gives the
+ * position the list is read after, so no change between the two is missed;
+ * a change the list already shows carries the same state and changes
+ * nothing. A dropped stream is resumed from the last message's token; a
+ * token too old for the server's log (OUT_OF_RANGE) lists again.
+ */
+export async function listAndWatch(
+  api: Api,
+  signal: AbortSignal,
+  onList: (instances: Instance[]) => void,
+  onChange: (change: WatchInstancesResponse) => void,
+): Promise<void> {
+  let resumeToken = "";
+  let listed = false;
+  while (!signal.aborted) {
+    try {
+      // No deadline: the stream stays open (the server ends it now and then;
+      // it is then resumed here).
+      const stream = api.instances.watchInstances({ parent: "accounts/-", resumeToken }, { signal, timeoutMs: 0 });
+      for await (const change of stream) {
+        resumeToken = change.resumeToken;
+        if (!listed) {
+          onList(await listInstances(api));
+          listed = true;
+        } else if (change.changeType !== WatchInstancesResponse_ChangeType.BOOKMARK) {
+          onChange(change);
+        }
+      }
+    } catch (err) {
+      if (signal.aborted) return;
+      const e = ConnectError.from(err);
+      if (!listed) throw e;
+      if (e.code === Code.OutOfRange) {
+        resumeToken = "";
+        listed = false;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  }
 }
 
 /** Polls GetOperation every `everyMs` until the operation is done, reporting each state seen. */

@@ -1,15 +1,18 @@
 // The page: log in with a server URL and a bearer token, list the caller's
-// instances, ensure or retire each one's linked role, and show any refusal.
+// instances and follow their changes live (WatchInstances), ensure or retire
+// each one's linked role, and show any refusal.
 
 import {
   connect,
   describeError,
   describeOperation,
-  listInstances,
+  listAndWatch,
   pollOperation,
   LinkedRole_State,
+  WatchInstancesResponse_ChangeType,
   type Api,
   type Instance,
+  type WatchInstancesResponse,
 } from "./api.js";
 
 const $ = <T extends HTMLElement>(selector: string) => document.querySelector<T>(selector)!;
@@ -33,12 +36,38 @@ $<HTMLFormElement>("#login").addEventListener("submit", async (event) => {
   const server = $<HTMLInputElement>("#server").value;
   const token = $<HTMLInputElement>("#token").value.trim();
   const api = connect(server, token);
+  // A second login stops following the first one's instances.
+  following?.abort();
+  const controller = new AbortController();
+  following = controller;
   try {
-    render(api, await listInstances(api));
+    await listAndWatch(
+      api,
+      controller.signal,
+      (instances) => render(api, instances),
+      (change) => apply(api, change),
+    );
   } catch (err) {
     showError(err);
   }
 });
+
+/** The watch of the current login. */
+let following: AbortController | undefined;
+
+/** A change seen by the watch: a new row, a row's new state, or a row gone. */
+function apply(api: Api, change: WatchInstancesResponse) {
+  const instance = change.instance;
+  if (!instance) return;
+  const existing = table.querySelector<HTMLTableRowElement>(`tbody tr[data-name="${CSS.escape(instance.name)}"]`);
+  if (change.changeType === WatchInstancesResponse_ChangeType.DELETED) {
+    existing?.remove();
+  } else if (existing) {
+    existing.querySelector("td.state")!.textContent = LinkedRole_State[instance.linkedRoleState];
+  } else {
+    table.tBodies[0].append(row(api, instance));
+  }
+}
 
 function render(api: Api, instances: Instance[]) {
   const body = table.tBodies[0];

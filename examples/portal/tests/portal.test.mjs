@@ -154,3 +154,25 @@ test("a viewer sees the list, and an Ensure is refused with PERMISSION_DENIED", 
     assert.equal(await row.locator("td.arn").textContent(), "", "no ARN for a refused ensure");
   });
 });
+
+test("the list follows changes made elsewhere, live, with no click", async () => {
+  await withPage("live-viewer", async (viewer) => {
+    await logIn(viewer, env("PORTAL_VIEWER_TOKEN"));
+    const watched = rowOf(viewer, TARGET);
+    await watched.waitFor();
+    // The operator test retired the target's role: the viewer sees DELETED.
+    await expectText(watched.locator("td.state"), /^DELETED$/);
+    await withPage("live-operator", async (operator) => {
+      await logIn(operator, env("PORTAL_OPERATOR_TOKEN"));
+      const row = rowOf(operator, TARGET);
+      await row.getByRole("button", { name: "Ensure role" }).click();
+      await expectText(row.locator("td.state"), /^ACTIVE$/);
+      // The viewer's page did nothing: WatchInstances moved its row.
+      await expectText(watched.locator("td.state"), /^ACTIVE$/);
+      await row.getByRole("button", { name: "Retire" }).click();
+      await expectText(row.locator("td.progress"), /^retire: done — role DELETED$/);
+    });
+    await expectText(watched.locator("td.state"), /^DELETED$/);
+    assert.equal(await alert(viewer).isVisible(), false);
+  });
+});
