@@ -18,8 +18,13 @@ pub fn parse_duration(value: &str) -> anyhow::Result<Duration> {
     Ok(match unit {
         "ms" => Duration::from_millis(number),
         "s" => Duration::from_secs(number),
-        "m" => Duration::from_secs(number * 60),
-        "h" => Duration::from_secs(number * 3600),
+        "m" | "h" => {
+            let scale = if unit == "m" { 60 } else { 3600 };
+            let secs = number
+                .checked_mul(scale)
+                .with_context(|| format!("duration {value:?} is too long"))?;
+            Duration::from_secs(secs)
+        }
         _ => bail!("invalid duration {value:?}: expected e.g. 500ms, 20s, 2m, 1h"),
     })
 }

@@ -61,7 +61,10 @@ pub struct ChangePage<T> {
     /// The changes after the cursor, in log order, at most the limit.
     pub changes: Vec<T>,
     /// Where the next read starts: the last change returned, or the cursor
-    /// read from when there was none.
+    /// read from when there was none; after a short read (fewer changes
+    /// than the limit), at least the log's head as it was before the read
+    /// (every change up to it in scope was returned), so a reader of a
+    /// quiet account keeps up with the log.
     pub next: ChangeCursor,
 }
 

@@ -465,8 +465,17 @@ impl<F: Feed> Pump<F> {
             if *stop.borrow() {
                 return End::Quiet;
             }
-            // Drain the log after the cursor.
+            // Drain the log after the cursor. A backlog whose changes are
+            // all filtered out sends nothing, so the checks of the wait
+            // below are made here too: a client gone, a drain, the end of
+            // the stream's life.
             loop {
+                if self.tx.is_closed()
+                    || *stop.borrow()
+                    || tokio::time::Instant::now() >= born + self.settings.lifetime
+                {
+                    return End::Quiet;
+                }
                 let messages = match pending.take() {
                     Some(messages) => messages,
                     None => {

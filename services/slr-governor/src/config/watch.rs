@@ -55,14 +55,18 @@ impl WatchFlags {
     }
 }
 
-/// A positive duration of `name`, or `default`.
+/// The longest a watch duration may be (a week): beyond it a deadline
+/// computed from it could overflow the clock.
+const LONGEST: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A positive duration of `name`, at most a week, or `default`.
 fn duration(value: Option<String>, default: Duration, name: &str) -> anyhow::Result<Duration> {
     let Some(value) = value else {
         return Ok(default);
     };
     let parsed = parse_duration(&value).with_context(|| name.to_owned())?;
-    if parsed.is_zero() {
-        bail!("{name}: must be more than 0");
+    if parsed.is_zero() || parsed > LONGEST {
+        bail!("{name}: must be more than 0 and at most 7 days, got {value}");
     }
     Ok(parsed)
 }
@@ -171,6 +175,20 @@ mod tests {
             (
                 WatchFlags {
                     watch_heartbeat: Some("soon".into()),
+                    ..WatchFlags::default()
+                },
+                env::WATCH_HEARTBEAT,
+            ),
+            (
+                WatchFlags {
+                    watch_stall_timeout: Some("18446744073709551615s".into()),
+                    ..WatchFlags::default()
+                },
+                env::WATCH_STALL_TIMEOUT,
+            ),
+            (
+                WatchFlags {
+                    watch_heartbeat: Some("200h".into()),
                     ..WatchFlags::default()
                 },
                 env::WATCH_HEARTBEAT,

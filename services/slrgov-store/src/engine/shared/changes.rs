@@ -100,16 +100,30 @@ fn flag(row: &DbRow, column: &str) -> Result<bool> {
     row.try_get(column).map_err(|e| corrupt("changes", e))
 }
 
-/// Where a read after `after` ends: the last change read, or `after`.
-fn next_of(after: ChangeCursor, last: Option<ChangeCursor>) -> ChangeCursor {
-    last.unwrap_or(after)
+/// Where a read after `after` ends: the last change read, or `after`; a
+/// short read moves on to `head`, the log's head taken before it.
+fn next_of(
+    after: ChangeCursor,
+    last: Option<ChangeCursor>,
+    head: Option<ChangeCursor>,
+) -> ChangeCursor {
+    let read = last.unwrap_or(after);
+    head.map_or(read, |head| read.max(head))
 }
 
 impl EngineStore {
     /// The rows of `resource`'s changes after `after` in `parent`, at most
     /// `limit`, in log order, joined to the resource (by column name: the
     /// log's columns are `change_*`, the resource's are its row type's);
-    /// RESUME_TOKEN_EXPIRED when the sweep removed some of them.
+    /// RESUME_TOKEN_EXPIRED when the sweep removed some of them, or when
+    /// `after` is past the log's head (no token ever handed out is: the
+    /// log was restored from a backup, or the token forged). With a short
+    /// read (fewer rows than `limit`), also the log's head taken before the
+    /// read: every change up to it belongs to a transaction that had ended,
+    /// so the read returned every one of them in scope, and the reader may
+    /// move on to it (a watcher of a quiet account keeps up with the log
+    /// instead of re-reading, and then losing to the sweep, everyone
+    /// else's changes).
     async fn change_rows(
         &self,
         ctx: &RequestContext,
@@ -117,7 +131,7 @@ impl EngineStore {
         after: ChangeCursor,
         limit: u32,
         resource: Resource,
-    ) -> Result<Vec<DbRow>> {
+    ) -> Result<(Vec<DbRow>, Option<ChangeCursor>)> {
         if let AccountSelector::One(account) = parent {
             let name = account_name(account);
             ctx.check_visible(account, &name)?;
@@ -134,6 +148,14 @@ impl EngineStore {
             }
         }
         ctx.check_role(Role::Viewer, "watch changes")?;
+        let head = self.change_head(ctx).await?;
+        if after > head {
+            return Err(Error::resume_token_expired(
+                "this resume token is past the change log's newest change (the log was \
+                 restored, or the token was not made by this service): list the resources \
+                 again and watch from now",
+            ));
+        }
         let mut query = QueryBuilder::<Db>::new("");
         push_scoped_start(&mut query, scope_setting(ctx));
         query.push("SELECT c.*, ");
@@ -202,7 +224,8 @@ impl EngineStore {
                  (old changes are removed): list the resources again and watch from now",
             ));
         }
-        Ok(rows)
+        let short = rows.len() < limit as usize;
+        Ok((rows, short.then_some(head)))
     }
 }
 
@@ -244,7 +267,7 @@ impl ChangeStore for EngineStore {
         limit: u32,
     ) -> Result<ChangePage<InstanceChange>> {
         async move {
-            let rows = self
+            let (rows, head) = self
                 .change_rows(ctx, parent, after, limit, Resource::Instance)
                 .await?;
             let mut changes = Vec::with_capacity(rows.len());
@@ -266,7 +289,7 @@ impl ChangeStore for EngineStore {
                     instance,
                 });
             }
-            let next = next_of(after, changes.last().map(|c| c.cursor));
+            let next = next_of(after, changes.last().map(|c| c.cursor), head);
             Ok(ChangePage { changes, next })
         }
         .instrument(db_span!("instance_changes"))
@@ -281,7 +304,7 @@ impl ChangeStore for EngineStore {
         limit: u32,
     ) -> Result<ChangePage<LinkedRoleChange>> {
         async move {
-            let rows = self
+            let (rows, head) = self
                 .change_rows(ctx, parent, after, limit, Resource::LinkedRole)
                 .await?;
             let mut changes = Vec::with_capacity(rows.len());
@@ -311,7 +334,7 @@ impl ChangeStore for EngineStore {
                     linked_role,
                 });
             }
-            let next = next_of(after, changes.last().map(|c| c.cursor));
+            let next = next_of(after, changes.last().map(|c| c.cursor), head);
             Ok(ChangePage { changes, next })
         }
         .instrument(db_span!("linked_role_changes"))
