@@ -12,7 +12,7 @@ use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use slrgov_domain::names::{AccountSelector, InstanceKey, account_name};
+use slrgov_domain::names::{AccountSelector, InstanceKey};
 use slrgov_domain::types::{AccountId, InstanceId};
 use slrgov_domain::{Error, Kind, RequestContext, Result, Role};
 use sqlx::{FromRow, QueryBuilder, Row};
@@ -132,21 +132,7 @@ impl EngineStore {
         limit: u32,
         resource: Resource,
     ) -> Result<(Vec<DbRow>, Option<ChangeCursor>)> {
-        if let AccountSelector::One(account) = parent {
-            let name = account_name(account);
-            ctx.check_visible(account, &name)?;
-            // A visible parent that does not exist is NOT_FOUND too.
-            let sql = scoped_sql("SELECT 1 AS one FROM accounts WHERE account_id = $1", 2);
-            let exists: Option<i32> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                .bind(account.as_str())
-                .bind(scope_setting(ctx))
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db_error)?;
-            if exists.is_none() {
-                return Err(Error::not_found(name));
-            }
-        }
+        self.check_list_parent(ctx, parent).await?;
         ctx.check_role(Role::Viewer, "watch changes")?;
         let head = self.change_head(ctx).await?;
         if after > head {

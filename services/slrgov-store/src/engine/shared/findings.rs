@@ -24,9 +24,7 @@ use super::rows::{FINDING_COLUMNS, FindingRow};
 use super::txn::{
     Keyset, Tx, account_select_in_txn, begin_scoped, list_page, scope_json, scope_setting,
 };
-use super::{
-    Db, EngineStore, push_json_values, push_scope, push_scoped_end, push_scoped_start, scoped_sql,
-};
+use super::{Db, EngineStore, push_json_values, push_scope, push_scoped_end, push_scoped_start};
 use crate::engine::to_micros;
 use crate::error::{corrupt, db_error, is_foreign_key_violation};
 use crate::page_token::query_digest;
@@ -245,21 +243,7 @@ impl FindingStore for EngineStore {
         page: &PageRequest,
     ) -> Result<Page<StoredFinding>> {
         async move {
-            if let AccountSelector::One(account) = parent {
-                let name = account_name(account);
-                ctx.check_visible(account, &name)?;
-                // A visible parent that does not exist is NOT_FOUND too.
-                let sql = scoped_sql("SELECT 1 AS one FROM accounts WHERE account_id = $1", 2);
-                let exists: Option<i32> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                    .bind(account.as_str())
-                    .bind(scope_setting(ctx))
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(db_error)?;
-                if exists.is_none() {
-                    return Err(Error::not_found(name));
-                }
-            }
+            self.check_list_parent(ctx, parent).await?;
             ctx.check_role(Role::Viewer, "ListFindings")?;
             let parent_text = parent.to_string();
             let filter_text = filter.canonical();

@@ -143,22 +143,7 @@ impl InstanceStore for EngineStore {
         page: &PageRequest,
     ) -> Result<Page<Instance>> {
         async move {
-            if let AccountSelector::One(account) = parent {
-                let name = account_name(account);
-                ctx.check_visible(account, &name)?;
-                // A visible parent that does not exist is NOT_FOUND too (AIP-132),
-                // exactly like one outside the caller's scope.
-                let sql = scoped_sql("SELECT 1 AS one FROM accounts WHERE account_id = $1", 2);
-                let exists: Option<i32> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                    .bind(account.as_str())
-                    .bind(scope_setting(ctx))
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(db_error)?;
-                if exists.is_none() {
-                    return Err(Error::not_found(name));
-                }
-            }
+            self.check_list_parent(ctx, parent).await?;
             ctx.check_role(Role::Viewer, "ListInstances")?;
             let parent_text = parent.to_string();
             let filter_text = filter.canonical();

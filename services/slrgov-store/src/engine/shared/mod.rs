@@ -98,6 +98,32 @@ impl EngineStore {
         &self.pool
     }
 
+    /// The parent of a list or a watch: every visible account, or one the
+    /// caller sees and that exists. A visible parent that does not exist is
+    /// NOT_FOUND (AIP-132), exactly like one outside the caller's scope.
+    pub(crate) async fn check_list_parent(
+        &self,
+        ctx: &RequestContext,
+        parent: &slrgov_domain::names::AccountSelector,
+    ) -> Result<()> {
+        let slrgov_domain::names::AccountSelector::One(account) = parent else {
+            return Ok(());
+        };
+        let name = slrgov_domain::names::account_name(account);
+        ctx.check_visible(account, &name)?;
+        let sql = scoped_sql("SELECT 1 AS one FROM accounts WHERE account_id = $1", 2);
+        let exists: Option<i32> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(account.as_str())
+            .bind(txn::scope_setting(ctx))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+        match exists {
+            Some(_) => Ok(()),
+            None => Err(slrgov_domain::Error::not_found(name)),
+        }
+    }
+
     /// Opens a store on `config` as an `Arc<dyn Store>`.
     pub async fn open_dyn(config: &StoreConfig) -> Result<Arc<dyn Store>, OpenError> {
         Ok(Arc::new(Self::open(config).await?))
