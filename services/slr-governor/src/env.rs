@@ -99,6 +99,9 @@ pub const IAM_BURST_PER_ACCOUNT: &str = "SLRGOV_IAM_BURST_PER_ACCOUNT";
 /// replica; this process's own on SQLite) or `local` (each process its own:
 /// N replicas make up to N times the rate).
 pub const RATE_SHARING: &str = "SLRGOV_RATE_SHARING";
+/// Instances one BatchEnsureLinkedRoles ensures at once (16 by default, 1
+/// to 256): each account's calls still wait on its IAM rate.
+pub const BATCH_CONCURRENCY: &str = "SLRGOV_BATCH_CONCURRENCY";
 /// Watch streams (WatchInstances, WatchLinkedRoles) one process serves at
 /// once (1000 by default); one more is RESOURCE_EXHAUSTED.
 pub const WATCH_MAX_STREAMS: &str = "SLRGOV_WATCH_MAX_STREAMS";

@@ -226,6 +226,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.regions.clone(),
         aws,
         config.workflow_lease,
+        config.rates.batch_concurrency,
         config.watch,
     );
     let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel::<slrgov_store::OpenError>();

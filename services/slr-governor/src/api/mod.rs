@@ -31,6 +31,7 @@ pub struct AppState {
     pub regions: Arc<RegionTable>,
     aws: Arc<dyn AwsProvider>,
     lease: std::time::Duration,
+    batch_concurrency: usize,
     /// The watch streams this process serves.
     pub watchers: watch::Watchers,
 }
@@ -46,11 +47,13 @@ impl std::fmt::Debug for AppState {
 
 impl AppState {
     /// State whose store arrives later (when the database is reachable and
-    /// migrated); until then RPCs answer UNAVAILABLE.
+    /// migrated); until then RPCs answer UNAVAILABLE. Workflows are held
+    /// for `lease`; batches ensure `batch_concurrency` instances at once.
     pub fn new(
         regions: RegionTable,
         aws: Arc<dyn AwsProvider>,
         lease: std::time::Duration,
+        batch_concurrency: usize,
         watch: watch::WatchSettings,
     ) -> Arc<Self> {
         Arc::new(AppState {
@@ -58,6 +61,7 @@ impl AppState {
             regions: Arc::new(regions),
             aws,
             lease,
+            batch_concurrency,
             watchers: watch::Watchers::new(watch),
         })
     }
@@ -69,7 +73,8 @@ impl AppState {
             self.aws.clone(),
             self.regions.clone(),
             self.lease,
-        ))
+        )
+        .with_batch_concurrency(self.batch_concurrency))
     }
 
     /// Sets the store once it is open. Returns false if one was set already.

@@ -1,6 +1,7 @@
 //! The per-account rates of AWS calls: IAM's rate and burst, Connect's
 //! rate, and whether the replicas share one bucket per account (the
-//! Postgres store) or each keep their own.
+//! Postgres store) or each keep their own; and how many instances a
+//! batch ensures at once.
 
 use anyhow::bail;
 use clap::Args;
@@ -37,6 +38,11 @@ pub struct RateFlags {
     /// this process's own on SQLite) or `local` (each process its own).
     #[arg(long, env = env::RATE_SHARING, global = true)]
     pub rate_sharing: Option<String>,
+
+    /// Instances one BatchEnsureLinkedRoles ensures at once (1 to 256);
+    /// each account's calls still wait on its IAM rate.
+    #[arg(long, env = env::BATCH_CONCURRENCY, global = true)]
+    pub batch_concurrency: Option<u32>,
 }
 
 impl RateFlags {
@@ -49,6 +55,7 @@ impl RateFlags {
                 .connect_rate_per_account
                 .or(file.connect_rate_per_account),
             rate_sharing: self.rate_sharing.clone().or(file.rate_sharing),
+            batch_concurrency: self.batch_concurrency.or(file.batch_concurrency),
         }
     }
 }
@@ -72,6 +79,8 @@ pub struct RateSettings {
     pub connect: CallRate,
     /// Where the buckets are kept.
     pub sharing: RateSharing,
+    /// Instances a batch ensures at once.
+    pub batch_concurrency: usize,
 }
 
 impl RateSettings {
@@ -120,6 +129,14 @@ pub fn resolve(flags: &RateFlags, file: RateFlags) -> anyhow::Result<RateSetting
             env::RATE_SHARING
         ),
     };
+    let batch_concurrency = match values.batch_concurrency {
+        None => crate::lifecycle::DEFAULT_BATCH_CONCURRENCY,
+        Some(n) if (1..=256).contains(&n) => n as usize,
+        Some(n) => bail!(
+            "{}: expected 1 to 256 instances, got {n}",
+            env::BATCH_CONCURRENCY
+        ),
+    };
     Ok(RateSettings {
         iam: CallRate {
             per_second: iam_rate,
@@ -127,6 +144,7 @@ pub fn resolve(flags: &RateFlags, file: RateFlags) -> anyhow::Result<RateSetting
         },
         connect: CallRate::per_second(connect_rate),
         sharing,
+        batch_concurrency,
     })
 }
 
@@ -145,6 +163,7 @@ mod tests {
             iam_burst_per_account: burst,
             connect_rate_per_account: connect,
             rate_sharing: sharing.map(str::to_owned),
+            batch_concurrency: None,
         }
     }
 
@@ -155,6 +174,7 @@ mod tests {
         assert_eq!(settings.iam.burst, 10);
         assert_eq!(settings.connect, CallRate::per_second(2.0));
         assert_eq!(settings.sharing, RateSharing::Auto);
+        assert_eq!(settings.batch_concurrency, 16);
         assert!(settings.shared_on("postgres://svc@db/slrgov"));
         assert!(settings.shared_on("postgresql://svc@db/slrgov"));
         assert!(!settings.shared_on("sqlite://x.db"));
@@ -211,10 +231,39 @@ mod tests {
                 env::CONNECT_RATE_PER_ACCOUNT,
             ),
             (flags(None, None, None, Some("global")), env::RATE_SHARING),
+            (
+                RateFlags {
+                    batch_concurrency: Some(0),
+                    ..RateFlags::default()
+                },
+                env::BATCH_CONCURRENCY,
+            ),
+            (
+                RateFlags {
+                    batch_concurrency: Some(257),
+                    ..RateFlags::default()
+                },
+                env::BATCH_CONCURRENCY,
+            ),
         ];
         for (input, variable) in cases {
             let error = resolve(&input, RateFlags::default()).expect_err("invalid");
             assert!(error.to_string().contains(variable), "{error}");
         }
+    }
+
+    #[test]
+    fn batch_concurrency_comes_from_the_flags_or_the_file() {
+        let file = RateFlags {
+            batch_concurrency: Some(64),
+            ..RateFlags::default()
+        };
+        let from_file = resolve(&RateFlags::default(), file.clone()).expect("file");
+        assert_eq!(from_file.batch_concurrency, 64);
+        let flagged = RateFlags {
+            batch_concurrency: Some(1),
+            ..RateFlags::default()
+        };
+        assert_eq!(resolve(&flagged, file).expect("flags").batch_concurrency, 1);
     }
 }

@@ -218,6 +218,7 @@ struct FileConfig {
     iam_burst_per_account: Option<u32>,
     connect_rate_per_account: Option<f64>,
     rate_sharing: Option<String>,
+    batch_concurrency: Option<u32>,
     watch_max_streams: Option<u32>,
     watch_buffer: Option<u32>,
     watch_stall_timeout: Option<String>,
@@ -495,6 +496,7 @@ impl Config {
                 iam_burst_per_account: file.iam_burst_per_account,
                 connect_rate_per_account: file.connect_rate_per_account,
                 rate_sharing: file.rate_sharing,
+                batch_concurrency: file.batch_concurrency,
             },
         )?;
         // `0` turns a periodic job off.

@@ -63,7 +63,7 @@ fn rate_settings_come_from_the_file_too() {
     std::fs::write(
         &path,
         "database_url = \"sqlite://file.db\"\niam_rate_per_account = 5.0\n\
-         iam_burst_per_account = 3\nrate_sharing = \"local\"\n",
+         iam_burst_per_account = 3\nrate_sharing = \"local\"\nbatch_concurrency = 32\n",
     )
     .expect("write");
     let config = Config::resolve(&Overrides {
@@ -74,6 +74,7 @@ fn rate_settings_come_from_the_file_too() {
     assert_eq!(config.rates.iam.per_second, 5.0);
     assert_eq!(config.rates.iam.burst, 3);
     assert_eq!(config.rates.sharing, RateSharing::Local);
+    assert_eq!(config.rates.batch_concurrency, 32);
     std::fs::write(&path, "rate_sharing = \"everywhere\"\n").expect("write");
     let error = Config::resolve(&Overrides {
         config: Some(path),

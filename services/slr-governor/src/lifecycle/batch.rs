@@ -3,18 +3,26 @@
 //! arrives, with the caller's context (so within its accounts, and only
 //! those it may change), and saved in the workflow's inputs: the workers
 //! act on exactly those, never on an account the caller could not reach.
+//! They are saved interleaved by account (the first instance of each
+//! account, then the second of each, ...), so that a wave of consecutive
+//! instances spans as many accounts as it can.
+//!
+//! The batch goes in waves of up to `batch_concurrency` instances
+//! (`SLRGOV_BATCH_CONCURRENCY`), ensured concurrently: each account's IAM
+//! calls still wait on that account's token bucket (shared by every
+//! replica on Postgres), so a wave over many accounts runs at the sum of
+//! their rates instead of one instance's latency at a time.
 //!
 //! | state (what has happened) | step run next | its action | undo |
 //! | --- | --- | --- | --- |
-//! | `looking {next, counts, failures}` | `look` | unless a cancel was asked for (then the batch ends CANCELLED, its state saying what was done), the recorded state of instance `next`'s role, kept to count the outcome by | nothing |
-//! | `ensuring {next, before, counts, failures}` | `ensure` | EnsureLinkedRole of instance `next` (or, `validate_only`, its preview), counted by outcome against `before`; a failure is the instance's, counted by reason, and the batch goes on; IAM unavailable is retried at the backoff | nothing: each ensure stands on its own |
+//! | `looking {next, counts, failures}` | `look` | unless a cancel was asked for (then the batch ends CANCELLED, its state saying what was done), the recorded state of the roles of the wave starting at instance `next`, kept to count the outcomes by | nothing |
+//! | `ensuring {next, wave, counts, failures}` | `ensure` | EnsureLinkedRole of each instance of the wave, concurrently (or, `validate_only`, its preview), each counted by outcome against its state in `wave`; a failure is the instance's, counted by reason, and the batch goes on; IAM unavailable for any of them retries the wave at the backoff | nothing: each ensure stands on its own |
 //!
 //! Each step is safe to run twice: a look reads again; an ensure of a role
 //! made a moment ago finds it ACTIVE and is counted by the state saved
-//! before it, so a crash between the ensure and the save resumes at the
-//! same instance, counts it the same, and never makes a second role. The
-//! pace is each account's IAM rate (the per-account token bucket every IAM
-//! call waits on).
+//! before it, so a crash between the ensures and the save resumes at the
+//! same wave, counts it the same, and never makes a second role. A cancel
+//! takes effect between two waves.
 
 use std::collections::BTreeMap;
 
@@ -96,13 +104,21 @@ pub enum BatchState {
         /// The failures so far.
         failures: Vec<BatchFailure>,
     },
-    /// About to ensure instance `next`, whose role was `before`.
+    /// About to ensure the wave of instances `next..next + wave.len()`,
+    /// whose roles were in the states `wave`.
     Ensuring {
-        /// The instance's index.
+        /// The wave's first instance's index.
         next: usize,
-        /// Its role's recorded state before the ensure (`None`: the
-        /// record could not be read; the ensure says why).
+        /// A one-instance wave's role state, as batches saved it before
+        /// waves (read when `wave` is empty, so that a batch saved by an
+        /// older replica resumes); never written now.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         before: Option<LinkedRoleState>,
+        /// Each instance's role's recorded state before the ensure, in
+        /// order (`None`: the record could not be read; the ensure says
+        /// why).
+        #[serde(default)]
+        wave: Vec<Option<LinkedRoleState>>,
         /// The counts so far.
         counts: BatchCounts,
         /// The failures so far.
@@ -136,7 +152,8 @@ impl<'a> BatchWorkflow<'a> {
         }
     }
 
-    /// Checks for a cancel, then reads instance `next`'s role.
+    /// Checks for a cancel, then reads the roles of the wave of instances
+    /// starting at `next`.
     async fn look(
         &self,
         inputs: &BatchInputs,
@@ -167,69 +184,102 @@ impl<'a> BatchWorkflow<'a> {
             Err(error) if transient(&error) => return retry(attempt, error.message),
             Err(error) => return Outcome::Fail(WorkflowError::from(error)),
         }
-        let Some(name) = inputs.instances.get(next) else {
+        let end = next
+            .saturating_add(self.lifecycle.batch_concurrency())
+            .min(inputs.instances.len());
+        if next >= end {
             return Outcome::Done(BatchReport { counts, failures });
-        };
-        let before = match InstanceKey::parse(name) {
-            Ok(key) => match self.lifecycle.store().linked_role_get(self.ctx, &key).await {
-                Ok(role) => Some(role.state),
-                Err(error) if transient(&error) => return retry(attempt, error.message),
-                // Gone since the batch started: the ensure says so.
-                Err(_) => None,
-            },
-            Err(_) => None,
-        };
+        }
+        let reads = inputs.instances[next..end]
+            .iter()
+            .map(|name| self.recorded_state(name));
+        let mut wave = Vec::with_capacity(end - next);
+        for read in futures::future::join_all(reads).await {
+            match read {
+                Ok(state) => wave.push(state),
+                Err(error) => return retry(attempt, error.message),
+            }
+        }
         Outcome::Next(BatchState::Ensuring {
             next,
-            before,
+            before: None,
+            wave,
             counts,
             failures,
         })
     }
 
-    /// Ensures instance `next` and counts the outcome.
+    /// The recorded state of instance `name`'s role: `None` when there is
+    /// no record (gone since the batch started: the ensure says so); a
+    /// transient failure to read it is an error.
+    async fn recorded_state(&self, name: &str) -> Result<Option<LinkedRoleState>, Error> {
+        let Ok(key) = InstanceKey::parse(name) else {
+            return Ok(None);
+        };
+        match self.lifecycle.store().linked_role_get(self.ctx, &key).await {
+            Ok(role) => Ok(Some(role.state)),
+            Err(error) if transient(&error) => Err(error),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Ensures the wave of instances starting at `next`, concurrently, and
+    /// counts each outcome against its state before.
     async fn ensure(
         &self,
         inputs: &BatchInputs,
         next: usize,
-        before: Option<LinkedRoleState>,
+        wave: Vec<Option<LinkedRoleState>>,
         mut counts: BatchCounts,
         mut failures: Vec<BatchFailure>,
         attempt: u32,
     ) -> Outcome<BatchState, BatchReport> {
-        let Some(name) = inputs.instances.get(next) else {
+        let end = next.saturating_add(wave.len()).min(inputs.instances.len());
+        if next >= end {
             return Outcome::Done(BatchReport { counts, failures });
-        };
-        match self.ensure_one(inputs, name).await {
-            Ok(role) => match ensure_outcome(before, &role) {
-                "unchanged" => counts.unchanged += 1,
-                "restored" => counts.restored += 1,
-                "adopted" => counts.adopted += 1,
-                _ => counts.created += 1,
-            },
-            Err(error) if error.kind == Kind::Unavailable && attempt < MAX_TRANSIENT_ATTEMPTS => {
-                return retry(attempt, error.message);
-            }
-            Err(error) => {
-                counts.failed += 1;
-                *counts
-                    .failed_by_reason
-                    .entry(error.reason.as_str().to_owned())
-                    .or_default() += 1;
-                if failures.len() < MAX_FAILURES_KEPT {
-                    failures.push(BatchFailure {
-                        instance: name.clone(),
-                        error: WorkflowError::from(error),
-                    });
+        }
+        let names = &inputs.instances[next..end];
+        let results =
+            futures::future::join_all(names.iter().map(|name| self.ensure_one(inputs, name))).await;
+        // IAM unavailable for any: the whole wave again at the backoff
+        // (the ensures that went through count the same the second time).
+        if attempt < MAX_TRANSIENT_ATTEMPTS
+            && let Some(error) = results
+                .iter()
+                .filter_map(|r| r.as_ref().err())
+                .find(|e| e.kind == Kind::Unavailable)
+        {
+            return retry(attempt, error.message.clone());
+        }
+        for ((name, before), result) in names.iter().zip(wave).zip(results) {
+            match result {
+                Ok(role) => match ensure_outcome(before, &role) {
+                    "unchanged" => counts.unchanged += 1,
+                    "restored" => counts.restored += 1,
+                    "adopted" => counts.adopted += 1,
+                    _ => counts.created += 1,
+                },
+                Err(error) => {
+                    counts.failed += 1;
+                    *counts
+                        .failed_by_reason
+                        .entry(error.reason.as_str().to_owned())
+                        .or_default() += 1;
+                    if failures.len() < MAX_FAILURES_KEPT {
+                        failures.push(BatchFailure {
+                            instance: name.clone(),
+                            error: WorkflowError::from(error),
+                        });
+                    }
                 }
             }
+            counts.done += 1;
         }
-        counts.done += 1;
-        if next + 1 >= inputs.instances.len() {
+        if end >= inputs.instances.len() {
             return Outcome::Done(BatchReport { counts, failures });
         }
         Outcome::Next(BatchState::Looking {
-            next: next + 1,
+            next: end,
             counts,
             failures,
         })
@@ -287,10 +337,13 @@ impl Workflow for BatchWorkflow<'_> {
             BatchState::Ensuring {
                 next,
                 before,
+                wave,
                 counts,
                 failures,
             } => {
-                self.ensure(inputs, next, before, counts, failures, attempt)
+                // A batch saved before waves: a wave of one.
+                let wave = if wave.is_empty() { vec![before] } else { wave };
+                self.ensure(inputs, next, wave, counts, failures, attempt)
                     .await
             }
         }
@@ -328,7 +381,7 @@ impl Lifecycle {
             self.store.account_get(ctx, account).await?;
         }
         ctx.check_role(Role::Operator, "BatchEnsureLinkedRoles")?;
-        let mut instances = Vec::new();
+        let mut by_account = ByAccount::default();
         let mut first_account = None;
         let mut token = None;
         loop {
@@ -346,9 +399,9 @@ impl Lifecycle {
                 .await?;
             for instance in page.items {
                 first_account.get_or_insert_with(|| instance.account_id.clone());
-                instances.push(instance.key().name());
+                by_account.push(instance.account_id.as_str(), instance.key().name());
             }
-            if instances.len() > MAX_BATCH {
+            if by_account.len > MAX_BATCH {
                 return Err(Error::failed_precondition(
                     Reason::FailedPrecondition,
                     format!(
@@ -379,6 +432,7 @@ impl Lifecycle {
                 WorkflowTarget::every_account(&first)
             }
         };
+        let instances = by_account.interleaved();
         let total = u32::try_from(instances.len()).unwrap_or(u32::MAX);
         let inputs = BatchInputs {
             instances,
@@ -406,5 +460,98 @@ impl Lifecycle {
                 self.store.workflow_get(ctx, &id).await
             }
         }
+    }
+}
+
+/// A batch's instances grouped by account, in the order they were listed.
+#[derive(Debug, Default)]
+struct ByAccount {
+    groups: Vec<Vec<String>>,
+    index: std::collections::HashMap<String, usize>,
+    len: usize,
+}
+
+impl ByAccount {
+    fn push(&mut self, account: &str, name: String) {
+        let next = self.groups.len();
+        let group = *self.index.entry(account.to_owned()).or_insert(next);
+        if group == next {
+            self.groups.push(Vec::new());
+        }
+        self.groups[group].push(name);
+        self.len += 1;
+    }
+
+    /// The first instance of each account, then the second of each, ...:
+    /// a wave of consecutive instances spans as many accounts as it can.
+    fn interleaved(self) -> Vec<String> {
+        let mut out = Vec::with_capacity(self.len);
+        let mut groups: Vec<std::vec::IntoIter<String>> =
+            self.groups.into_iter().map(Vec::into_iter).collect();
+        while out.len() < self.len {
+            for group in &mut groups {
+                if let Some(name) = group.next() {
+                    out.push(name);
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instances_are_interleaved_by_account_in_listed_order() {
+        let mut by = ByAccount::default();
+        for (account, name) in [
+            ("a", "a1"),
+            ("a", "a2"),
+            ("a", "a3"),
+            ("b", "b1"),
+            ("c", "c1"),
+            ("c", "c2"),
+        ] {
+            by.push(account, name.to_owned());
+        }
+        assert_eq!(by.len, 6);
+        assert_eq!(
+            by.interleaved(),
+            ["a1", "b1", "c1", "a2", "c2", "a3"].map(str::to_owned)
+        );
+        assert!(ByAccount::default().interleaved().is_empty());
+    }
+
+    #[test]
+    fn a_batch_saved_before_waves_resumes_as_a_wave_of_one() {
+        let old = r#"{"state":"ensuring","next":2,"before":"ABSENT","counts":{"total":3,"done":2,"created":0,"adopted":0,"restored":0,"unchanged":2,"failed":0,"failed_by_reason":{}},"failures":[]}"#;
+        let state: BatchState = serde_json::from_str(old).expect("an old state");
+        match state {
+            BatchState::Ensuring {
+                next, before, wave, ..
+            } => {
+                assert_eq!(
+                    (next, before, wave.len()),
+                    (2, Some(LinkedRoleState::Absent), 0)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // New states carry the wave, not `before`.
+        let new = BatchState::Ensuring {
+            next: 0,
+            before: None,
+            wave: vec![Some(LinkedRoleState::Active), None],
+            counts: BatchCounts::default(),
+            failures: Vec::new(),
+        };
+        let json = serde_json::to_string(&new).expect("json");
+        assert!(!json.contains("before"), "{json}");
+        assert_eq!(
+            serde_json::from_str::<BatchState>(&json).expect("back"),
+            new
+        );
     }
 }

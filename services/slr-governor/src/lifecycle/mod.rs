@@ -17,8 +17,8 @@
 //! - `connect.rs`: Amazon Connect, the source of truth: its clients, the
 //!   role it links to each instance, a fresh look at one instance;
 //! - `sync.rs`: SyncInstances, its workflow, and the background syncs;
-//! - `batch.rs`: BatchEnsureLinkedRoles, its workflow (one instance per
-//!   step, cancellable);
+//! - `batch.rs`: BatchEnsureLinkedRoles, its workflow (a wave of
+//!   instances per step, ensured concurrently; cancellable);
 //! - `reconcile/`: the reconciler's pass over one account (sync,
 //!   inspect every role, store the findings, repair in repair mode).
 
@@ -54,6 +54,10 @@ pub use retire::Retirement;
 /// How long a workflow is held before another process may take it over
 /// (`SLRGOV_WORKFLOW_LEASE`).
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+
+/// How many instances a batch ensures at once
+/// (`SLRGOV_BATCH_CONCURRENCY`).
+pub const DEFAULT_BATCH_CONCURRENCY: usize = 16;
 
 /// Maps a failure to reach an account (STS) to the caller's error.
 pub fn access_error(error: AccessError) -> Error {
@@ -120,6 +124,7 @@ pub struct Lifecycle {
     iam: Arc<dyn AwsProvider>,
     regions: Arc<RegionTable>,
     lease: Duration,
+    batch_concurrency: usize,
     hook: Option<Arc<dyn StepHook>>,
 }
 
@@ -146,8 +151,21 @@ impl Lifecycle {
             iam,
             regions,
             lease,
+            batch_concurrency: DEFAULT_BATCH_CONCURRENCY,
             hook: None,
         }
+    }
+
+    /// The same lifecycle, whose batches ensure up to `n` instances at
+    /// once (at least 1).
+    pub fn with_batch_concurrency(mut self, n: usize) -> Self {
+        self.batch_concurrency = n.max(1);
+        self
+    }
+
+    /// How many instances a batch ensures at once.
+    pub fn batch_concurrency(&self) -> usize {
+        self.batch_concurrency
     }
 
     /// The same lifecycle whose workflow engines carry test

@@ -139,6 +139,7 @@ impl Harness {
                 RegionTable::builtin(),
                 aws,
                 Duration::from_secs(30),
+                slr_governor::lifecycle::DEFAULT_BATCH_CONCURRENCY,
                 Default::default(),
             );
             assert!(state.set_store(store.clone()), "the store is set once");

@@ -1,13 +1,15 @@
 //! The batch workflow (BatchEnsureLinkedRoles), step by step against
 //! FakeConnect and FakeIam: each step run twice, a crash before and after
 //! saving each step (resumed by a fresh engine), each step failed for good,
-//! and a cancel between two instances. Every end is checked the way an
+//! and a cancel between two waves. Every end is checked the way an
 //! operator would: one role per instance in IAM, each record ACTIVE with
 //! it, and the counts the operation reports.
 //!
-//! The batch covers three instances: the harness instance, whose Connect
-//! role is missing from IAM (restored), SALES, whose Connect role exists
-//! (adopted), and a legacy instance Connect names no role for (created).
+//! The batch covers three instances in waves of two (so one wave is
+//! ensured concurrently, and another follows it): the harness instance,
+//! whose Connect role is missing from IAM (restored), SALES, whose Connect
+//! role exists (adopted), and a legacy instance Connect names no role for
+//! (created).
 
 use slr_governor::lifecycle::Resumed;
 use slr_governor::lifecycle::batch::{BatchCounts, BatchReport, BatchState, BatchWorkflow};
@@ -25,6 +27,13 @@ use super::world::{ACCOUNT, CONNECT_ROLE, LEASE, Source, World, ctx};
 const SALES: &str = "5b4c3d2e-0000-4000-8000-00000000000a";
 const SALES_ROLE: &str = "AWSServiceRoleForAmazonConnect_SalesRole0000000001";
 const LEGACY: &str = "8e7f6a51-0000-4000-8000-00000000000d";
+/// Instances a wave ensures at once here.
+const WAVE: usize = 2;
+
+/// The lifecycle of these tests: waves of [`WAVE`].
+fn lifecycle(world: &World, script: Option<Script>) -> slr_governor::lifecycle::Lifecycle {
+    world.lifecycle(script).with_batch_concurrency(WAVE)
+}
 
 fn steps() -> &'static [&'static str] {
     BatchWorkflow::steps()
@@ -129,10 +138,10 @@ async fn end(world: &World, id: &str) -> BatchEnd {
 async fn scripted(engine: Engine, rules: Vec<(At, Act)>) -> BatchEnd {
     let world = world(engine).await;
     let record = start(&world).await;
-    let first = world.lifecycle(Some(Script::new(rules)));
+    let first = lifecycle(&world, Some(Script::new(rules)));
     if world.work(&first, "first", &record.id).await == Resumed::Crashed {
         tokio::time::sleep(LEASE).await;
-        let fresh = world.lifecycle(None);
+        let fresh = lifecycle(&world, None);
         assert_eq!(
             world.work(&fresh, "fresh-engine", &record.id).await,
             Resumed::Finished
@@ -257,20 +266,23 @@ async fn batch_fail_each_step() {
     }
 }
 
-/// A cancel stops the batch before the next instance: it ends FAILED with
+/// A cancel stops the batch before the next wave: it ends FAILED with
 /// CANCELLED, the counts say what was done, and the rest is untouched.
 #[tokio::test]
-async fn a_cancelled_batch_stops_between_instances_and_says_what_it_did() {
+async fn a_cancelled_batch_stops_between_waves_and_says_what_it_did() {
     let world = world(Engine::Sqlite).await;
     let record = start(&world).await;
-    // The first instance ensured, then the process dies.
-    let first = world.lifecycle(Some(Script::new(vec![(
-        At {
-            step: Some("ensure"),
-            undo: false,
-        },
-        Act::CrashAfterSave,
-    )])));
+    // The first wave (two instances) ensured, then the process dies.
+    let first = lifecycle(
+        &world,
+        Some(Script::new(vec![(
+            At {
+                step: Some("ensure"),
+                undo: false,
+            },
+            Act::CrashAfterSave,
+        )])),
+    );
     assert_eq!(
         world.work(&first, "first", &record.id).await,
         Resumed::Crashed
@@ -282,7 +294,7 @@ async fn a_cancelled_batch_stops_between_instances_and_says_what_it_did() {
         .await
         .expect("cancel");
     tokio::time::sleep(LEASE).await;
-    let fresh = world.lifecycle(None);
+    let fresh = lifecycle(&world, None);
     assert_eq!(
         world.work(&fresh, "fresh-engine", &record.id).await,
         Resumed::Finished
@@ -298,16 +310,21 @@ async fn a_cancelled_batch_stops_between_instances_and_says_what_it_did() {
     assert_eq!(error.kind, Kind::Cancelled.as_str());
     assert_eq!(error.reason, Reason::Cancelled.as_str());
     assert!(
-        error.message.contains("cancelled after 1 of 3"),
+        error.message.contains("cancelled after 2 of 3"),
         "{error:?}"
     );
-    assert_eq!((end.counts.done, end.counts.restored), (1, 1), "{end:?}");
+    let c = &end.counts;
+    assert_eq!(
+        (c.done, c.restored, c.adopted, c.created),
+        (2, 1, 1, 0),
+        "{end:?}"
+    );
     let untouched: Vec<_> = end
         .records
         .iter()
         .filter(|(_, state, _)| *state == LinkedRoleState::Absent)
         .collect();
-    assert_eq!(untouched.len(), 2, "{end:?}");
+    assert_eq!(untouched.len(), 1, "the legacy instance: {end:?}");
     assert_eq!(
         end.roles.len(),
         2,

@@ -92,6 +92,9 @@ async fn slow_server(moto: &Moto, db: &TestDb) -> TestServer {
         &[
             ("SLRGOV_TEST_IAM_FAULTS", &plan.to_string()),
             ("SLRGOV_WORKFLOW_LEASE", "2s"),
+            // Waves of two: progress shows between waves, and a kill or a
+            // cancel lands between them.
+            ("SLRGOV_BATCH_CONCURRENCY", "2"),
         ],
     )
     .await
@@ -294,7 +297,7 @@ async fn a_batch_survives_kill_9_and_a_cancelled_one_says_what_it_did() {
         assert!(roles.contains(&role.role_name), "{name}: {role:?}");
     }
 
-    // Cancelled: stops after the current instance; the operation ends
+    // Cancelled: stops after the current wave; the operation ends
     // CANCELLED and its metadata says what was done.
     let mut more = Vec::new();
     for _ in 0..N {
