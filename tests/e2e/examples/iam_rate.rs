@@ -57,6 +57,7 @@ struct Settings {
     in_flight: usize,
     cases: Vec<String>,
     setup_concurrency: usize,
+    batch_concurrency: usize,
 }
 
 fn var<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -83,6 +84,10 @@ impl Settings {
                 .map(str::to_owned)
                 .collect(),
             setup_concurrency: var("SLRGOV_BENCH_SETUP_CONCURRENCY", 16usize).max(1),
+            batch_concurrency: var(
+                "SLRGOV_BENCH_BATCH_CONCURRENCY",
+                (2 * var("SLRGOV_BENCH_ACCOUNTS", 10usize)).clamp(1, 256),
+            ),
         }
     }
 }
@@ -176,6 +181,7 @@ async fn run_case(settings: &Settings, moto: &Arc<Moto>, case: &str, index: usiz
     .to_string();
     let rate = settings.rate.to_string();
     let burst = settings.burst.to_string();
+    let batch_concurrency = settings.batch_concurrency.to_string();
     let moto_env = moto.env();
     let mut env = env_refs(&moto_env);
     env.extend_from_slice(&[
@@ -184,7 +190,11 @@ async fn run_case(settings: &Settings, moto: &Arc<Moto>, case: &str, index: usiz
         ("SLRGOV_IAM_BURST_PER_ACCOUNT", burst.as_str()),
         // Connect (DescribeInstance of each ensure) must not set the floor.
         ("SLRGOV_CONNECT_RATE_PER_ACCOUNT", "1000"),
-        ("SLRGOV_RATE_SHARING", case),
+        (
+            "SLRGOV_RATE_SHARING",
+            if case == "local" { "local" } else { "auto" },
+        ),
+        ("SLRGOV_BATCH_CONCURRENCY", batch_concurrency.as_str()),
     ]);
     let mut servers = Vec::new();
     for _ in 0..settings.replicas {
@@ -258,11 +268,15 @@ async fn run_case(settings: &Settings, moto: &Arc<Moto>, case: &str, index: usiz
         setup_start.elapsed().as_secs_f64()
     );
 
-    // The ensures: per account `in_flight` callers, spread over replicas.
+    // The ensures: per account `in_flight` callers, spread over replicas;
+    // or (case `batch`) one BatchEnsureLinkedRoles over every account.
     let errors = Arc::new(Mutex::new(Errors::default()));
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for (account, ids) in &instances {
+    if case == "batch" {
+        batch_until_done(&mut admin, &errors).await;
+    }
+    for (account, ids) in instances.iter().filter(|_| case != "batch") {
         let queue: Arc<Mutex<VecDeque<String>>> = Arc::new(Mutex::new(
             ids.iter().map(|id| linked_role_name(account, id)).collect(),
         ));
@@ -353,6 +367,66 @@ async fn run_case(settings: &Settings, moto: &Arc<Moto>, case: &str, index: usiz
         errors.throttling,
         errors.all,
     )
+}
+
+/// Case `batch`: one BatchEnsureLinkedRoles over `accounts/-`, followed
+/// until done; each instance it could not ensure is a surfaced error.
+async fn batch_until_done(clients: &mut slrgov_testkit::Clients, errors: &Mutex<Errors>) {
+    use prost::Message;
+    use slrgov_proto::google::longrunning::GetOperationRequest;
+    use slrgov_proto::google::longrunning::operation::Result as OpResult;
+    let op = clients
+        .linked_roles
+        .batch_ensure_linked_roles(pb::BatchEnsureLinkedRolesRequest {
+            parent: "accounts/-".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("start the batch")
+        .into_inner();
+    let mut last = 0;
+    loop {
+        let now = clients
+            .operations
+            .get_operation(GetOperationRequest {
+                name: op.name.clone(),
+            })
+            .await
+            .expect("get the operation")
+            .into_inner();
+        if now.done {
+            match now.result {
+                Some(OpResult::Response(any)) => {
+                    let answer = pb::BatchEnsureLinkedRolesResponse::decode(any.value.as_slice())
+                        .expect("response");
+                    let totals = answer.totals.unwrap_or_default();
+                    eprintln!("[batch] done: {totals:?}");
+                    let mut errors = errors.lock().expect("errors");
+                    for failure in answer.failures {
+                        let status = failure.error.unwrap_or_default();
+                        errors.note(&tonic::Status::new(
+                            tonic::Code::from(status.code),
+                            status.message,
+                        ));
+                    }
+                    // Failures beyond those kept are counted by reason.
+                    let kept = errors.all;
+                    errors.all = kept.max(totals.failed as u64);
+                }
+                other => panic!("the batch ends with a response: {other:?}"),
+            }
+            return;
+        }
+        if let Some(meta) = now.metadata.as_ref() {
+            let meta = pb::OperationMetadata::decode(meta.value.as_slice()).expect("metadata");
+            let done = meta.batch_progress.map(|p| p.done).unwrap_or_default();
+            if done / 1000 > last / 1000 {
+                eprintln!("[batch] {done} done");
+            }
+            last = done;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 #[tokio::main(flavor = "multi_thread")]

@@ -17,6 +17,7 @@ mod e2e {
     pub mod ctl;
     pub mod deploy;
     pub mod discovery;
+    pub mod fleet;
     pub mod grpc_web;
     pub mod grpcurl;
     pub mod handover;
