@@ -94,14 +94,16 @@ impl InstanceService for Instances {
             let mut v = Violations::new();
             let parent = v.check("parent", AccountSelector::parse(&parent));
             let filter = v.check("filter", InstanceFilter::parse(&filter));
+            let tokens = self.state.store()?.page_tokens().clone();
             let from = v.check(
                 "resume_token",
-                super::watch::parse_resume_token(&resume_token),
+                super::watch::parse_resume_token(&tokens, &resume_token),
             );
             v.finish()?;
             let feed = super::watch::InstanceFeed {
                 parent: accepted(parent)?,
                 filter: accepted(filter)?,
+                tokens,
             };
             super::watch::open(
                 &self.state.watchers,

@@ -50,13 +50,15 @@ impl LinkedRoleService for LinkedRoles {
         handle(&self.state, &ctx, async {
             let mut v = Violations::new();
             let parent = v.check("parent", AccountSelector::parse(&parent));
+            let tokens = self.state.store()?.page_tokens().clone();
             let from = v.check(
                 "resume_token",
-                super::watch::parse_resume_token(&resume_token),
+                super::watch::parse_resume_token(&tokens, &resume_token),
             );
             v.finish()?;
             let feed = super::watch::LinkedRoleFeed {
                 parent: super::accepted(parent)?,
+                tokens,
             };
             super::watch::open(
                 &self.state.watchers,

@@ -4,10 +4,12 @@
 //! so a bad parent, an invisible account or an expired resume token is the
 //! RPC's status. Then one task per stream pumps the log: it reads the
 //! changes after its cursor (scoped by the caller's context, as List),
-//! sends them into a bounded channel, and waits for the store's change
-//! signal (Postgres `LISTEN`, every replica's commits; SQLite, this
-//! process's), a poll interval, a bookmark's time, the end of the stream's
-//! life or the server's drain.
+//! sends them into a bounded channel, and waits for the log's head to pass
+//! its cursor, a bookmark's time, the end of the stream's life or the
+//! server's drain. One task per process reads the head ([`Watchers::head`])
+//! when the store signals a change (Postgres `LISTEN`, every replica's
+//! commits; SQLite, a poll of the file), and polls it as a fallback, so
+//! polling costs one query per tick whatever the number of streams.
 //!
 //! Bounds: at most [`WatchSettings::max_watchers`] streams per process
 //! (RESOURCE_EXHAUSTED `TOO_MANY_WATCHERS`); a watcher whose buffer stays
@@ -30,6 +32,7 @@ use slrgov_domain::filter::InstanceFilter;
 use slrgov_domain::names::{AccountSelector, InstanceKey};
 use slrgov_domain::{Error, FieldError, Reason, RequestContext, Result};
 use slrgov_proto::slrgov::v1 as pb;
+use slrgov_store::page_token::PageTokenKey;
 use slrgov_store::{ChangeCursor, Store};
 use tokio::sync::{mpsc, watch};
 use tonic::Status;
@@ -40,12 +43,12 @@ use crate::status::to_status;
 /// A watch stream's messages, as tonic serves them.
 pub type WatchStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-/// After a signal, the log is read this often for [`EAGER_WINDOW`]: on
+/// After a signal, the log's head is read this often for [`EAGER_WINDOW`]: on
 /// Postgres a change is withheld while an older transaction (any write,
 /// e.g. a worker's claim) is still open, and that transaction's commit
 /// sends no notification when it changed no instance or role.
 const EAGER_POLL: Duration = Duration::from_millis(200);
-/// How long after a signal the log is read every [`EAGER_POLL`].
+/// How long after a signal the head is read every [`EAGER_POLL`].
 const EAGER_WINDOW: Duration = Duration::from_secs(2);
 
 /// The limits and rhythm of watch streams.
@@ -61,7 +64,7 @@ pub struct WatchSettings {
     pub heartbeat: Duration,
     /// How long a stream lives; it then ends OK, to be resumed.
     pub lifetime: Duration,
-    /// The log is read at least this often, signal or not.
+    /// The log's head is read at least this often, signal or not.
     pub poll: Duration,
     /// Changes read per page.
     pub page: u32,
@@ -84,12 +87,14 @@ impl Default for WatchSettings {
     }
 }
 
-/// The streams of one process: their count and the drain signal.
+/// The streams of one process: their count, the drain signal, and the
+/// log's head as the process's one head reader last saw it.
 #[derive(Debug)]
 pub struct Watchers {
     settings: WatchSettings,
     active: Arc<AtomicUsize>,
     stop: watch::Sender<bool>,
+    head: std::sync::OnceLock<watch::Receiver<ChangeCursor>>,
 }
 
 impl Watchers {
@@ -99,7 +104,29 @@ impl Watchers {
             settings,
             active: Arc::new(AtomicUsize::new(0)),
             stop: watch::channel(false).0,
+            head: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The log's head, kept by one task per process (started by the first
+    /// stream): it reads the head on the store's signal, then every
+    /// [`EAGER_POLL`] for [`EAGER_WINDOW`], and every `poll` otherwise, and
+    /// only while a stream is open. A stream reads the log only when the
+    /// head passes its cursor, so N streams cost one query per tick, not N.
+    fn head(&self, store: &Arc<dyn Store>, from: ChangeCursor) -> watch::Receiver<ChangeCursor> {
+        self.head
+            .get_or_init(|| {
+                let (tx, rx) = watch::channel(from);
+                tokio::spawn(read_head(
+                    store.clone(),
+                    tx,
+                    self.active.clone(),
+                    self.stop.subscribe(),
+                    self.settings.poll,
+                ));
+                rx
+            })
+            .clone()
     }
 
     /// Ends every stream (the server is draining): each ends OK, and its
@@ -133,6 +160,56 @@ impl Watchers {
     }
 }
 
+/// The process's head reader (see [`Watchers::head`]). A failed read is
+/// logged and tried again at the next tick; the streams then wait, never
+/// skip.
+async fn read_head(
+    store: Arc<dyn Store>,
+    head: watch::Sender<ChangeCursor>,
+    active: Arc<AtomicUsize>,
+    mut stop: watch::Receiver<bool>,
+    poll: Duration,
+) {
+    let ctx = RequestContext::for_worker("watch-head");
+    let mut signal = store.change_signal();
+    let mut eager_until = tokio::time::Instant::now();
+    loop {
+        if active.load(Ordering::Acquire) > 0 {
+            match store.change_head(&ctx).await {
+                Ok(now) => {
+                    head.send_if_modified(|seen| {
+                        let moved = now > *seen;
+                        if moved {
+                            *seen = now;
+                        }
+                        moved
+                    });
+                }
+                Err(error) => tracing::warn!(%error, "cannot read the change log's head"),
+            }
+        }
+        let wait = if tokio::time::Instant::now() < eager_until {
+            EAGER_POLL
+        } else {
+            poll
+        };
+        tokio::select! {
+            changed = signal.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                eager_until = tokio::time::Instant::now() + EAGER_WINDOW;
+            }
+            () = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => {
+                if *stop.borrow() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /// A stream's place among the watchers, given back when its task ends.
 struct Slot(Arc<AtomicUsize>);
 
@@ -142,35 +219,24 @@ impl Drop for Slot {
     }
 }
 
-/// The text of a resume token: `w1.<tx hex>.<seq hex>`. Opaque to
-/// callers; a forged one only moves the caller's own cursor, whose reads
-/// stay scoped.
-pub fn resume_token(cursor: ChangeCursor) -> String {
-    format!("w1.{:x}.{:x}", cursor.tx, cursor.seq)
+/// A resume token: the position `(tx, seq)` sealed with the page-token
+/// key ([`PageTokenKey::seal_position`]): opaque, tamper-evident, and
+/// encrypted, so it tells a caller nothing about other accounts' changes.
+pub fn resume_token(keys: &PageTokenKey, cursor: ChangeCursor) -> String {
+    keys.seal_position(cursor.tx, cursor.seq)
 }
 
-/// Parses a resume token; the empty string means "from now" (`None`).
-pub fn parse_resume_token(value: &str) -> Result<Option<ChangeCursor>, FieldError> {
+/// Opens a resume token; the empty string means "from now" (`None`).
+pub fn parse_resume_token(
+    keys: &PageTokenKey,
+    value: &str,
+) -> Result<Option<ChangeCursor>, FieldError> {
     if value.is_empty() {
         return Ok(None);
     }
-    let bad = || FieldError::new("is not a resume token of this service's watch streams");
-    let mut parts = value.split('.');
-    let (Some("w1"), Some(tx), Some(seq), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(bad());
-    };
-    let number = |s: &str| {
-        (!s.is_empty() && s.len() <= 16)
-            .then(|| i64::from_str_radix(s, 16).ok())
-            .flatten()
-            .filter(|n| *n >= 0)
-    };
-    match (number(tx), number(seq)) {
-        (Some(tx), Some(seq)) => Ok(Some(ChangeCursor { tx, seq })),
-        _ => Err(bad()),
-    }
+    keys.open_position(value)
+        .map(|(tx, seq)| Some(ChangeCursor { tx, seq }))
+        .ok_or_else(|| FieldError::new("is not a resume token of this service's watch streams"))
 }
 
 /// What a stream reads and how its messages look.
@@ -219,6 +285,8 @@ pub struct InstanceFeed {
     pub parent: AccountSelector,
     /// Which instances (after the change) are sent.
     pub filter: InstanceFilter,
+    /// The key that seals the resume tokens.
+    pub tokens: PageTokenKey,
 }
 
 #[async_trait]
@@ -252,7 +320,7 @@ impl Feed for InstanceFeed {
                 };
                 Some(pb::WatchInstancesResponse {
                     instance: Some(instance),
-                    resume_token: resume_token(change.cursor),
+                    resume_token: resume_token(&self.tokens, change.cursor),
                     change_type: change_type as i32,
                     change_time: Some(convert::timestamp(change.at)),
                 })
@@ -264,7 +332,7 @@ impl Feed for InstanceFeed {
     fn bookmark(&self, cursor: ChangeCursor) -> Self::Message {
         pb::WatchInstancesResponse {
             instance: None,
-            resume_token: resume_token(cursor),
+            resume_token: resume_token(&self.tokens, cursor),
             change_type: pb::watch_instances_response::ChangeType::Bookmark as i32,
             change_time: Some(now()),
         }
@@ -276,6 +344,8 @@ impl Feed for InstanceFeed {
 pub struct LinkedRoleFeed {
     /// The account, or every visible one.
     pub parent: AccountSelector,
+    /// The key that seals the resume tokens.
+    pub tokens: PageTokenKey,
 }
 
 #[async_trait]
@@ -308,7 +378,7 @@ impl Feed for LinkedRoleFeed {
                 };
                 pb::WatchLinkedRolesResponse {
                     linked_role: Some(role),
-                    resume_token: resume_token(change.cursor),
+                    resume_token: resume_token(&self.tokens, change.cursor),
                     change_type: change_type as i32,
                     change_time: Some(convert::timestamp(change.at)),
                 }
@@ -320,7 +390,7 @@ impl Feed for LinkedRoleFeed {
     fn bookmark(&self, cursor: ChangeCursor) -> Self::Message {
         pb::WatchLinkedRolesResponse {
             linked_role: None,
-            resume_token: resume_token(cursor),
+            resume_token: resume_token(&self.tokens, cursor),
             change_type: pb::watch_linked_roles_response::ChangeType::Bookmark as i32,
             change_time: Some(now()),
         }
@@ -351,8 +421,10 @@ pub async fn open<F: Feed>(
         .await?;
     let (tx, rx) = mpsc::channel(settings.buffer);
     let cut: Arc<Mutex<Option<Status>>> = Arc::default();
+    let head = watchers.head(&store, cursor);
     let pump = Pump {
         feed,
+        head,
         store,
         ctx,
         settings,
@@ -391,6 +463,7 @@ pub async fn open<F: Feed>(
 /// One stream's task.
 struct Pump<F: Feed> {
     feed: F,
+    head: watch::Receiver<ChangeCursor>,
     store: Arc<dyn Store>,
     ctx: RequestContext,
     settings: WatchSettings,
@@ -452,15 +525,14 @@ impl<F: Feed> Pump<F> {
         mut cursor: ChangeCursor,
     ) -> End {
         let born = tokio::time::Instant::now();
-        let mut signal = self.store.change_signal();
+        let mut head = self.head.clone();
         let mut stop = self.stop.clone();
-        signal.borrow_and_update();
         if let Err(end) = self.send(self.feed.bookmark(start)).await {
             return end;
         }
         let mut pending = Some(first);
         let mut last_sent = tokio::time::Instant::now();
-        let mut eager_until = last_sent;
+        let mut chased = cursor;
         loop {
             if *stop.borrow() {
                 return End::Quiet;
@@ -509,21 +581,21 @@ impl<F: Feed> Pump<F> {
             }
             let heartbeat = last_sent + self.settings.heartbeat;
             let lifetime = born + self.settings.lifetime;
-            let now = tokio::time::Instant::now();
-            let poll = if now < eager_until {
-                EAGER_POLL
-            } else {
-                self.settings.poll
-            };
+            // Drained: wait for the head to pass the cursor (a change of
+            // any account: the read then moves on past what is not ours).
+            // A head already past it is chased once, never in a loop.
+            let now = *head.borrow_and_update();
+            if now > cursor && now != chased {
+                chased = now;
+                continue;
+            }
             tokio::select! {
-                changed = signal.changed() => {
+                changed = head.changed() => {
                     if changed.is_err() {
-                        // The store is gone (shutting down).
+                        // The head reader is gone (the store shut down).
                         return End::Quiet;
                     }
-                    eager_until = tokio::time::Instant::now() + EAGER_WINDOW;
                 }
-                () = tokio::time::sleep(poll) => {}
                 () = tokio::time::sleep_until(heartbeat) => {
                     if let Err(end) = self.send(self.feed.bookmark(cursor)).await {
                         return end;
@@ -544,6 +616,7 @@ mod tests {
 
     #[test]
     fn resume_tokens_round_trip_and_refuse_anything_else() {
+        let keys = PageTokenKey::new(vec![3; 32]);
         for cursor in [
             ChangeCursor::default(),
             ChangeCursor { tx: 0, seq: 17 },
@@ -552,21 +625,18 @@ mod tests {
                 seq: i64::MAX,
             },
         ] {
-            assert_eq!(parse_resume_token(&resume_token(cursor)), Ok(Some(cursor)));
+            assert_eq!(
+                parse_resume_token(&keys, &resume_token(&keys, cursor)),
+                Ok(Some(cursor))
+            );
         }
-        assert_eq!(parse_resume_token(""), Ok(None));
-        for bad in [
-            "w1",
-            "w1.1",
-            "w1.1.2.3",
-            "w2.1.2",
-            "w1..2",
-            "w1.1.-2",
-            "w1.zz.1",
-            "w1.1.ffffffffffffffff",
-            "w1.1.10000000000000000",
-        ] {
-            assert!(parse_resume_token(bad).is_err(), "{bad} was accepted");
+        assert_eq!(parse_resume_token(&keys, ""), Ok(None));
+        let other = resume_token(&PageTokenKey::new(vec![4; 32]), ChangeCursor::default());
+        for bad in ["w1.1.2", "w2.1.2", "w2.", "junk", other.as_str()] {
+            assert!(
+                parse_resume_token(&keys, bad).is_err(),
+                "{bad} was accepted"
+            );
         }
     }
 

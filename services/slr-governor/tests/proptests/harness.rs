@@ -53,6 +53,9 @@ pub struct Fixture {
     pub operations: Vec<String>,
     /// Page tokens issued for other queries (replayed against these).
     pub page_tokens: Vec<String>,
+    /// Resume tokens sealed with the store's key: positions before, in and
+    /// past the change log.
+    pub resume_tokens: Vec<String>,
 }
 
 pub struct Harness {
@@ -307,7 +310,13 @@ async fn fixture(state: &Arc<AppState>) -> Fixture {
         page_tokens.iter().all(|t| !t.is_empty()),
         "every fixture list has a second page: {page_tokens:?}"
     );
+    let keys = state.store().expect("the store").page_tokens().clone();
+    let resume_tokens = [(0, 0), (0, 3), (0, 40), (1, 2), (0, 1_000_000)]
+        .into_iter()
+        .map(|(tx, seq)| keys.seal_position(tx, seq))
+        .collect();
     Fixture {
+        resume_tokens,
         accounts,
         instances: instances[..3]
             .iter()

@@ -268,17 +268,15 @@ pub fn list_findings(fx: &Fixture) -> BoxedStrategy<pb::ListFindingsRequest> {
     })
 }
 
-/// A watch's resume token: none (from now), well-formed ones (positions
-/// before, in or past the log), edited ones and junk.
-fn resume_token() -> BoxedStrategy<String> {
-    let formed = (0i64..3, 0i64..1_000_000)
-        .prop_map(|(tx, seq)| format!("w1.{tx:x}.{seq:x}"))
-        .boxed();
+/// A watch's resume token: none (from now), sealed ones (positions
+/// before, in or past the log), edited ones, old-format ones and junk.
+fn resume_token(fx: &Fixture) -> BoxedStrategy<String> {
+    let formed = proptest::sample::select(fx.resume_tokens.clone()).boxed();
     prop_oneof![
         3 => Just(String::new()),
         3 => formed.clone(),
         2 => mutated(formed),
-        1 => owned(&["w1", "w1.1", "w2.1.1", "w1.-1.1", "w1.1.1.1", "w1.ffffffffffffffffff.1"]),
+        1 => owned(&["w1", "w1.1.1", "w2.1.1", "w2.", "w1.1.1.1", "w2.ffffffffffffffffff"]),
         1 => junk(),
     ]
     .boxed()
@@ -288,14 +286,14 @@ pub fn watch_instances(fx: &Fixture) -> BoxedStrategy<pb::WatchInstancesRequest>
     message!(pb::WatchInstancesRequest {
         parent: list_parent(fx),
         filter: filter(),
-        resume_token: resume_token(),
+        resume_token: resume_token(fx),
     })
 }
 
 pub fn watch_linked_roles(fx: &Fixture) -> BoxedStrategy<pb::WatchLinkedRolesRequest> {
     message!(pb::WatchLinkedRolesRequest {
         parent: list_parent(fx),
-        resume_token: resume_token(),
+        resume_token: resume_token(fx),
     })
 }
 
