@@ -53,6 +53,21 @@ impl SharedBuckets for StoreBuckets {
             .await
             .map_err(|error| error.to_string())
     }
+
+    async fn refund(
+        &self,
+        account: &AccountId,
+        service: &str,
+        rate: CallRate,
+    ) -> Result<(), String> {
+        let Some(store) = self.store.get() else {
+            return Ok(());
+        };
+        store
+            .rate_refund(account, service, rate.per_second)
+            .await
+            .map_err(|error| error.to_string())
+    }
 }
 
 #[cfg(test)]

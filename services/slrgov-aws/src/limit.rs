@@ -66,6 +66,25 @@ pub trait SharedBuckets: Send + Sync {
         service: &str,
         rate: CallRate,
     ) -> Result<Option<Duration>, String>;
+
+    /// Gives back one call reserved with [`SharedBuckets::reserve`] that was
+    /// never made (its caller gave up while waiting for the slot), so that
+    /// abandoned slots do not push every later call back.
+    async fn refund(
+        &self,
+        _account: &AccountId,
+        _service: &str,
+        _rate: CallRate,
+    ) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Which bucket a reservation was taken from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Shared,
+    Local,
 }
 
 /// How long a reservation in the shared bucket may take before the limiter
@@ -174,6 +193,14 @@ impl AccountLimiter {
         }
     }
 
+    /// Gives back a token of `account`'s own bucket.
+    fn refund_local(&self, account: &AccountId) {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(bucket) = buckets.get_mut(account) {
+            bucket.tokens = (bucket.tokens + 1.0).min(f64::from(self.rate.burst));
+        }
+    }
+
     /// Notes a fallback to the own bucket; warns at most once a minute.
     fn fall_back(&self, account: &AccountId, error: &str) {
         let now = Instant::now();
@@ -201,6 +228,10 @@ impl AccountLimiter {
     /// there is one, else in this process's own) and returns how long to
     /// wait before making it, without waiting.
     pub async fn reserve(&self, account: &AccountId) -> Duration {
+        self.reserve_from(account).await.0
+    }
+
+    async fn reserve_from(&self, account: &AccountId) -> (Duration, Source) {
         if let Some(shared) = &self.shared {
             match tokio::time::timeout(
                 self.shared_timeout,
@@ -208,7 +239,7 @@ impl AccountLimiter {
             )
             .await
             {
-                Ok(Ok(Some(wait))) => return wait,
+                Ok(Ok(Some(wait))) => return (wait, Source::Shared),
                 Ok(Ok(None)) => {}
                 Ok(Err(error)) => self.fall_back(account, &error),
                 Err(_) => self.fall_back(
@@ -217,12 +248,15 @@ impl AccountLimiter {
                 ),
             }
         }
-        self.reserve_local(account)
+        (self.reserve_local(account), Source::Local)
     }
 
-    /// Waits until `account` may make one more call.
+    /// Waits until `account` may make one more call. A caller that gives
+    /// up while waiting (its future is dropped: a deadline, a client gone)
+    /// gives its slot back, so abandoned slots never queue ahead of the
+    /// calls that are still wanted.
     pub async fn acquire(&self, account: &AccountId, operation: &str) {
-        let wait = self.reserve(account).await;
+        let (wait, source) = self.reserve_from(account).await;
         if !wait.is_zero() {
             tracing::debug!(
                 account = %account,
@@ -231,7 +265,49 @@ impl AccountLimiter {
                 wait_ms = wait.as_millis() as u64,
                 "aws call waits for the account's rate limit"
             );
+            let mut unused = Unused {
+                limiter: self,
+                account,
+                source,
+                armed: true,
+            };
             tokio::time::sleep(wait).await;
+            unused.armed = false;
+        }
+    }
+}
+
+/// A reserved slot whose wait is under way: given back if the wait is
+/// dropped before it ends.
+struct Unused<'a> {
+    limiter: &'a AccountLimiter,
+    account: &'a AccountId,
+    source: Source,
+    armed: bool,
+}
+
+impl Drop for Unused<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        match self.source {
+            Source::Local => self.limiter.refund_local(self.account),
+            Source::Shared => {
+                let (Some(shared), Ok(runtime)) = (
+                    self.limiter.shared.clone(),
+                    tokio::runtime::Handle::try_current(),
+                ) else {
+                    return;
+                };
+                let account = self.account.clone();
+                let (service, rate) = (self.limiter.service, self.limiter.rate);
+                runtime.spawn(async move {
+                    if let Err(error) = shared.refund(&account, service, rate).await {
+                        tracing::debug!(%account, service, error = %error, "an unused rate slot was not given back");
+                    }
+                });
+            }
         }
     }
 }
@@ -407,6 +483,49 @@ mod tests {
         assert_eq!(start.elapsed(), Duration::from_millis(1000));
     }
 
+    /// Callers that give up while waiting (a deadline, a client gone) give
+    /// their slots back, in the process's own bucket and in the shared one:
+    /// the next call waits for the slot after the last call made, not
+    /// behind the abandoned ones.
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_that_gives_up_gives_its_slot_back() {
+        for shared in [false, true] {
+            let rate = CallRate {
+                per_second: 1.0,
+                burst: 1,
+            };
+            let fake: Arc<dyn SharedBuckets> = Arc::new(FakeShared::default());
+            let limiter = if shared {
+                AccountLimiter::new(rate).with_shared(Some(fake))
+            } else {
+                AccountLimiter::new(rate)
+            };
+            let a = account(7);
+            let start = Instant::now();
+            limiter.acquire(&a, "GetRole").await;
+            // Two callers give up after 100 ms, long before their slots
+            // (1 s and 2 s from the start).
+            for _ in 0..2 {
+                let gave_up = tokio::time::timeout(
+                    Duration::from_millis(100),
+                    limiter.acquire(&a, "GetRole"),
+                )
+                .await;
+                assert!(gave_up.is_err(), "shared {shared}: still waiting");
+            }
+            // The shared bucket's refunds run as tasks.
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            limiter.acquire(&a, "GetRole").await;
+            let elapsed = start.elapsed();
+            assert!(
+                elapsed >= Duration::from_millis(990) && elapsed <= Duration::from_millis(1010),
+                "shared {shared}: the next call went at {elapsed:?}, not at 3 s"
+            );
+        }
+    }
+
     /// A shared bucket in memory (GCRA, as the Postgres one), or one that
     /// fails, hangs or has no bucket.
     #[derive(Default)]
@@ -441,6 +560,21 @@ mod tests {
             *slot = (*slot).max(now) + interval;
             let ahead = slot.saturating_duration_since(now);
             Ok(Some(ahead.saturating_sub(interval * rate.burst)))
+        }
+
+        async fn refund(
+            &self,
+            account: &AccountId,
+            service: &str,
+            rate: CallRate,
+        ) -> Result<(), String> {
+            let interval = Duration::from_secs_f64(1.0 / rate.per_second);
+            let now = Instant::now();
+            let mut tat = self.tat.lock().expect("tat");
+            if let Some(slot) = tat.get_mut(&(account.clone(), service.to_owned())) {
+                *slot = slot.checked_sub(interval).unwrap_or(now).max(now);
+            }
+            Ok(())
         }
     }
 

@@ -589,4 +589,10 @@ pub trait Store:
         per_second: f64,
         burst: u32,
     ) -> Result<Option<Duration>>;
+
+    /// Gives back one call reserved with [`Store::rate_reserve`] and never
+    /// made (its caller gave up while waiting for its slot): the bucket's
+    /// next reservation comes one interval sooner, never before now. A
+    /// no-op on SQLite.
+    async fn rate_refund(&self, account: &AccountId, service: &str, per_second: f64) -> Result<()>;
 }

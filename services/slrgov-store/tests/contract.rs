@@ -217,6 +217,7 @@ contract! {
         => instance_delete_records_workflow_postgres, instance_delete_records_workflow_sqlite;
     operations::case_gauges => gauges_postgres, gauges_sqlite;
     rate_buckets::case_rate_reserve => rate_reserve_postgres, rate_reserve_sqlite;
+    rate_buckets::case_rate_refund => rate_refund_postgres, rate_refund_sqlite;
 
     audit::case_audit_event_per_mutation
         => audit_event_per_mutation_postgres, audit_event_per_mutation_sqlite;

@@ -302,6 +302,34 @@ pub(crate) async fn rate_reserve(
     }))
 }
 
+/// Gives back one reserved call: the bucket's theoretical arrival time
+/// moves back one interval, never before now (a slot already past is not
+/// given back: the time it stood for is gone).
+pub(crate) async fn rate_refund(
+    pool: &Pool<Db>,
+    account: &slrgov_domain::types::AccountId,
+    service: &str,
+    per_second: f64,
+) -> slrgov_domain::Result<()> {
+    if !(per_second.is_finite() && per_second > 0.0) {
+        return Err(slrgov_domain::Error::internal(format!(
+            "rate_refund: the rate must be positive, got {per_second}"
+        )));
+    }
+    sqlx::query(
+        "UPDATE rate_buckets \
+         SET tat = greatest(tat - make_interval(secs => $3), clock_timestamp()) \
+         WHERE account_id = $1 AND service = $2",
+    )
+    .bind(account.as_str())
+    .bind(service)
+    .bind(1.0 / per_second)
+    .execute(pool)
+    .await
+    .map_err(crate::error::db_error)?;
+    Ok(())
+}
+
 /// The change log's `tx` (an `xid8`) as a cursor reads it: a BIGINT.
 pub(crate) const CHANGE_TX: &str = "tx::text::bigint";
 

@@ -106,6 +106,16 @@ pub(crate) async fn rate_reserve(
     Ok(None)
 }
 
+/// Nothing was reserved here: nothing to give back.
+pub(crate) async fn rate_refund(
+    _pool: &Pool<Db>,
+    _account: &slrgov_domain::types::AccountId,
+    _service: &str,
+    _per_second: f64,
+) -> slrgov_domain::Result<()> {
+    Ok(())
+}
+
 /// The change log's `tx` as a cursor reads it (always 0 here).
 pub(crate) const CHANGE_TX: &str = "tx";
 

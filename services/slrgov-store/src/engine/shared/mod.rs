@@ -182,6 +182,17 @@ impl Store for EngineStore {
             .await
     }
 
+    async fn rate_refund(
+        &self,
+        account: &slrgov_domain::types::AccountId,
+        service: &str,
+        per_second: f64,
+    ) -> Result<()> {
+        super::rate_refund(&self.pool, account, service, per_second)
+            .instrument(db_span!("rate_refund"))
+            .await
+    }
+
     async fn ping(&self) -> Result<()> {
         async move {
             sqlx::query("SELECT 1")
