@@ -21,7 +21,7 @@ use slrgov_proto::slrgov::v1 as pb;
 use slrgov_proto::slrgov::v1::inspection::finding::{Code, Severity};
 use tokio::time::Instant;
 
-use super::lifecycle_support::{TENANT, assume_of, register};
+use super::lifecycle_support::{TENANT, assume_of, delete_role, orphan_role, register};
 use super::support::{Clients, Engine, HOME, Moto, TestDb, TestServer};
 
 use pb::watch_linked_roles_response::ChangeType;
@@ -147,22 +147,9 @@ async fn with_nobody_calling_the_fleet_is_found_then_one_batch_fixes_it_as_a_wat
     let home_iam = moto.iam(None).await;
     let tenant_iam = moto.iam(tenant.as_deref()).await;
     for (iam, instance) in [(&home_iam, &ops), (&tenant_iam, &support)] {
-        iam.delete_service_linked_role()
-            .role_name(instance.role_name.clone().expect("a role"))
-            .send()
-            .await
-            .expect("delete the instance's role");
+        delete_role(iam, instance.role_name.as_deref().expect("a role")).await;
     }
-    let orphan = home_iam
-        .create_service_linked_role()
-        .aws_service_name("connect.amazonaws.com")
-        .custom_suffix("LeftBehind")
-        .send()
-        .await
-        .expect("an orphan role")
-        .role
-        .expect("role")
-        .arn;
+    let orphan = orphan_role(&home_iam).await;
 
     // A portal watches every role at B from the start.
     let mut stream = at_b

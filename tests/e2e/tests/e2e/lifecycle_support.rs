@@ -116,3 +116,27 @@ impl TwoAccounts {
         }
     }
 }
+
+/// Deletes the Connect service-linked role `name` in `iam`'s account, as
+/// someone cleaning up by hand would.
+pub async fn delete_role(iam: &aws_sdk_iam::Client, name: &str) {
+    iam.delete_service_linked_role()
+        .role_name(name)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("delete {name} in IAM: {e:?}"));
+}
+
+/// Makes a Connect service-linked role that no instance uses (suffix
+/// `LeftBehind`) in `iam`'s account, and returns its ARN.
+pub async fn orphan_role(iam: &aws_sdk_iam::Client) -> String {
+    iam.create_service_linked_role()
+        .aws_service_name("connect.amazonaws.com")
+        .custom_suffix("LeftBehind")
+        .send()
+        .await
+        .expect("an orphan role")
+        .role
+        .expect("role")
+        .arn
+}

@@ -14,7 +14,7 @@ use prost::Message;
 use slrgov_proto::slrgov::v1 as pb;
 use slrgov_proto::slrgov::v1::inspection::finding::{Code, Severity};
 
-use super::lifecycle_support::{TENANT, assume_of, register};
+use super::lifecycle_support::{TENANT, assume_of, delete_role, orphan_role, register};
 use super::support::{Clients, Engine, HOME, Moto, TestDb, TestServer};
 
 async fn findings(c: &mut Clients, parent: &str, filter: &str) -> Vec<pb::Finding> {
@@ -98,21 +98,8 @@ async fn the_reconciler_finds_every_problem_with_nobody_calling_and_resolves_wha
         .await;
     let iam = moto.iam(None).await;
     let support_role = support.role_name.clone().expect("support's role");
-    iam.delete_service_linked_role()
-        .role_name(&support_role)
-        .send()
-        .await
-        .expect("delete support's role in IAM");
-    let orphan = iam
-        .create_service_linked_role()
-        .aws_service_name("connect.amazonaws.com")
-        .custom_suffix("LeftBehind")
-        .send()
-        .await
-        .expect("an orphan role")
-        .role
-        .expect("role")
-        .arn;
+    delete_role(&iam, &support_role).await;
+    let orphan = orphan_role(&iam).await;
     // A tenant account with nothing in Connect: summarised with zeros.
     register(&mut c, HOME, None).await;
     register(&mut c, TENANT, assume_of(TENANT).as_deref()).await;
