@@ -9,6 +9,8 @@
 #          account (the behaviour before; N replicas make up to N x the rate)
 #   auto   SLRGOV_RATE_SHARING=auto: one bucket per account in Postgres,
 #          shared by every replica
+#   batch  (only when asked: SLRGOV_BENCH_CASES="batch") auto, and one
+#          BatchEnsureLinkedRoles over accounts/- instead of the callers
 #
 # and prints one line per case, e.g.
 #   case=auto replicas=3 instances=1000 accounts=10 rate=5 burst=5 iam_burst=7
@@ -25,8 +27,11 @@
 # databases and the role slrgov_app), SLRGOV_BENCH_QUICK=1,
 # SLRGOV_BENCH_ACCOUNTS, SLRGOV_BENCH_INSTANCES, SLRGOV_BENCH_RATE,
 # SLRGOV_BENCH_BURST, SLRGOV_BENCH_IAM_BURST, SLRGOV_BENCH_REPLICAS,
-# SLRGOV_BENCH_IN_FLIGHT, SLRGOV_BENCH_CASES ("local auto"),
-# SLRGOV_BENCH_NO_BUILD=1 (use the binaries already built).
+# SLRGOV_BENCH_IN_FLIGHT, SLRGOV_BENCH_CASES ("local auto"; "batch"),
+# SLRGOV_BENCH_BATCH_CONCURRENCY, SLRGOV_BENCH_RECONCILE_INTERVAL (0: off),
+# SLRGOV_BENCH_NO_BUILD=1 (use the binaries already built). The rate may
+# be a fraction: moto (one Python process) serves about 50 IAM calls a
+# second here, so 50 accounts must stay under 1 call/s each.
 #
 # The servers are the debug build with the `test-faults` feature (the one
 # the test suite uses): at these rates the service's CPU is not what limits.
@@ -42,9 +47,15 @@ if [ "${SLRGOV_BENCH_QUICK:-}" = 1 ]; then
   export SLRGOV_BENCH_INSTANCES="${SLRGOV_BENCH_INSTANCES:-1000}"
   export SLRGOV_BENCH_RATE="${SLRGOV_BENCH_RATE:-5}"
 else
+  # The size: one batch over 50 accounts, at a rate moto keeps up
+  # with (about 50 IAM calls/s in all here; see docs/benchmarks.md).
   export SLRGOV_BENCH_ACCOUNTS="${SLRGOV_BENCH_ACCOUNTS:-50}"
   export SLRGOV_BENCH_INSTANCES="${SLRGOV_BENCH_INSTANCES:-10000}"
-  export SLRGOV_BENCH_RATE="${SLRGOV_BENCH_RATE:-10}"
+  export SLRGOV_BENCH_RATE="${SLRGOV_BENCH_RATE:-0.75}"
+  export SLRGOV_BENCH_BURST="${SLRGOV_BENCH_BURST:-2}"
+  export SLRGOV_BENCH_IAM_BURST="${SLRGOV_BENCH_IAM_BURST:-4}"
+  export SLRGOV_BENCH_CASES="${SLRGOV_BENCH_CASES:-batch}"
+  export SLRGOV_BENCH_BATCH_CONCURRENCY="${SLRGOV_BENCH_BATCH_CONCURRENCY:-100}"
 fi
 export SLRGOV_BENCH_REPLICAS="${SLRGOV_BENCH_REPLICAS:-3}"
 

@@ -38,7 +38,7 @@ pub enum DeletionOutcome {
 }
 
 /// What to inject.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FaultPlan {
     /// Answer a taken name the way real IAM does (InvalidInput "... has
@@ -68,11 +68,11 @@ pub struct FaultPlan {
 
 /// IAM's own rate limit per account, shared by every server process: a
 /// call beyond it is answered `Throttling` (and never reaches IAM).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ThrottleAbove {
-    /// Calls per second per account.
-    pub per_second: u32,
+    /// Calls per second per account (fractions allowed; at least 0.001).
+    pub per_second: f64,
     /// Calls an idle account may make at once.
     pub burst: u32,
     /// The Postgres database that holds the buckets (table
@@ -109,7 +109,7 @@ impl ThrottleAbove {
     /// call takes no slot) and counts it; `true` when it may go.
     pub async fn admit(&self, account: &str) -> Result<bool, sqlx::Error> {
         let pool = throttle_pool(&self.database_url)?;
-        let interval = 1.0 / f64::from(self.per_second.max(1));
+        let interval = 1.0 / self.per_second.max(0.001);
         let tolerance = interval * f64::from(self.burst.max(1));
         let statement = "INSERT INTO iam_throttle AS b (account_id, tat, calls) \
              VALUES ($1, clock_timestamp() + make_interval(secs => $2), 1) \

@@ -36,8 +36,11 @@
 //! (IAM's burst: the service's + 2, room for the network's jitter between a
 //! slot and the call's arrival), `SLRGOV_BENCH_REPLICAS` (3),
 //! `SLRGOV_BENCH_IN_FLIGHT` (ensures in flight per account: 6),
-//! `SLRGOV_BENCH_CASES` ("local auto"), `SLRGOV_BENCH_SETUP_CONCURRENCY`
-//! (16). The server binary is `SLRGOV_BIN` or target/<profile>/slr-governor,
+//! `SLRGOV_BENCH_CASES` ("local auto"; also "batch": one
+//! BatchEnsureLinkedRoles over `accounts/-` instead of the callers),
+//! `SLRGOV_BENCH_SETUP_CONCURRENCY` (16), `SLRGOV_BENCH_BATCH_CONCURRENCY`
+//! (twice the accounts, at most 256), `SLRGOV_BENCH_RECONCILE_INTERVAL`
+//! (0: the reconciler off). The rate may be a fraction. The server binary is `SLRGOV_BIN` or target/<profile>/slr-governor,
 //! built with the `test-faults` feature.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -50,7 +53,7 @@ use slrgov_testkit::{Moto, TestDb, TestServer, env_refs, linked_role_name};
 struct Settings {
     accounts: u32,
     instances: u32,
-    rate: u32,
+    rate: f64,
     burst: u32,
     iam_burst: u32,
     replicas: usize,
@@ -69,8 +72,8 @@ fn var<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 impl Settings {
     fn from_env() -> Settings {
-        let rate = var("SLRGOV_BENCH_RATE", 5u32).max(1);
-        let burst = var("SLRGOV_BENCH_BURST", rate).max(1);
+        let rate = var("SLRGOV_BENCH_RATE", 5.0f64).max(0.01);
+        let burst = var("SLRGOV_BENCH_BURST", rate.ceil() as u32).max(1);
         Settings {
             accounts: var("SLRGOV_BENCH_ACCOUNTS", 10u32).max(1),
             instances: var("SLRGOV_BENCH_INSTANCES", 1000u32).max(1),
@@ -182,6 +185,7 @@ async fn run_case(settings: &Settings, moto: &Arc<Moto>, case: &str, index: usiz
     let rate = settings.rate.to_string();
     let burst = settings.burst.to_string();
     let batch_concurrency = settings.batch_concurrency.to_string();
+    let reconcile = var("SLRGOV_BENCH_RECONCILE_INTERVAL", "0".to_owned());
     let moto_env = moto.env();
     let mut env = env_refs(&moto_env);
     env.extend_from_slice(&[
@@ -195,6 +199,9 @@ async fn run_case(settings: &Settings, moto: &Arc<Moto>, case: &str, index: usiz
             if case == "local" { "local" } else { "auto" },
         ),
         ("SLRGOV_BATCH_CONCURRENCY", batch_concurrency.as_str()),
+        // The reconciler off by default: its reads would share each
+        // account's bucket (the floor counts them) and lengthen the run.
+        ("SLRGOV_RECONCILE_INTERVAL", reconcile.as_str()),
     ]);
     let mut servers = Vec::new();
     for _ in 0..settings.replicas {
@@ -312,9 +319,7 @@ async fn run_case(settings: &Settings, moto: &Arc<Moto>, case: &str, index: usiz
     let iam_throttled: i64 = rows.iter().map(|r| r.2).sum();
     let floor = rows
         .iter()
-        .map(|(_, calls, _)| {
-            (*calls as f64 - f64::from(settings.burst)).max(0.0) / f64::from(settings.rate)
-        })
+        .map(|(_, calls, _)| (*calls as f64 - f64::from(settings.burst)).max(0.0) / settings.rate)
         .fold(0.0, f64::max);
 
     // Roles in IAM per instance: legacy roles are named after the instance
