@@ -201,7 +201,11 @@ async fn unless_stopped<F: std::future::Future>(
 
 /// Writes the event of a unit of background work that failed once its
 /// target was known, with the AWS calls it made that no change recorded.
-async fn audit_failure(store: &dyn Store, unit: &RequestContext, error: &slrgov_domain::Error) {
+pub(crate) async fn audit_failure(
+    store: &dyn Store,
+    unit: &RequestContext,
+    error: &slrgov_domain::Error,
+) {
     let Some((account, resource)) = unit.audit.target() else {
         return;
     };

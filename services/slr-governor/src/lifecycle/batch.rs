@@ -240,7 +240,8 @@ impl<'a> BatchWorkflow<'a> {
         }
         let names = &inputs.instances[next..end];
         let results =
-            futures::future::join_all(names.iter().map(|name| self.ensure_one(inputs, name))).await;
+            futures::future::join_all(names.iter().map(|name| self.ensure_audited(inputs, name)))
+                .await;
         // IAM unavailable for any: the whole wave again at the backoff
         // (the ensures that went through count the same the second time).
         if attempt < MAX_TRANSIENT_ATTEMPTS
@@ -285,13 +286,41 @@ impl<'a> BatchWorkflow<'a> {
         })
     }
 
+    /// EnsureLinkedRole of one instance of a wave as a unit of work of its
+    /// own: its own audit trail (the ensures of a wave run at once, often
+    /// in different accounts, and each event must carry only its own
+    /// instance's AWS calls), its own trace. Calls that no saved step
+    /// recorded are written with a failure event, as the worker does.
+    async fn ensure_audited(&self, inputs: &BatchInputs, name: &str) -> Result<LinkedRole, Error> {
+        let unit = self.ctx.unit_of_work("batch_ensure");
+        let result = slrgov_aws::audit::recording(
+            unit.audit.clone(),
+            tracing::Instrument::instrument(
+                self.ensure_one(&unit, inputs, name),
+                unit.span.clone(),
+            ),
+        )
+        .await;
+        if let Err(error) = &result
+            && unit.audit.pending_calls() > 0
+        {
+            crate::worker::audit_failure(&**self.lifecycle.store(), &unit, error).await;
+        }
+        result
+    }
+
     /// EnsureLinkedRole of one instance (its preview, `validate_only`).
-    async fn ensure_one(&self, inputs: &BatchInputs, name: &str) -> Result<LinkedRole, Error> {
+    async fn ensure_one(
+        &self,
+        ctx: &RequestContext,
+        inputs: &BatchInputs,
+        name: &str,
+    ) -> Result<LinkedRole, Error> {
         let key = InstanceKey::parse(name)
             .map_err(|e| Error::internal(format!("a saved instance is malformed: {e}")))?;
         self.lifecycle
             .ensure(
-                self.ctx,
+                ctx,
                 &key,
                 inputs.description.clone(),
                 inputs.validate_only,

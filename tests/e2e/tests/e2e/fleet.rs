@@ -91,6 +91,29 @@ async fn wait_for_findings(
     }
 }
 
+async fn audit_events(c: &mut Clients, account: &str) -> Vec<pb::AuditEvent> {
+    let mut all = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = c
+            .audit
+            .list_audit_events(pb::ListAuditEventsRequest {
+                parent: format!("accounts/{account}"),
+                page_size: 100,
+                page_token: token,
+                filter: String::new(),
+            })
+            .await
+            .expect("list audit events")
+            .into_inner();
+        all.extend(page.audit_events);
+        if page.next_page_token.is_empty() {
+            return all;
+        }
+        token = page.next_page_token;
+    }
+}
+
 fn progress(op: &Operation) -> pb::BatchProgress {
     pb::OperationMetadata::decode(op.metadata.as_ref().expect("metadata").value.as_slice())
         .expect("metadata")
@@ -310,6 +333,28 @@ async fn with_nobody_calling_the_fleet_is_found_then_one_batch_fixes_it_as_a_wat
     // support, legacy: one role per instance, no second one.
     assert_eq!(home_roles.len(), 5, "{home_roles:?}");
     assert_eq!(tenant_roles.len(), 2, "{tenant_roles:?}");
+
+    // The audit trail: the ensures of a wave ran at once, in both accounts,
+    // yet each role's events carry its own calls only: one
+    // CreateServiceLinkedRole for each role made, none for the adopted one.
+    for (instance, _) in &fixed {
+        let account = instance
+            .split('/')
+            .nth(1)
+            .expect("accounts/<id>/instances/<id>");
+        let creates: usize = audit_events(&mut at_a, account)
+            .await
+            .iter()
+            .filter(|e| e.resource == format!("{instance}/linkedRole"))
+            .flat_map(|e| e.aws_calls.iter())
+            .filter(|c| c.operation == "CreateServiceLinkedRole" && c.outcome == "OK")
+            .count();
+        let wanted = usize::from(**instance != sales_name);
+        assert_eq!(
+            creates, wanted,
+            "{instance}: CreateServiceLinkedRole calls audited"
+        );
+    }
 
     // The watcher at B saw each role become ACTIVE, the first of them while
     // the batch was still running.
