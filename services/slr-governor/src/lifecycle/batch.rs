@@ -292,7 +292,7 @@ impl<'a> BatchWorkflow<'a> {
     /// instance's AWS calls), its own trace. Calls that no saved step
     /// recorded are written with a failure event, as the worker does.
     async fn ensure_audited(&self, inputs: &BatchInputs, name: &str) -> Result<LinkedRole, Error> {
-        let unit = self.ctx.unit_of_work("batch_ensure");
+        let unit = self.ctx.unit_of_work("ensure");
         let result = slrgov_aws::audit::recording(
             unit.audit.clone(),
             tracing::Instrument::instrument(
