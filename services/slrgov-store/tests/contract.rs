@@ -39,6 +39,8 @@ mod instance_deletes;
 mod instances;
 #[path = "contract/linked_roles.rs"]
 mod linked_roles;
+#[path = "contract/list_plans.rs"]
+mod list_plans;
 #[path = "contract/operations.rs"]
 mod operations;
 #[path = "contract/pagination.rs"]
@@ -55,6 +57,8 @@ mod restart;
 mod retirements;
 #[path = "contract/rls.rs"]
 mod rls;
+#[path = "contract/round_trips.rs"]
+mod round_trips;
 #[path = "contract/scoping.rs"]
 mod scoping;
 #[path = "contract/workflows.rs"]

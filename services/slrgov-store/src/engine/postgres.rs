@@ -22,6 +22,15 @@ pub(crate) const FOR_UPDATE: &str = " FOR UPDATE";
 /// Claims work rows without waiting for rows another replica holds.
 pub(crate) const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
 
+/// Whether the common writes go as one statement (data-modifying CTEs:
+/// the scope, the checks, the change and its audit event together) before
+/// the full transaction, which then runs only to name what stopped them.
+/// On Postgres each statement is a round trip to another process.
+pub(crate) const DIRECT_WRITES: bool = true;
+
+/// A pooled connection idle this long is pinged before it is used.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(5);
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
 /// Begins a transaction whose account scope (`slrgov.scope`, read by the
@@ -74,6 +83,14 @@ pub(crate) fn push_json_values(query: &mut QueryBuilder<Db>, json: String) {
     query.push("::jsonb))");
 }
 
+/// The text values of a JSON array as a set-returning function (column
+/// `value`), for `SELECT value FROM ...`.
+pub(crate) fn push_json_elements(query: &mut QueryBuilder<Db>, json: String) {
+    query.push("jsonb_array_elements_text(");
+    query.push_bind(json);
+    query.push("::jsonb)");
+}
+
 /// `account_id IN (<the JSON array of scope accounts>)`.
 pub(crate) fn push_scope(query: &mut QueryBuilder<Db>, accounts_json: String) {
     query.push("account_id IN ");
@@ -96,6 +113,20 @@ pub(crate) async fn connect(config: &StoreConfig) -> Result<Pool<Db>, OpenError>
     let pool = PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(config.acquire_timeout)
+        // sqlx pings every idle connection it hands out by default: a round
+        // trip before every statement, as costly as the statement itself
+        // (docs/benchmarks.md). Only a connection idle long enough for the
+        // server or the network to have dropped it is pinged first; one in
+        // use a moment ago is trusted.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IF_IDLE_FOR {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_with(options)
         .await
         .map_err(OpenError::Connect)?;

@@ -23,6 +23,10 @@ pub(crate) const FOR_UPDATE: &str = "";
 /// Claims work rows without waiting for rows another replica holds.
 pub(crate) const SKIP_LOCKED: &str = "";
 
+/// SQLite runs in the process (a statement costs no round trip) and has no
+/// data-modifying CTEs: every write is its full transaction.
+pub(crate) const DIRECT_WRITES: bool = false;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
 /// Every transaction takes the write lock at BEGIN, so that a transaction
@@ -59,6 +63,14 @@ pub(crate) fn push_json_values(query: &mut QueryBuilder<Db>, json: String) {
     query.push("(SELECT value FROM json_each(");
     query.push_bind(json);
     query.push("))");
+}
+
+/// The values of a JSON array as a table-valued function (column
+/// `value`), for `SELECT value FROM ...`.
+pub(crate) fn push_json_elements(query: &mut QueryBuilder<Db>, json: String) {
+    query.push("json_each(");
+    query.push_bind(json);
+    query.push(")");
 }
 
 /// `account_id IN (<the JSON array of scope accounts>)`.

@@ -140,6 +140,7 @@ impl AccountStore for EngineStore {
                     scoped: true,
                     key: &["account_id"],
                     descending: false,
+                    fixed: 0,
                 },
                 |_| {},
                 AccountRow::into_account,

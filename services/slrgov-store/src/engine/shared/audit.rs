@@ -66,6 +66,7 @@ impl AuditStore for EngineStore {
                     scoped: false,
                     key: &["event_id"],
                     descending: true,
+                    fixed: 0,
                 },
                 |query| {
                     query.push(" AND account_id = ");

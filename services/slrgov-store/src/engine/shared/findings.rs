@@ -264,6 +264,7 @@ impl FindingStore for EngineStore {
                     scoped: true,
                     key: &["account_id", "finding_id"],
                     descending: false,
+                    fixed: usize::from(matches!(parent, AccountSelector::One(_))),
                 },
                 |query| {
                     if let AccountSelector::One(account) = parent {

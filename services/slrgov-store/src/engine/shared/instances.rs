@@ -39,16 +39,6 @@ impl InstanceStore for EngineStore {
             ctx.check_visible(&new.key.account_id, &parent)?;
             ctx.check_role(Role::Operator, "CreateInstance")?;
 
-            let mut tx = begin_scoped(&self.pool, ctx).await?;
-            if let Some(first) = self
-                .request_id_claim_in_txn(&mut tx, ctx, &new.key.account_id, idempotency)
-                .await?
-            {
-                return first.response();
-            }
-            let account = account_select_in_txn(&mut tx, &new.key.account_id, false)
-                .await?
-                .ok_or_else(|| Error::not_found(parent.clone()))?;
             let now = now();
             let instance = Instance {
                 account_id: new.key.account_id.clone(),
@@ -63,6 +53,27 @@ impl InstanceStore for EngineStore {
                 update_time: now,
                 revision: Revision(1),
             };
+            let detail = format!(
+                "created the instance in {} with features {}",
+                instance.region,
+                serde_json::to_string(&instance.features).unwrap_or_default()
+            );
+            if idempotency.is_none()
+                && self.instance_create_direct(ctx, &instance, &detail).await?
+            {
+                return Ok(instance);
+            }
+
+            let mut tx = begin_scoped(&self.pool, ctx).await?;
+            if let Some(first) = self
+                .request_id_claim_in_txn(&mut tx, ctx, &new.key.account_id, idempotency)
+                .await?
+            {
+                return first.response();
+            }
+            let account = account_select_in_txn(&mut tx, &new.key.account_id, false)
+                .await?
+                .ok_or_else(|| Error::not_found(parent.clone()))?;
             let violations = instance_partition_violations(&instance, account.partition);
             if !violations.is_empty() {
                 return Err(Error::invalid_fields(violations));
@@ -96,11 +107,7 @@ impl InstanceStore for EngineStore {
                 Event {
                     account: &instance.account_id,
                     resource: &name,
-                    detail: format!(
-                        "created the instance in {} with features {}",
-                        instance.region,
-                        serde_json::to_string(&instance.features).unwrap_or_default()
-                    ),
+                    detail,
                 },
             )
             .await?;
@@ -143,7 +150,9 @@ impl InstanceStore for EngineStore {
         page: &PageRequest,
     ) -> Result<Page<Instance>> {
         async move {
-            self.check_list_parent(ctx, parent).await?;
+            if let AccountSelector::One(account) = parent {
+                ctx.check_visible(account, &account_name(account))?;
+            }
             ctx.check_role(Role::Viewer, "ListInstances")?;
             let parent_text = parent.to_string();
             let filter_text = filter.canonical();
@@ -153,7 +162,7 @@ impl InstanceStore for EngineStore {
                 &filter_text,
                 &ctx.caller().principal,
             ]);
-            list_page(
+            let page = list_page(
                 &self.pool,
                 &self.page_tokens,
                 ctx,
@@ -164,6 +173,7 @@ impl InstanceStore for EngineStore {
                     scoped: true,
                     key: &["account_id", "instance_id"],
                     descending: false,
+                    fixed: usize::from(matches!(parent, AccountSelector::One(_))),
                 },
                 |query| {
                     if let AccountSelector::One(account) = parent {
@@ -204,7 +214,14 @@ impl InstanceStore for EngineStore {
                 InstanceRow::into_instance,
                 |last| vec![last.account_id.to_string(), last.instance_id.to_string()],
             )
-            .await
+            .await?;
+            // A page with instances shows that their account exists: only
+            // an empty one asks whether the parent is there at all
+            // (NOT_FOUND), a round trip the common page does without.
+            if page.items.is_empty() {
+                self.check_list_parent(ctx, parent).await?;
+            }
+            Ok(page)
         }
         .instrument(db_span!("instance_list"))
         .await
@@ -222,6 +239,13 @@ impl InstanceStore for EngineStore {
             let name = key.name();
             ctx.check_visible(&key.account_id, &name)?;
             ctx.check_role(Role::Operator, "UpdateInstance")?;
+            if idempotency.is_none()
+                && let Some(updated) = self
+                    .instance_update_direct(ctx, key, expected, &patch)
+                    .await?
+            {
+                return Ok(updated);
+            }
 
             let mut tx = begin_scoped(&self.pool, ctx).await?;
             if let Some(first) = self

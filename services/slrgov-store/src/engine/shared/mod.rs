@@ -25,8 +25,9 @@ use crate::page_token::PageTokenKey;
 use crate::{Engine, GaugeRow, OpenError, Store, StoreConfig};
 
 pub(crate) use super::{
-    DB_SYSTEM, Db, ENGINE, FOR_UPDATE, SKIP_LOCKED, begin, connect, push_json_values, push_scope,
-    push_scoped_end, push_scoped_start, scoped_sql,
+    DB_SYSTEM, DIRECT_WRITES, Db, ENGINE, FOR_UPDATE, SKIP_LOCKED, begin, connect,
+    push_json_elements, push_json_values, push_scope, push_scoped_end, push_scoped_start,
+    scoped_sql,
 };
 
 /// The client span of one store method (`db <operation>`, with the engine
@@ -49,6 +50,7 @@ mod accounts;
 mod audit;
 mod batches;
 mod changes;
+mod direct;
 mod discovery;
 mod findings;
 mod instances;

@@ -360,6 +360,7 @@ impl WorkflowStore for EngineStore {
                     scoped: true,
                     key: &["workflow_id"],
                     descending: false,
+                    fixed: 0,
                 },
                 |_| {},
                 WorkflowRow::into_record,
