@@ -38,6 +38,9 @@ pub const WORKFLOW_LEASE: &str = "SLRGOV_WORKFLOW_LEASE";
 /// How long a request id is remembered (AIP-155), e.g. `24h` (the
 /// default): a retry within the window gets the first answer.
 pub const REQUEST_ID_TTL: &str = "SLRGOV_REQUEST_ID_TTL";
+/// How long IAM's confirmation of an ACTIVE role stands for the next
+/// ensures (0: every ensure asks IAM).
+pub const ROLE_CONFIRMATION_MAX_AGE: &str = "SLRGOV_ROLE_CONFIRMATION_MAX_AGE";
 /// A JWKS file (RFC 7517) of the public keys that sign callers' JWTs
 /// (RS256, ES256, EdDSA). Needs `SLRGOV_AUTH_ISSUER` and
 /// `SLRGOV_AUTH_AUDIENCE`.

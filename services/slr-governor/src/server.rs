@@ -227,6 +227,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         aws,
         config.workflow_lease,
         config.rates.batch_concurrency,
+        config.role_confirmation_max_age,
         config.watch,
     );
     let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel::<slrgov_store::OpenError>();

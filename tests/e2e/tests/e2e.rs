@@ -12,6 +12,7 @@ mod e2e {
     pub mod auth_tls;
     pub mod bad_input;
     pub mod batch;
+    pub mod confirmations;
     pub mod connect_roles;
     pub mod crash;
     pub mod ctl;

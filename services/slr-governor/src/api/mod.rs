@@ -32,6 +32,8 @@ pub struct AppState {
     aws: Arc<dyn AwsProvider>,
     lease: std::time::Duration,
     batch_concurrency: usize,
+    /// When IAM last showed each ACTIVE role (shared by every request).
+    confirmations: Arc<crate::lifecycle::confirmations::Confirmations>,
     /// The watch streams this process serves.
     pub watchers: watch::Watchers,
 }
@@ -48,12 +50,14 @@ impl std::fmt::Debug for AppState {
 impl AppState {
     /// State whose store arrives later (when the database is reachable and
     /// migrated); until then RPCs answer UNAVAILABLE. Workflows are held
-    /// for `lease`; batches ensure `batch_concurrency` instances at once.
+    /// for `lease`; batches ensure `batch_concurrency` instances at once;
+    /// IAM's confirmation of an ACTIVE role stands for `confirmation_max_age`.
     pub fn new(
         regions: RegionTable,
         aws: Arc<dyn AwsProvider>,
         lease: std::time::Duration,
         batch_concurrency: usize,
+        confirmation_max_age: std::time::Duration,
         watch: watch::WatchSettings,
     ) -> Arc<Self> {
         Arc::new(AppState {
@@ -62,6 +66,9 @@ impl AppState {
             aws,
             lease,
             batch_concurrency,
+            confirmations: Arc::new(crate::lifecycle::confirmations::Confirmations::new(
+                confirmation_max_age,
+            )),
             watchers: watch::Watchers::new(watch),
         })
     }
@@ -74,7 +81,8 @@ impl AppState {
             self.regions.clone(),
             self.lease,
         )
-        .with_batch_concurrency(self.batch_concurrency))
+        .with_batch_concurrency(self.batch_concurrency)
+        .with_confirmations(self.confirmations.clone()))
     }
 
     /// Sets the store once it is open. Returns false if one was set already.

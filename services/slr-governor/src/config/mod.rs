@@ -83,6 +83,11 @@ pub struct Overrides {
     #[arg(long, env = env::REQUEST_ID_TTL, global = true)]
     pub request_id_ttl: Option<String>,
 
+    /// How long IAM's confirmation of an ACTIVE role answers the next
+    /// EnsureLinkedRole of it without a GetRole, e.g. `30s` (`0s`: never).
+    #[arg(long, env = env::ROLE_CONFIRMATION_MAX_AGE, global = true)]
+    pub role_confirmation_max_age: Option<String>,
+
     /// A JWKS file of the public keys that sign callers' JWTs.
     #[arg(long, env = env::AUTH_JWKS_FILE, global = true)]
     pub auth_jwks_file: Option<PathBuf>,
@@ -197,6 +202,7 @@ struct FileConfig {
     regions_file: Option<PathBuf>,
     workflow_lease: Option<String>,
     request_id_ttl: Option<String>,
+    role_confirmation_max_age: Option<String>,
     auth_jwks_file: Option<PathBuf>,
     auth_issuer: Option<String>,
     auth_audience: Option<String>,
@@ -259,6 +265,8 @@ pub struct Config {
     pub workflow_lease: Duration,
     /// How long request ids are remembered.
     pub request_id_ttl: Duration,
+    /// How long IAM's confirmation of an ACTIVE role stands.
+    pub role_confirmation_max_age: Duration,
     /// The regions table: built in, with the operator's file applied.
     pub regions: crate::regions::RegionTable,
     /// Who may call: the loaded JWKS and tokens file, or off.
@@ -378,6 +386,14 @@ impl Config {
         let request_id_ttl = match overrides.request_id_ttl.clone().or(file.request_id_ttl) {
             Some(value) => parse_duration(&value).context(env::REQUEST_ID_TTL)?,
             None => slrgov_store::DEFAULT_REQUEST_ID_TTL,
+        };
+        let role_confirmation_max_age = match overrides
+            .role_confirmation_max_age
+            .clone()
+            .or(file.role_confirmation_max_age)
+        {
+            Some(value) => parse_duration(&value).context(env::ROLE_CONFIRMATION_MAX_AGE)?,
+            None => crate::lifecycle::confirmations::DEFAULT_MAX_AGE,
         };
         let tls = tls_files(
             overrides.tls_cert.clone().or(file.tls_cert),
@@ -570,6 +586,7 @@ impl Config {
             rate_limit,
             workflow_lease,
             request_id_ttl,
+            role_confirmation_max_age,
             regions,
             listen,
             database_url,

@@ -62,7 +62,7 @@ impl Lifecycle {
             Ok(plan) => plan,
             Err(_) if current.state == LinkedRoleState::Active => {
                 let iam = self.iam_client(ctx, key).await?;
-                let role = confirm_active(&*iam, current).await?;
+                let role = self.confirm_active(&*iam, current).await?;
                 return self.answer(ctx, key, idempotency, role).await;
             }
             Err(error) => return Err(error),
@@ -70,7 +70,7 @@ impl Lifecycle {
         let iam = self.iam_client(ctx, key).await?;
         if validate_only {
             return match current.state {
-                LinkedRoleState::Active => confirm_active(&*iam, current).await,
+                LinkedRoleState::Active => self.confirm_active(&*iam, current).await,
                 _ => super::plan::preview(&*iam, current, &plan).await,
             };
         }
@@ -97,7 +97,7 @@ impl Lifecycle {
                 .await?;
             let waiting_for = match started {
                 EnsureStart::Active(role) => {
-                    let role = confirm_active(&*iam, *role).await?;
+                    let role = self.confirm_active(&*iam, *role).await?;
                     return self.answer(ctx, key, idempotency, role).await;
                 }
                 EnsureStart::Claimed(record) => {
@@ -211,7 +211,13 @@ impl Lifecycle {
         loop {
             let budget = deadline.saturating_duration_since(tokio::time::Instant::now());
             match engine.advance(ctx, &workflow, &mut record, budget).await? {
-                Progress::Done(role) => return Ok(role),
+                Progress::Done(role) => {
+                    // Its `confirm` step just saw the role in IAM.
+                    if let Some(arn) = &role.role_arn {
+                        self.confirmations.confirmed(arn.as_str());
+                    }
+                    return Ok(role);
+                }
                 Progress::Failed(error) => return Err(error.to_error()),
                 Progress::Waiting { until, reason } => {
                     let wait = (until - chrono::Utc::now()).to_std().unwrap_or_default();
@@ -251,21 +257,45 @@ fn continues_in_background(reason: Reason, id: &str, why: &str, retry_after: Dur
     )
 }
 
-/// An ACTIVE record is returned once IAM confirms the role, with no
-/// mutating call.
-async fn confirm_active(iam: &dyn IamApi, role: LinkedRole) -> Result<LinkedRole, Error> {
-    let Some(name) = role.role_name.clone() else {
-        return Err(Error::internal("an ACTIVE linked role has no role name"));
-    };
-    match with_retries("GetRole", || iam.get_role(&name)).await {
-        Ok(found) if Some(&found.arn) == role.role_arn.as_ref() => Ok(role),
-        Ok(_) | Err(IamError::NoSuchEntity(_)) => Err(Error::failed_precondition(
-            Reason::FailedPrecondition,
-            format!(
-                "the recorded role {name} is missing or replaced in IAM: InspectLinkedRole shows the drift"
-            ),
-        )),
-        Err(error) => Err(iam_error("GetRole", error)),
+impl Lifecycle {
+    /// An ACTIVE record is returned once IAM confirms the role, with no
+    /// mutating call; a confirmation younger than the bound (see
+    /// [`super::confirmations`]) stands for IAM's.
+    async fn confirm_active(
+        &self,
+        iam: &dyn IamApi,
+        role: LinkedRole,
+    ) -> Result<LinkedRole, Error> {
+        let Some(name) = role.role_name.clone() else {
+            return Err(Error::internal("an ACTIVE linked role has no role name"));
+        };
+        let arn = role.role_arn.as_ref().map(|arn| arn.as_str().to_owned());
+        if let Some(arn) = &arn
+            && self.confirmations.is_fresh(arn)
+        {
+            tracing::debug!(role = %name, "ACTIVE: confirmed by IAM within the bound");
+            return Ok(role);
+        }
+        match with_retries("GetRole", || iam.get_role(&name)).await {
+            Ok(found) if Some(&found.arn) == role.role_arn.as_ref() => {
+                if let Some(arn) = &arn {
+                    self.confirmations.confirmed(arn);
+                }
+                Ok(role)
+            }
+            Ok(_) | Err(IamError::NoSuchEntity(_)) => {
+                if let Some(arn) = &arn {
+                    self.confirmations.forget(arn);
+                }
+                Err(Error::failed_precondition(
+                    Reason::FailedPrecondition,
+                    format!(
+                        "the recorded role {name} is missing or replaced in IAM: InspectLinkedRole shows the drift"
+                    ),
+                ))
+            }
+            Err(error) => Err(iam_error("GetRole", error)),
+        }
     }
 }
 

@@ -160,6 +160,11 @@ impl Lifecycle {
         let role = match with_retries("GetRole", || iam.get_role(&role_name)).await {
             Ok(role) => role,
             Err(IamError::NoSuchEntity(_)) => {
+                // The next EnsureLinkedRole asks IAM, not an older
+                // confirmation.
+                if let Some(arn) = &record.role_arn {
+                    self.confirmations.forget(arn);
+                }
                 observed_role.state = LinkedRoleState::Absent;
                 findings.push(Finding::new(
                     FindingCode::RoleMissing,
@@ -180,6 +185,9 @@ impl Lifecycle {
             && (record.role_arn.as_deref() != Some(o.role_arn.as_str())
                 || record.role_id.as_deref() != Some(o.role_id.as_str()))
         {
+            if let Some(arn) = &record.role_arn {
+                self.confirmations.forget(arn);
+            }
             findings.push(Finding::new(
                 FindingCode::RoleMismatch,
                 Severity::Error,

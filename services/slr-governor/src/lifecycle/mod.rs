@@ -17,12 +17,15 @@
 //! - `connect.rs`: Amazon Connect, the source of truth: its clients, the
 //!   role it links to each instance, a fresh look at one instance;
 //! - `sync.rs`: SyncInstances, its workflow, and the background syncs;
+//! - `confirmations.rs`: when IAM last showed each ACTIVE role, so that
+//!   an ensure within the bound asks IAM nothing;
 //! - `batch.rs`: BatchEnsureLinkedRoles, its workflow (a wave of
 //!   instances per step, ensured concurrently; cancellable);
 //! - `reconcile/`: the reconciler's pass over one account (sync,
 //!   inspect every role, store the findings, repair in repair mode).
 
 pub mod batch;
+pub mod confirmations;
 pub mod connect;
 pub mod describe;
 pub mod ensure;
@@ -125,6 +128,7 @@ pub struct Lifecycle {
     regions: Arc<RegionTable>,
     lease: Duration,
     batch_concurrency: usize,
+    confirmations: Arc<confirmations::Confirmations>,
     hook: Option<Arc<dyn StepHook>>,
 }
 
@@ -152,8 +156,18 @@ impl Lifecycle {
             regions,
             lease,
             batch_concurrency: DEFAULT_BATCH_CONCURRENCY,
+            // Off unless the server passes its own: every ensure of an
+            // ACTIVE role asks IAM.
+            confirmations: Arc::new(confirmations::Confirmations::new(Duration::ZERO)),
             hook: None,
         }
+    }
+
+    /// The same lifecycle, answering ensures of ACTIVE roles from
+    /// `confirmations` (shared by every request of the process).
+    pub fn with_confirmations(mut self, confirmations: Arc<confirmations::Confirmations>) -> Self {
+        self.confirmations = confirmations;
+        self
     }
 
     /// The same lifecycle, whose batches ensure up to `n` instances at

@@ -143,6 +143,8 @@ impl Harness {
                 aws,
                 Duration::from_secs(30),
                 slr_governor::lifecycle::DEFAULT_BATCH_CONCURRENCY,
+                // Every ensure of an ACTIVE role asks the model's IAM.
+                Duration::ZERO,
                 Default::default(),
             );
             assert!(state.set_store(store.clone()), "the store is set once");

@@ -73,10 +73,15 @@ async fn audit_trail_of_the_lifecycle(engine: Engine) {
     let server = TestServer::start_with_moto(
         &db,
         &moto,
-        &[(
-            "SLRGOV_TEST_IAM_FAULTS",
-            &serde_json::json!({"throttle": {"get_role": 6}}).to_string(),
-        )],
+        &[
+            (
+                "SLRGOV_TEST_IAM_FAULTS",
+                &serde_json::json!({"throttle": {"get_role": 6}}).to_string(),
+            ),
+            // Every ensure asks IAM, so that the one that changes nothing
+            // shows its GetRole (the bound is tested in `confirmations`).
+            ("SLRGOV_ROLE_CONFIRMATION_MAX_AGE", "0s"),
+        ],
     )
     .await;
     let mut c = server.clients().await;
