@@ -15,7 +15,8 @@
 //! cargo run --release -p slrgov-e2e --example baseline -- \
 //!     --database-url postgres://slrgov_app:slrgov_app@127.0.0.1:5432/DB \
 //!     [--listen 127.0.0.1:0] [--max-connections 16] [--scope '*'] \
-//!     [--update-shape single|store|store-no-selects|store-no-audit|tx]
+//!     [--update-shape single|store|store-no-selects|store-no-audit|tx] \
+//!     [--ping-before-use always|never]
 //! ```
 //!
 //! `--update-shape store` makes UpdateInstance send the statements the real
@@ -550,12 +551,17 @@ struct Args {
     max_connections: u32,
     scope: String,
     store_shape: Option<StoreShape>,
+    /// sqlx's default pings every pooled connection before handing it out
+    /// (`always`); the service pings only one idle for 5 s, which under
+    /// load is `never`.
+    ping_before_use: bool,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: baseline --database-url URL [--listen 127.0.0.1:0] [--max-connections 16] \
-         [--scope '*'] [--update-shape single|store|store-no-selects|store-no-audit|tx]"
+         [--scope '*'] [--update-shape single|store|store-no-selects|store-no-audit|tx] \
+         [--ping-before-use always|never]"
     );
     std::process::exit(2)
 }
@@ -567,6 +573,7 @@ fn args() -> Args {
         max_connections: 16,
         scope: "*".to_owned(),
         store_shape: None,
+        ping_before_use: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -576,6 +583,13 @@ fn args() -> Args {
             "--database-url" => args.database_url = value,
             "--max-connections" => args.max_connections = value.parse().unwrap_or_else(|_| usage()),
             "--scope" => args.scope = value,
+            "--ping-before-use" => {
+                args.ping_before_use = match value.as_str() {
+                    "always" => true,
+                    "never" => false,
+                    _ => usage(),
+                }
+            }
             "--update-shape" => {
                 let shape = |selects, audit| Some(StoreShape { selects, audit });
                 args.store_shape = match value.as_str() {
@@ -612,6 +626,7 @@ async fn main() {
     let pool = PgPoolOptions::new()
         .max_connections(args.max_connections)
         .acquire_timeout(Duration::from_secs(30))
+        .test_before_acquire(args.ping_before_use)
         .after_connect(move |conn, _meta| {
             // Validated above: digits, commas and `*` only.
             let set = format!("SET slrgov.scope = '{scope}'");
