@@ -51,10 +51,13 @@ mod logs;
 mod otlp_logs;
 mod rpc;
 mod sampler;
+mod unsampled;
 
 pub use gauges::spawn_gauges;
 use logs::JsonLine;
 pub use rpc::{TelemetryLayer, TelemetryService, request_span};
+pub(crate) use sampler::sample_rpc;
+pub use unsampled::UNSAMPLED_TARGET;
 
 /// The name of the server span of an RPC (and of nothing else): the handlers
 /// find it by this name and use it as their request's span.
@@ -245,8 +248,10 @@ fn pipelines() -> Result<Pipelines, String> {
         .with_tonic()
         .build()
         .map_err(|e| format!("cannot set up the OTLP trace exporter: {e}"))?;
+    let sampler = sampler::Sampler::from_env()?;
+    sampler::install(sampler.clone());
     let tracer_provider = SdkTracerProvider::builder()
-        .with_sampler(sampler::Sampler::from_env()?)
+        .with_sampler(sampler)
         .with_batch_exporter(spans)
         .with_resource(resource.clone())
         .build();
@@ -302,10 +307,12 @@ impl Telemetry {
                 .boxed(),
         };
         let otel = pipelines.as_ref().map(|(tracer, _, _)| {
-            tracing_opentelemetry::layer()
-                .with_tracer(tracer.tracer("slr-governor"))
-                .with_location(false)
-                .with_threads(false)
+            unsampled::SampledOnly::new(
+                tracing_opentelemetry::layer()
+                    .with_tracer(tracer.tracer("slr-governor"))
+                    .with_location(false)
+                    .with_threads(false),
+            )
         });
         // After the trace layer: by the time an event reaches the log
         // bridge, entering its span has made the span's OpenTelemetry

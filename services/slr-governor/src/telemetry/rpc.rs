@@ -73,8 +73,7 @@ fn is_server_error(code: i32) -> bool {
 struct CallEnd {
     span: tracing::Span,
     start: Instant,
-    service: String,
-    method: String,
+    labels: &'static MethodLabels,
     done: bool,
 }
 
@@ -83,20 +82,22 @@ impl CallEnd {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
-        self.span.record("rpc.grpc.status_code", code);
-        if is_server_error(code) {
-            self.span.record("otel.status_code", "ERROR");
-            if let Some(message) = message {
-                self.span.record("otel.status_message", message);
+        if !self.span.is_none() {
+            self.span.record("rpc.grpc.status_code", code);
+            if is_server_error(code) {
+                self.span.record("otel.status_code", "ERROR");
+                if let Some(message) = message {
+                    self.span.record("otel.status_message", message);
+                }
             }
         }
-        let (service, method) = metric_labels(&self.service, &self.method);
+        // Static labels: recording allocates nothing once the series exists.
         rpc_instruments().duration.record(
             self.start.elapsed().as_secs_f64(),
             &[
                 KeyValue::new("rpc.system", "grpc"),
-                KeyValue::new("rpc.service", service),
-                KeyValue::new("rpc.method", method),
+                KeyValue::new("rpc.service", self.labels.service),
+                KeyValue::new("rpc.method", self.labels.method),
                 KeyValue::new("rpc.grpc.status_code", i64::from(code)),
             ],
         );
@@ -116,50 +117,72 @@ impl CallEnd {
     }
 }
 
-/// Every method the server serves, `package.Service/Method`: read from the
-/// descriptor sets it serves (its own API, health), plus reflection.
-static KNOWN_METHODS: std::sync::LazyLock<std::collections::HashSet<String>> =
-    std::sync::LazyLock::new(|| {
-        use prost::Message;
-        let mut known: std::collections::HashSet<String> = [
-            "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
-            "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-        ]
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
-        for set in [
-            slrgov_proto::FILE_DESCRIPTOR_SET,
-            tonic_health::pb::FILE_DESCRIPTOR_SET,
-        ] {
-            let Ok(set) = prost_types::FileDescriptorSet::decode(set) else {
-                continue;
-            };
-            for file in set.file {
-                for service in &file.service {
-                    for method in &service.method {
-                        known.insert(format!(
-                            "{}.{}/{}",
-                            file.package(),
-                            service.name(),
-                            method.name()
-                        ));
-                    }
+/// The metric labels of one method.
+#[derive(Debug, PartialEq)]
+struct MethodLabels {
+    service: &'static str,
+    method: &'static str,
+}
+
+/// The labels of every path that is not a method the server serves.
+static UNKNOWN: MethodLabels = MethodLabels {
+    service: "unknown",
+    method: "unknown",
+};
+
+/// Every method the server serves, by its path without the leading `/`
+/// (`package.Service/Method`): read from the descriptor sets it serves
+/// (its own API, health), plus reflection. Built once; the names live as
+/// long as the process, so a metric label is a static string.
+static KNOWN_METHODS: std::sync::LazyLock<
+    std::collections::HashMap<&'static str, &'static MethodLabels>,
+> = std::sync::LazyLock::new(|| {
+    use prost::Message;
+    let mut paths: Vec<String> = vec![
+        "grpc.reflection.v1.ServerReflection/ServerReflectionInfo".to_owned(),
+        "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo".to_owned(),
+    ];
+    for set in [
+        slrgov_proto::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+    ] {
+        let Ok(set) = prost_types::FileDescriptorSet::decode(set) else {
+            continue;
+        };
+        for file in set.file {
+            for service in &file.service {
+                for method in &service.method {
+                    paths.push(format!(
+                        "{}.{}/{}",
+                        file.package(),
+                        service.name(),
+                        method.name()
+                    ));
                 }
             }
         }
-        known
-    });
-
-/// The metric labels of a call to `service`/`method`: as they are for a
-/// method the server serves, `unknown` for any other path, so that callers
-/// (authenticated or not) cannot mint unbounded metric series.
-fn metric_labels(service: &str, method: &str) -> (String, String) {
-    if KNOWN_METHODS.contains(&format!("{service}/{method}")) {
-        (service.to_owned(), method.to_owned())
-    } else {
-        ("unknown".to_owned(), "unknown".to_owned())
     }
+    paths
+        .into_iter()
+        .map(|path| {
+            let path: &'static str = Box::leak(path.into_boxed_str());
+            let (service, method) = path.split_once('/').unwrap_or((path, ""));
+            let labels: &'static MethodLabels =
+                Box::leak(Box::new(MethodLabels { service, method }));
+            (path, labels)
+        })
+        .collect()
+});
+
+/// The metric labels of a request to `path` (`/package.Service/Method`):
+/// as they are for a method the server serves, `unknown` for any other
+/// path, so that callers (authenticated or not) cannot mint unbounded
+/// metric series.
+fn metric_labels(path: &str) -> &'static MethodLabels {
+    KNOWN_METHODS
+        .get(path.strip_prefix('/').unwrap_or(path))
+        .copied()
+        .unwrap_or(&UNKNOWN)
 }
 
 impl Drop for CallEnd {
@@ -253,57 +276,82 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let start = Instant::now();
         // The request id first: the caller's `x-request-id` (if short and
         // printable) or a new one, for the span, the logs, the audit trail
         // and the answer's `x-request-id` header.
         let id = crate::request::correlation_id(request.headers());
-        request
-            .extensions_mut()
-            .insert(crate::request::CorrelationId(id.clone()));
         let echo = http::HeaderValue::from_str(&id).ok();
         let path = request.uri().path();
-        let (service, method) = path
-            .trim_start_matches('/')
-            .split_once('/')
-            .unwrap_or((path, ""));
-        let (service, method) = (service.to_owned(), method.to_owned());
+        let labels = metric_labels(path);
         let span = if is_traced(path) {
-            let span = tracing::info_span!(
-                RPC_SPAN,
-                otel.name = %format_args!("{service}/{method}"),
-                otel.kind = "server",
-                otel.status_code = tracing::field::Empty,
-                otel.status_message = tracing::field::Empty,
-                rpc.system = "grpc",
-                rpc.service = %service,
-                rpc.method = %method,
-                rpc.grpc.status_code = tracing::field::Empty,
-                enduser.id = tracing::field::Empty,
-                request_id = %id,
-            );
-            // Continue the caller's trace (W3C `traceparent`).
-            let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
-                propagator.extract(&HeaderExtractor(request.headers()))
-            });
-            if parent.span().span_context().is_valid() {
-                let _ = span.set_parent(parent);
+            let (service, method) = path
+                .trim_start_matches('/')
+                .split_once('/')
+                .unwrap_or((path, ""));
+            // The caller's W3C `traceparent`, read only when sent.
+            let parent = request
+                .headers()
+                .contains_key("traceparent")
+                .then(|| {
+                    opentelemetry::global::get_text_map_propagator(|propagator| {
+                        propagator.extract(&HeaderExtractor(request.headers()))
+                    })
+                })
+                .filter(|parent| parent.span().span_context().is_valid());
+            let sampled = match &parent {
+                Some(parent) => super::sample_rpc(parent.span().span_context()),
+                None => super::sample_rpc(&opentelemetry::trace::SpanContext::NONE),
+            };
+            if sampled {
+                let span = tracing::info_span!(
+                    RPC_SPAN,
+                    otel.name = %format_args!("{service}/{method}"),
+                    otel.kind = "server",
+                    otel.status_code = tracing::field::Empty,
+                    otel.status_message = tracing::field::Empty,
+                    rpc.system = "grpc",
+                    rpc.service = %service,
+                    rpc.method = %method,
+                    rpc.grpc.status_code = tracing::field::Empty,
+                    enduser.id = tracing::field::Empty,
+                    request_id = %id,
+                );
+                // Continue the caller's trace.
+                if let Some(parent) = parent {
+                    let _ = span.set_parent(parent);
+                }
+                span
+            } else {
+                // Dropped by the sampler: a span for the logs only, which
+                // the trace layer never sees (`super::unsampled`).
+                tracing::info_span!(
+                    target: super::UNSAMPLED_TARGET,
+                    RPC_SPAN,
+                    rpc.service = %service,
+                    rpc.method = %method,
+                    enduser.id = tracing::field::Empty,
+                    request_id = %id,
+                )
             }
-            span
         } else {
             tracing::Span::none()
         };
-        let mut end = CallEnd {
-            span: span.clone(),
-            start: Instant::now(),
-            service,
-            method,
+        request
+            .extensions_mut()
+            .insert(crate::request::CorrelationId(id));
+        let end = CallEnd {
+            span,
+            start,
+            labels,
             done: false,
         };
         // The layers and the handler below run in the span: the caller
         // layer records the principal and the request id on it, and the
         // handler uses it as its request's span.
-        let future = span.in_scope(|| self.inner.call(request));
+        let future = end.span.in_scope(|| self.inner.call(request));
         Box::pin(async move {
+            let mut end = end;
             let mut response = future.instrument(end.span.clone()).await?;
             if let Some(echo) = echo {
                 response
@@ -350,10 +398,8 @@ mod tests {
                 "ServerReflectionInfo",
             ),
         ] {
-            assert_eq!(
-                metric_labels(service, method),
-                (service.to_owned(), method.to_owned())
-            );
+            let labels = metric_labels(&format!("/{service}/{method}"));
+            assert_eq!((labels.service, labels.method), (service, method));
         }
         // 10,000 made-up paths, some under a real service: one series.
         let mut series = std::collections::HashSet::new();
@@ -363,8 +409,9 @@ mod tests {
             } else {
                 "slrgov.v1.InstanceService".to_owned()
             };
-            series.insert(metric_labels(&service, &format!("Method{n:x}")));
+            let labels = metric_labels(&format!("/{service}/Method{n:x}"));
+            series.insert((labels.service, labels.method));
         }
-        assert_eq!(series.len(), 1, "{series:?}");
+        assert_eq!(series, [("unknown", "unknown")].into_iter().collect());
     }
 }

@@ -14,9 +14,16 @@
 //! A span under a span of this process always follows its parent, whatever
 //! the setting: a trace is kept or dropped whole. The metrics do not depend
 //! on the sampler (the RPC histogram counts every call).
+//!
+//! An RPC is decided at the door ([`sample_rpc`], by the telemetry layer,
+//! before any span exists) with the same rules, so that a dropped RPC
+//! costs no trace work at all ([`super::unsampled`]); the SDK then keeps
+//! every server span it is given, as those are the RPCs decided for.
 
 use opentelemetry::KeyValue;
-use opentelemetry::trace::{Link, SpanKind, TraceContextExt, TraceId, TraceState};
+use std::sync::OnceLock;
+
+use opentelemetry::trace::{Link, SpanContext, SpanKind, TraceContextExt, TraceId, TraceState};
 use opentelemetry_sdk::trace::{SamplingDecision, SamplingResult, ShouldSample};
 
 use super::var;
@@ -107,13 +114,53 @@ impl Sampler {
     }
 }
 
+/// The sampler of the exported traces; unset while the export is off.
+static RPC_SAMPLER: OnceLock<Sampler> = OnceLock::new();
+
+/// Makes `sampler` the one [`sample_rpc`] asks (at start, with the export).
+pub(super) fn install(sampler: Sampler) {
+    let _ = RPC_SAMPLER.set(sampler);
+}
+
+/// Whether an RPC whose caller sent `parent` (its `traceparent`, or an
+/// invalid context without one) is traced: by the caller's sampled flag
+/// under a `parentbased_*` sampler, else by the ratio, on the caller's
+/// trace id when there is one (every service sampling that id at that
+/// ratio decides alike) or on a random draw for a trace that starts here.
+/// Never while the export is off.
+pub(crate) fn sample_rpc(parent: &SpanContext) -> bool {
+    RPC_SAMPLER
+        .get()
+        .is_some_and(|sampler| sampler.decide_rpc(parent))
+}
+
+impl Sampler {
+    /// [`sample_rpc`] under this sampler.
+    fn decide_rpc(&self, parent: &SpanContext) -> bool {
+        if parent.is_valid() {
+            return if self.follow_callers {
+                parent.is_sampled()
+            } else {
+                self.decide_root(parent.trace_id(), "rpc")
+            };
+        }
+        match self.root {
+            Root::On => true,
+            Root::Off => false,
+            Root::Ratio(_) => {
+                self.decide_root(TraceId::from_bytes(rand::random::<[u8; 16]>()), "rpc")
+            }
+        }
+    }
+}
+
 impl ShouldSample for Sampler {
     fn should_sample(
         &self,
         parent: Option<&opentelemetry::Context>,
         trace_id: TraceId,
         name: &str,
-        _kind: &SpanKind,
+        kind: &SpanKind,
         _attributes: &[KeyValue],
         _links: &[Link],
     ) -> SamplingResult {
@@ -124,6 +171,10 @@ impl ShouldSample for Sampler {
             Some(parent) if !parent.is_remote() || self.follow_callers => {
                 (parent.is_sampled(), parent.trace_state().clone())
             }
+            // An RPC's server span: [`sample_rpc`] kept it (the ones it
+            // dropped never reach the SDK), by the same rules.
+            Some(parent) if *kind == SpanKind::Server => (true, parent.trace_state().clone()),
+            None if *kind == SpanKind::Server => (true, TraceState::default()),
             Some(parent) => (
                 self.decide_root(trace_id, name),
                 parent.trace_state().clone(),
@@ -145,7 +196,7 @@ impl ShouldSample for Sampler {
 #[cfg(test)]
 mod tests {
     use super::{Root, Sampler};
-    use opentelemetry::trace::TraceId;
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
 
     #[test]
     fn the_standard_names_and_ratios_parse_and_others_are_refused() {
@@ -190,5 +241,56 @@ mod tests {
         assert!(all.decide_root(id, "slrgov.v1.InstanceService/GetInstance"));
         assert!(!all.decide_root(id, "db instance_get"));
         assert!(!all.decide_root(id, "worker"));
+    }
+
+    fn caller(trace_id: [u8; 16], sampled: bool) -> SpanContext {
+        let flags = if sampled {
+            TraceFlags::SAMPLED
+        } else {
+            TraceFlags::default()
+        };
+        SpanContext::new(
+            TraceId::from_bytes(trace_id),
+            SpanId::from_bytes([1; 8]),
+            flags,
+            true,
+            TraceState::default(),
+        )
+    }
+
+    #[test]
+    fn rpcs_are_decided_at_the_door_by_the_same_rules() {
+        let none = SpanContext::NONE;
+        // Parent-based: the caller's flag, whatever the ratio.
+        let half = Sampler::parse(Some("parentbased_traceidratio"), Some("0.5")).expect("parse");
+        // (From 1: an all-zero trace id is no trace at all.)
+        for n in 1..64u8 {
+            assert!(half.decide_rpc(&caller([n; 16], true)));
+            assert!(!half.decide_rpc(&caller([n; 16], false)));
+        }
+        // A trace that starts here: about the ratio of random draws.
+        let kept = (0..10_000).filter(|_| half.decide_rpc(&none)).count();
+        assert!((4_600..=5_400).contains(&kept), "kept {kept} of 10000");
+        let on = Sampler::parse(None, None).expect("parse");
+        assert!(on.decide_rpc(&none));
+        let off = Sampler::parse(Some("parentbased_always_off"), None).expect("parse");
+        assert!(!off.decide_rpc(&none));
+        assert!(off.decide_rpc(&caller([3; 16], true)));
+        // Not parent-based: the caller's trace id at the ratio, as every
+        // service sampling that id decides, and not its flag.
+        let ratio = Sampler::parse(Some("traceidratio"), Some("0.5")).expect("parse");
+        for n in 0..=255u8 {
+            let mut id = [0u8; 16];
+            id[0] = 1;
+            id[8] = n;
+            let expected = ratio.decide_root(TraceId::from_bytes(id), "rpc");
+            assert_eq!(ratio.decide_rpc(&caller(id, true)), expected);
+            assert_eq!(ratio.decide_rpc(&caller(id, false)), expected);
+        }
+        assert!(
+            !Sampler::parse(Some("always_off"), None)
+                .expect("parse")
+                .decide_rpc(&caller([9; 16], true))
+        );
     }
 }
