@@ -201,7 +201,9 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let limits = self.layer.limits;
-        let path = request.uri().path().to_owned();
+        // (A `Uri` clone shares its bytes: no copy per request.)
+        let uri = request.uri().clone();
+        let path = uri.path();
         let correlation_id = request
             .extensions()
             .get::<CorrelationId>()
@@ -218,12 +220,12 @@ where
         let mut request = request.map(|body| TimedBody::new(body, body_limit, &correlation_id));
         let timeout = request_timeout(request.headers(), limits.request_timeout);
         // Probes and discovery are never shed, and are timed all the same.
-        if is_open_path(&path) {
+        if is_open_path(path) {
             let work = self.inner.call(request);
             return Box::pin(async move {
                 match tokio::time::timeout(timeout, work).await {
                     Ok(result) => result,
-                    Err(_) => Ok(timed_out(&path, timeout, &correlation_id)),
+                    Err(_) => Ok(timed_out(uri.path(), timeout, &correlation_id)),
                 }
             });
         }
@@ -289,7 +291,7 @@ where
             let _slots = (permit, caller_slot);
             match tokio::time::timeout(timeout, work).await {
                 Ok(result) => result,
-                Err(_) => Ok(timed_out(&path, timeout, &correlation_id)),
+                Err(_) => Ok(timed_out(uri.path(), timeout, &correlation_id)),
             }
         })
     }

@@ -103,10 +103,15 @@ where
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         // The telemetry layer gave the request its id (and echoes it in the
         // answer); without that layer, one is made here.
+        if request.extensions().get::<CorrelationId>().is_none() {
+            let id = correlation_id(request.headers());
+            request.extensions_mut().insert(CorrelationId(id));
+        }
         let id = request
             .extensions()
             .get::<CorrelationId>()
-            .map_or_else(|| correlation_id(request.headers()), |c| c.0.clone());
+            .map(|c| c.0.clone())
+            .unwrap_or_default();
         // The RPC's server span (the telemetry layer's, current here) names
         // who called.
         let span = tracing::Span::current();
@@ -160,7 +165,6 @@ where
         }
         let method = RpcMethod(request.uri().path().trim_start_matches('/').to_owned());
         request.extensions_mut().insert(method);
-        request.extensions_mut().insert(CorrelationId(id));
         Either::Right(self.inner.call(request))
     }
 }

@@ -133,8 +133,14 @@ where
         store: state.store().ok().cloned(),
         ctx,
     };
-    let result =
-        slrgov_aws::audit::recording(ctx.audit.clone(), work.instrument(span.clone())).await;
+    // Under the telemetry layer the work already runs in its RPC's span:
+    // entering it again on every poll would only cost.
+    let work = if span.id().is_some() && span.id() == tracing::Span::current().id() {
+        futures::future::Either::Left(work)
+    } else {
+        futures::future::Either::Right(work.instrument(span.clone()))
+    };
+    let result = slrgov_aws::audit::recording(ctx.audit.clone(), work).await;
     // From here on the request is answered, whatever is dropped.
     cut_short.store = None;
     let audited = match &result {
