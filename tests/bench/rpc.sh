@@ -39,9 +39,10 @@
 # largest (1.00 = size costs nothing; 0.83 = the large registry is 1.2x
 # slower).
 #
-# SLRGOV_BENCH_QUICK=1 changes the defaults to one round of 5 s after 1 s
-# warm-up, and prints exactly one line per case to stdout (progress goes to
-# stderr), e.g.
+# SLRGOV_BENCH_QUICK=1 changes the defaults to three rounds of 2 s after
+# 0.5 s of warm-up (the median of three short rounds shrugs off one round
+# that another process disturbed; one round of 5 s could not), and prints
+# exactly one line per case to stdout (progress goes to stderr), e.g.
 #   case=get_instance@16 ratio=0.64 p50_ms=3.62 p99_ms=9.53
 # ratio: the service's rps over the baseline's (for list_instances_<L>_vs_<S>:
 # p50 at S instances over p50 at L); p50_ms and p99_ms: the service's (for
@@ -74,6 +75,11 @@
 #   SLRGOV_BENCH_BASELINE_ARGS     extra baseline flags, e.g. "--update-shape store"
 #   SLRGOV_BENCH_NO_AUTH=1         run the service without the tokens file
 #   SLRGOV_BENCH_NO_TELEMETRY=1    run the service without the OTLP export
+#   SLRGOV_BENCH_TRACES_SAMPLER    the service's OTEL_TRACES_SAMPLER while it
+#                                  exports (default parentbased_traceidratio)
+#   SLRGOV_BENCH_TRACES_RATIO      its OTEL_TRACES_SAMPLER_ARG (default 0.01:
+#                                  1 in 100 traces, as a busy service samples;
+#                                  1 traces every RPC)
 #   SLRGOV_BENCH_NO_BUILD=1        use the binaries already in target/release
 #   SLRGOV_BENCH_KEEP=1            keep the database (it is dropped otherwise)
 #   SLRGOV_BENCH_OUT               where logs and results.jsonl go (default: a
@@ -93,9 +99,9 @@ admin_url="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 quick="${SLRGOV_BENCH_QUICK:-}"
 started_at="$(date +%s)"
 if [ "$quick" = 1 ]; then
-  rounds="${SLRGOV_BENCH_ROUNDS:-1}"
-  seconds="${SLRGOV_BENCH_SECONDS:-5}"
-  warmup="${SLRGOV_BENCH_WARMUP:-1}"
+  rounds="${SLRGOV_BENCH_ROUNDS:-3}"
+  seconds="${SLRGOV_BENCH_SECONDS:-2}"
+  warmup="${SLRGOV_BENCH_WARMUP:-0.5}"
 else
   rounds="${SLRGOV_BENCH_ROUNDS:-3}"
   seconds="${SLRGOV_BENCH_SECONDS:-10}"
@@ -223,8 +229,11 @@ elif grep -q OTEL_EXPORTER_OTLP_ENDPOINT "$service_bin"; then
       sleep 0.1
     done
     [ -n "$otlp_port" ] || { echo "the OTLP receiver did not start:" >&2; cat "$out/otlp.log" >&2; exit 1; }
-    service_env+=(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$otlp_port")
-    telemetry="on: OTLP to tests/otlp/receiver.py on port $otlp_port (unpinned)"
+    sampler="${SLRGOV_BENCH_TRACES_SAMPLER:-parentbased_traceidratio}"
+    ratio="${SLRGOV_BENCH_TRACES_RATIO:-0.01}"
+    service_env+=(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$otlp_port"
+      OTEL_TRACES_SAMPLER="$sampler" OTEL_TRACES_SAMPLER_ARG="$ratio")
+    telemetry="on: OTLP to tests/otlp/receiver.py on port $otlp_port (unpinned), traces $sampler $ratio, every RPC in the metrics"
   else
     telemetry="off: the binary supports OTLP but tests/otlp/receiver.py is missing"
   fi
