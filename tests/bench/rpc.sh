@@ -408,6 +408,10 @@ if len(sizes) >= 2:
     print(f"case=list_instances_{sizes[-1]}_vs_{sizes[0]} ratio={p50(small) / p50(large):.2f} "
           f"p50_ms={p50(large) / 1000:.2f} p99_ms={med([r['p99_us'] for r in large]) / 1000:.2f}")
 PY
+  pages="$(python3 -c 'import json, sys; print(sum(json.loads(l)["requests"] for l in open(sys.argv[1]) if l.strip()))' "$list_results")"
+  echo "==> service RSS: idle $(( service_idle / 1024 )) MiB, peak $(( service_peak / 1024 )) MiB" \
+    "after every round ($pages ListInstances pages); baseline: idle $(( baseline_idle / 1024 )) MiB," \
+    "peak $(( baseline_peak / 1024 )) MiB" >&2
   echo "==> quick run: $(( $(date +%s) - started_at )) s from start to report (build excluded);" \
     "load average (1, 5, 15 min) before the rounds: $load_before, after: $load_after; raw results in $out" >&2
   exit
