@@ -82,13 +82,11 @@ impl CallEnd {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
-        if !self.span.is_none() {
-            self.span.record("rpc.grpc.status_code", code);
-            if is_server_error(code) {
-                self.span.record("otel.status_code", "ERROR");
-                if let Some(message) = message {
-                    self.span.record("otel.status_message", message);
-                }
+        self.span.record("rpc.grpc.status_code", code);
+        if is_server_error(code) {
+            self.span.record("otel.status_code", "ERROR");
+            if let Some(message) = message {
+                self.span.record("otel.status_message", message);
             }
         }
         // Static labels: recording allocates nothing once the series exists.
@@ -340,7 +338,7 @@ where
         request
             .extensions_mut()
             .insert(crate::request::CorrelationId(id));
-        let end = CallEnd {
+        let mut end = CallEnd {
             span,
             start,
             labels,
@@ -351,7 +349,6 @@ where
         // handler uses it as its request's span.
         let future = end.span.in_scope(|| self.inner.call(request));
         Box::pin(async move {
-            let mut end = end;
             let mut response = future.instrument(end.span.clone()).await?;
             if let Some(echo) = echo {
                 response

@@ -20,9 +20,9 @@
 //! costs no trace work at all ([`super::unsampled`]); the SDK then keeps
 //! every server span it is given, as those are the RPCs decided for.
 
-use opentelemetry::KeyValue;
 use std::sync::OnceLock;
 
+use opentelemetry::KeyValue;
 use opentelemetry::trace::{Link, SpanContext, SpanKind, TraceContextExt, TraceId, TraceState};
 use opentelemetry_sdk::trace::{SamplingDecision, SamplingResult, ShouldSample};
 
@@ -86,6 +86,24 @@ impl Sampler {
         })
     }
 
+    /// [`sample_rpc`] under this sampler.
+    fn decide_rpc(&self, parent: &SpanContext) -> bool {
+        if parent.is_valid() {
+            return if self.follow_callers {
+                parent.is_sampled()
+            } else {
+                self.decide_root(parent.trace_id(), "rpc")
+            };
+        }
+        match self.root {
+            Root::On => true,
+            Root::Off => false,
+            Root::Ratio(_) => {
+                self.decide_root(TraceId::from_bytes(rand::random::<[u8; 16]>()), "rpc")
+            }
+        }
+    }
+
     /// The decision for a trace that starts here (or whose caller's flag
     /// does not decide).
     fn decide_root(&self, trace_id: TraceId, name: &str) -> bool {
@@ -132,26 +150,6 @@ pub(crate) fn sample_rpc(parent: &SpanContext) -> bool {
     RPC_SAMPLER
         .get()
         .is_some_and(|sampler| sampler.decide_rpc(parent))
-}
-
-impl Sampler {
-    /// [`sample_rpc`] under this sampler.
-    fn decide_rpc(&self, parent: &SpanContext) -> bool {
-        if parent.is_valid() {
-            return if self.follow_callers {
-                parent.is_sampled()
-            } else {
-                self.decide_root(parent.trace_id(), "rpc")
-            };
-        }
-        match self.root {
-            Root::On => true,
-            Root::Off => false,
-            Root::Ratio(_) => {
-                self.decide_root(TraceId::from_bytes(rand::random::<[u8; 16]>()), "rpc")
-            }
-        }
-    }
 }
 
 impl ShouldSample for Sampler {
