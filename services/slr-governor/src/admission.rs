@@ -135,7 +135,8 @@ pub struct Admission<S> {
 
 /// A `grpc-timeout` header (`<digits><unit>`, units H M S m u n).
 fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
-    let value = headers.get("grpc-timeout")?.to_str().ok()?;
+    const GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
+    let value = headers.get(GRPC_TIMEOUT)?.to_str().ok()?;
     if value.len() < 2 || value.len() > 9 {
         return None;
     }
@@ -217,7 +218,8 @@ where
         } else {
             limits.body_timeout
         };
-        let mut request = request.map(|body| TimedBody::new(body, body_limit, &correlation_id));
+        let mut request =
+            request.map(|body| TimedBody::new(body, body_limit, correlation_id.clone()));
         let timeout = request_timeout(request.headers(), limits.request_timeout);
         // Probes and discovery are never shed, and are timed all the same.
         if is_open_path(path) {
@@ -231,13 +233,13 @@ where
         }
         // One caller's allowance first: a greedy caller is refused without
         // taking anyone else's slot.
-        let principal = request
-            .extensions()
-            .get::<Caller>()
-            .map(|c| c.principal.clone());
         // (A limit as large as the pool's is no limit of its own.)
         let per_caller = limits.max_per_caller < limits.max_concurrent;
-        let caller_slot = match principal.as_ref().filter(|_| per_caller) {
+        let principal = per_caller
+            .then(|| request.extensions().get::<Arc<Caller>>())
+            .flatten()
+            .map(|c| c.principal.clone());
+        let caller_slot = match principal.as_ref() {
             None => None,
             Some(principal) => match self.layer.caller_slot(principal) {
                 Some(slot) => Some(slot),
@@ -331,18 +333,18 @@ pub struct TimedBody<B> {
     /// Started at the first poll that finds no data ready.
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
     deadline: tokio::time::Instant,
-    correlation_id: String,
+    correlation_id: Arc<str>,
     ended: bool,
 }
 
 impl<B> TimedBody<B> {
-    fn new(inner: B, limit: Duration, correlation_id: &str) -> Self {
+    fn new(inner: B, limit: Duration, correlation_id: Arc<str>) -> Self {
         TimedBody {
             inner,
             limit,
             timer: None,
             deadline: tokio::time::Instant::now() + limit,
-            correlation_id: correlation_id.to_owned(),
+            correlation_id,
             ended: false,
         }
     }
@@ -354,7 +356,7 @@ impl<B> TimedBody<B> {
             ERROR_DOMAIN,
             std::collections::HashMap::new(),
         );
-        details.set_request_info(self.correlation_id.clone(), "");
+        details.set_request_info(self.correlation_id.to_string(), "");
         tonic::Status::with_error_details(
             tonic::Code::DeadlineExceeded,
             format!(

@@ -66,7 +66,7 @@ pub struct CallerService<S> {
 
 impl<S> CallerService<S> {
     /// The caller of `request`, authenticated and within its rate limit.
-    fn admit<B>(&self, request: &http::Request<B>) -> Result<Caller, slrgov_domain::Error> {
+    fn admit<B>(&self, request: &http::Request<B>) -> Result<Arc<Caller>, slrgov_domain::Error> {
         let certificates: Option<Vec<Vec<u8>>> = request
             .extensions()
             .get::<TlsConnectInfo<TcpConnectInfo>>()
@@ -105,16 +105,13 @@ where
         // answer); without that layer, one is made here.
         if request.extensions().get::<CorrelationId>().is_none() {
             let id = correlation_id(request.headers());
-            request.extensions_mut().insert(CorrelationId(id));
+            request.extensions_mut().insert(CorrelationId(id.into()));
         }
         let id = request
             .extensions()
             .get::<CorrelationId>()
             .map(|c| c.0.clone())
             .unwrap_or_default();
-        // The RPC's server span (the telemetry layer's, current here) names
-        // who called.
-        let span = tracing::Span::current();
         let auth_enabled = self.auth.is_enabled();
         if !auth_enabled && !addressed_to_loopback(&request) {
             let host = match request_host(&request) {
@@ -146,7 +143,9 @@ where
         if !open {
             match self.admit(&request) {
                 Ok(caller) => {
-                    span.record("enduser.id", caller.principal.as_str());
+                    // The RPC's server span (the telemetry layer's, current
+                    // here) names who called.
+                    tracing::Span::current().record("enduser.id", caller.principal.as_str());
                     request.extensions_mut().insert(caller);
                 }
                 Err(error) => {
@@ -175,17 +174,19 @@ pub fn context<T>(request: &tonic::Request<T>, method: &'static str) -> RequestC
     let correlation_id = request
         .extensions()
         .get::<CorrelationId>()
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), |c| c.0.clone());
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), |c| c.0.to_string());
     // No caller means the layer is missing: fail closed with an empty scope
     // and the weakest role rather than open.
     let caller = request
         .extensions()
-        .get::<Caller>()
+        .get::<Arc<Caller>>()
         .cloned()
-        .unwrap_or_else(|| Caller {
-            principal: "anonymous".to_owned(),
-            role: slrgov_domain::Role::Viewer,
-            scope: slrgov_domain::AccountScope::Only(Default::default()),
+        .unwrap_or_else(|| {
+            Arc::new(Caller {
+                principal: "anonymous".to_owned(),
+                role: slrgov_domain::Role::Viewer,
+                scope: slrgov_domain::AccountScope::Only(Default::default()),
+            })
         });
     let span = crate::telemetry::request_span(method, &caller.principal, &correlation_id);
     // The full method (`slrgov.v1.InstanceService/CreateInstance`) names the

@@ -8,6 +8,10 @@ use tonic::codegen::http;
 /// The header a caller may set to correlate its logs with ours.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
+/// [`REQUEST_ID_HEADER`] as a header name, checked once at compile time
+/// (a `&str` key is parsed and hashed again on every lookup).
+pub const REQUEST_ID: http::HeaderName = http::HeaderName::from_static(REQUEST_ID_HEADER);
+
 /// The path prefixes of health checks and reflection: served without
 /// credentials, not counted by admission, measured but not traced.
 const OPEN_PREFIXES: &[&str] = &["/grpc.health.v1.Health/", "/grpc.reflection."];
@@ -62,9 +66,10 @@ pub fn addressed_to_loopback<B>(request: &http::Request<B>) -> bool {
         .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// A request's correlation id.
+/// A request's correlation id, shared by the layers that log or answer
+/// with it (a clone copies no text).
 #[derive(Debug, Clone)]
-pub struct CorrelationId(pub String);
+pub struct CorrelationId(pub std::sync::Arc<str>);
 
 /// The gRPC method of a request, from its HTTP path
 /// (`slrgov.v1.InstanceService/CreateInstance`), for the audit trail.
@@ -75,7 +80,7 @@ pub struct RpcMethod(pub String);
 /// new one.
 pub fn correlation_id(headers: &http::HeaderMap) -> String {
     headers
-        .get(REQUEST_ID_HEADER)
+        .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| {
             !v.is_empty()

@@ -118,10 +118,15 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
-    /// A context for `caller`.
-    pub fn new(caller: Caller, correlation_id: String, span: tracing::Span) -> Self {
+    /// A context for `caller` (owned, or shared with the request that
+    /// authenticated it: no copy of its scope per request).
+    pub fn new(
+        caller: impl Into<Arc<Caller>>,
+        correlation_id: String,
+        span: tracing::Span,
+    ) -> Self {
         RequestContext {
-            caller: Arc::new(caller),
+            caller: caller.into(),
             correlation_id,
             span,
             method: String::new(),

@@ -26,6 +26,7 @@ pub mod spiffe;
 pub mod tokens;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use slrgov_domain::types::AccountId;
 use slrgov_domain::{AccountScope, Caller, Error, Kind, Reason, Role};
@@ -164,14 +165,18 @@ impl Authenticator {
     }
 
     /// Who sent a request with these headers on a connection with these
-    /// peer certificates (the end-entity certificate first).
+    /// peer certificates (the end-entity certificate first). A caller of
+    /// the tokens file (and the local operator) is shared by its requests,
+    /// not copied for each.
     pub fn authenticate(
         &self,
         headers: &http::HeaderMap,
         peer_certificates: Option<&[Vec<u8>]>,
-    ) -> Result<Caller, Error> {
+    ) -> Result<Arc<Caller>, Error> {
         if !self.is_enabled() {
-            return Ok(Caller::local_operator());
+            static LOCAL_OPERATOR: std::sync::LazyLock<Arc<Caller>> =
+                std::sync::LazyLock::new(|| Arc::new(Caller::local_operator()));
+            return Ok(LOCAL_OPERATOR.clone());
         }
         let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
         match (values.next(), values.next()) {
@@ -199,7 +204,7 @@ impl Authenticator {
         }
     }
 
-    fn bearer(&self, value: &http::HeaderValue) -> Result<Caller, Error> {
+    fn bearer(&self, value: &http::HeaderValue) -> Result<Arc<Caller>, Error> {
         let bytes = value.as_bytes();
         if bytes.len() > MAX_TOKEN_BYTES {
             return Err(unauthenticated("the authorization header is too long"));
@@ -223,6 +228,7 @@ impl Authenticator {
         match &self.jwt {
             Some(jwt) if jwt::looks_like_jwt(token) => jwt
                 .verify(token)
+                .map(Arc::new)
                 .map_err(|why| unauthenticated(&format!("the bearer token is not valid: {why}"))),
             _ => Err(unauthenticated("the bearer token is not valid")),
         }
@@ -301,6 +307,6 @@ mod tests {
         let caller = auth
             .authenticate(&http::HeaderMap::new(), None)
             .expect("local operator");
-        assert_eq!(caller, Caller::local_operator());
+        assert_eq!(*caller, Caller::local_operator());
     }
 }

@@ -13,6 +13,7 @@
 //! certificate is its SPIFFE id. Digests are compared in constant time.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
@@ -32,20 +33,21 @@ struct Entry {
     accounts: Vec<String>,
 }
 
+/// A caller of the file, built once and shared by each of its requests.
 #[derive(Debug)]
-struct Identity {
-    principal: String,
-    role: Role,
-    scope: AccountScope,
-}
+struct Identity(Arc<Caller>);
 
 impl Identity {
-    fn caller(&self) -> Caller {
-        Caller {
-            principal: self.principal.clone(),
-            role: self.role,
-            scope: self.scope.clone(),
-        }
+    fn new(principal: String, role: Role, scope: AccountScope) -> Self {
+        Identity(Arc::new(Caller {
+            principal,
+            role,
+            scope,
+        }))
+    }
+
+    fn caller(&self) -> Arc<Caller> {
+        self.0.clone()
     }
 }
 
@@ -124,11 +126,7 @@ impl TokenTable {
                     };
                     table.digests.push((
                         digest,
-                        Identity {
-                            principal: format!("token:{}", entry.name),
-                            role,
-                            scope,
-                        },
+                        Identity::new(format!("token:{}", entry.name), role, scope),
                     ));
                 }
                 (None, Some(id)) => {
@@ -138,14 +136,9 @@ impl TokenTable {
                     if table.spiffe.iter().any(|(known, _)| *known == id) {
                         bail!("{}: the SPIFFE id {id} is listed twice", at());
                     }
-                    table.spiffe.push((
-                        id.clone(),
-                        Identity {
-                            principal: id,
-                            role,
-                            scope,
-                        },
-                    ));
+                    table
+                        .spiffe
+                        .push((id.clone(), Identity::new(id, role, scope)));
                 }
                 _ => bail!("{}: give exactly one of sha256 and spiffe_id", at()),
             }
@@ -176,7 +169,7 @@ impl TokenTable {
 
     /// The caller of a static token: its digest compared with every entry,
     /// in constant time, without stopping at a match.
-    pub fn by_token(&self, token: &str) -> Option<Caller> {
+    pub fn by_token(&self, token: &str) -> Option<Arc<Caller>> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let mut found = None;
         for (known, identity) in &self.digests {
@@ -188,7 +181,7 @@ impl TokenTable {
     }
 
     /// The caller of a client certificate's SPIFFE id.
-    pub fn by_spiffe_id(&self, id: &str) -> Option<Caller> {
+    pub fn by_spiffe_id(&self, id: &str) -> Option<Arc<Caller>> {
         self.spiffe
             .iter()
             .find(|(known, _)| known == id)
@@ -221,6 +214,10 @@ mod tests {
         let caller = table.by_token("s3cret-token").expect("known token");
         assert_eq!(caller.principal, "token:ci");
         assert_eq!(caller.role, Role::Operator);
+        // Every request of a token shares one caller: no copy of its scope
+        // per request.
+        let again = table.by_token("s3cret-token").expect("known token");
+        assert!(Arc::ptr_eq(&caller, &again));
         assert!(table.by_token("s3cret-token2").is_none());
         let caller = table
             .by_spiffe_id("spiffe://example.org/svc")

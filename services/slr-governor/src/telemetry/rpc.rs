@@ -58,6 +58,11 @@ impl Extractor for HeaderExtractor<'_> {
     }
 }
 
+// Header names parsed once, at compile time.
+const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+const GRPC_MESSAGE: http::HeaderName = http::HeaderName::from_static("grpc-message");
+const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+
 /// True for gRPC codes that mean the server failed (the OpenTelemetry
 /// conventions mark only these server spans as errors; a NOT_FOUND is the
 /// caller's business).
@@ -103,13 +108,13 @@ impl CallEnd {
 
     fn finish_from(&mut self, headers: &http::HeaderMap) -> bool {
         let Some(code) = headers
-            .get("grpc-status")
+            .get(GRPC_STATUS)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<i32>().ok())
         else {
             return false;
         };
-        let message = headers.get("grpc-message").and_then(|v| v.to_str().ok());
+        let message = headers.get(GRPC_MESSAGE).and_then(|v| v.to_str().ok());
         self.finish(code, message);
         true
     }
@@ -290,7 +295,7 @@ where
             // The caller's W3C `traceparent`, read only when sent.
             let parent = request
                 .headers()
-                .contains_key("traceparent")
+                .contains_key(TRACEPARENT)
                 .then(|| {
                     opentelemetry::global::get_text_map_propagator(|propagator| {
                         propagator.extract(&HeaderExtractor(request.headers()))
@@ -337,7 +342,7 @@ where
         };
         request
             .extensions_mut()
-            .insert(crate::request::CorrelationId(id));
+            .insert(crate::request::CorrelationId(id.into()));
         let mut end = CallEnd {
             span,
             start,
@@ -353,7 +358,7 @@ where
             if let Some(echo) = echo {
                 response
                     .headers_mut()
-                    .insert(crate::request::REQUEST_ID_HEADER, echo);
+                    .insert(crate::request::REQUEST_ID, echo);
             }
             if end.finish_from(response.headers()) {
                 return Ok(response);

@@ -76,10 +76,12 @@ pub struct Snapshot {
 
 pub fn request<R>(message: R) -> Request<R> {
     let mut request = Request::new(message);
-    request.extensions_mut().insert(Caller::local_operator());
     request
         .extensions_mut()
-        .insert(CorrelationId(CORRELATION_ID.to_owned()));
+        .insert(std::sync::Arc::new(Caller::local_operator()));
+    request
+        .extensions_mut()
+        .insert(CorrelationId(CORRELATION_ID.into()));
     request
 }
 
