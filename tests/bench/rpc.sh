@@ -57,7 +57,8 @@
 #   SLRGOV_BENCH_ROUNDS            rounds per target and case (default 3)
 #   SLRGOV_BENCH_SECONDS           measured seconds per round (default 10)
 #   SLRGOV_BENCH_WARMUP            warm-up seconds per round (default 2)
-#   SLRGOV_BENCH_METHODS           default "get update noop"
+#   SLRGOV_BENCH_METHODS           default "get update noop" (" ", a space:
+#                                  none, e.g. for a long ListInstances walk)
 #   SLRGOV_BENCH_CONCURRENCY       in-flight requests, default "1 16"
 #   SLRGOV_BENCH_INSTANCES         instances seeded and hit in turn (default 32)
 #   SLRGOV_BENCH_LIST_SIZES        registry sizes of the ListInstances case,
@@ -65,7 +66,7 @@
 #                                  no list case)
 #   SLRGOV_BENCH_LIST_CONCURRENCY  in-flight ListInstances (default 1)
 #   SLRGOV_BENCH_QUICK=1           the quick mode above (the rounds' defaults
-#                                  become 1 round, 5 s, 1 s warm-up)
+#                                  become 3 rounds of 2 s, 0.5 s warm-up)
 #   SLRGOV_BENCH_SERVER_CPUS       taskset CPU list of both servers (default 1;
 #                                  empty: no pinning)
 #   SLRGOV_BENCH_LOADGEN_CPUS      taskset CPU list of the load generator
