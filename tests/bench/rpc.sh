@@ -53,7 +53,9 @@
 #
 # Settings (environment):
 #   DATABASE_URL                   admin URL to create the database from
-#                                  (default postgres://postgres@127.0.0.1:5432/postgres)
+#                                  (default postgres://postgres@127.0.0.1:5432/postgres);
+#                                  a superuser: the seed skips triggers
+#                                  (session_replication_role) and checkpoints
 #   SLRGOV_BENCH_ROUNDS            rounds per target and case (default 3)
 #   SLRGOV_BENCH_SECONDS           measured seconds per round (default 10)
 #   SLRGOV_BENCH_WARMUP            warm-up seconds per round (default 2)

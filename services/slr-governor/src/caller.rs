@@ -1,7 +1,10 @@
 //! Who is calling: one tower layer, in front of every service, that
 //! authenticates the request ([`crate::auth`]), applies the per-caller rate
 //! limit, and puts the [`Caller`] and a correlation id into the request's
-//! extensions, where the handlers read them into a [`RequestContext`].
+//! extensions, where the handlers read them into a [`RequestContext`]. The
+//! caller is stored as an `Arc<Caller>` (shared by every request of a
+//! token); a plain `Caller` inserted there is not found, and [`context`]
+//! falls back to the anonymous viewer.
 //!
 //! Health (`grpc.health.v1.Health`) stays open without credentials;
 //! reflection (`grpc.reflection.*`) too when no auth mode is configured,
