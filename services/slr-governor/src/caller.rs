@@ -106,15 +106,14 @@ where
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         // The telemetry layer gave the request its id (and echoes it in the
         // answer); without that layer, one is made here.
-        if request.extensions().get::<CorrelationId>().is_none() {
-            let id = correlation_id(request.headers());
-            request.extensions_mut().insert(CorrelationId(id.into()));
-        }
-        let id = request
-            .extensions()
-            .get::<CorrelationId>()
-            .map(|c| c.0.clone())
-            .unwrap_or_default();
+        let id = match request.extensions().get::<CorrelationId>() {
+            Some(id) => id.0.clone(),
+            None => {
+                let id: Arc<str> = correlation_id(request.headers()).into();
+                request.extensions_mut().insert(CorrelationId(id.clone()));
+                id
+            }
+        };
         let auth_enabled = self.auth.is_enabled();
         if !auth_enabled && !addressed_to_loopback(&request) {
             let host = match request_host(&request) {
