@@ -9,6 +9,8 @@
 use std::path::Path;
 
 use anyhow::{Context, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -159,7 +161,15 @@ impl JwtVerifier {
             validation.set_audience(&[&self.audience]);
             validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
             match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
-                Ok(data) => return caller(data.claims),
+                Ok(data) => {
+                    // jsonwebtoken's JSON reader skips the strings of claims
+                    // it does not know without checking them: a claims set
+                    // that is not UTF-8 (RFC 7519 §7.2) would pass.
+                    if !segments_are_utf8(token) {
+                        return Err("malformed token: its header or claims are not UTF-8");
+                    }
+                    return caller(data.claims);
+                }
                 Err(error) => {
                     last = match error.kind() {
                         ErrorKind::InvalidSignature => "the signature does not verify",
@@ -184,6 +194,16 @@ impl JwtVerifier {
         }
         Err(last)
     }
+}
+
+/// True when the header and the claims of the compact JWS `token` decode
+/// to UTF-8 text, as JSON must be. Called only on verified tokens.
+fn segments_are_utf8(token: &str) -> bool {
+    token.split('.').take(2).all(|segment| {
+        URL_SAFE_NO_PAD
+            .decode(segment)
+            .is_ok_and(|bytes| std::str::from_utf8(&bytes).is_ok())
+    })
 }
 
 /// Principals that name static tokens, certificates and the service itself:
@@ -277,5 +297,77 @@ mod tests {
         }
         let ok = caller(claims("alice@example.com")).expect("an ordinary sub");
         assert_eq!(ok.principal, "alice@example.com");
+    }
+
+    /// A verifier trusting one new Ed25519 key, and that key.
+    fn ed25519_verifier() -> (JwtVerifier, aws_lc_rs::signature::Ed25519KeyPair) {
+        use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8v1(&aws_lc_rs::rand::SystemRandom::new())
+            .expect("generate a key");
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("the new key");
+        let jwks = serde_json::json!({"keys": [{
+            "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "kid": "k1",
+            "x": URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()),
+        }]});
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("jwks.json");
+        std::fs::write(&path, jwks.to_string()).expect("write the JWKS");
+        let verifier = JwtVerifier::load(&path, "issuer", "audience").expect("load the JWKS");
+        (verifier, pair)
+    }
+
+    /// A compact JWS of `header` and `claims` as they are, bytes and all.
+    fn sign_raw(
+        pair: &aws_lc_rs::signature::Ed25519KeyPair,
+        header: &[u8],
+        claims: &[u8],
+    ) -> String {
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims)
+        );
+        let signature = pair.sign(input.as_bytes());
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
+    }
+
+    /// Found by the `jwt` fuzz target: a signed token whose claims hold a
+    /// byte that is not UTF-8, in a claim the service does not read, was
+    /// accepted. JSON is UTF-8 (RFC 7519 §7.2, RFC 8259 §8.1).
+    #[test]
+    fn claims_or_header_that_are_not_utf8_are_refused() {
+        let (verifier, pair) = ed25519_verifier();
+        let header = br#"{"alg":"EdDSA","typ":"JWT","kid":"k1"}"#;
+        let claims = |extra: &[u8]| {
+            let mut c = br#"{"sub":"alice@example.com","slrgov_role":"viewer","slrgov_accounts":["*"],"iss":"issuer","aud":"audience","exp":4102444800,"#.to_vec();
+            c.extend_from_slice(extra);
+            c.push(b'}');
+            c
+        };
+        // The same token with a UTF-8 note verifies: the key and claims are good.
+        let good = sign_raw(
+            &pair,
+            header,
+            &claims("\"note\":\"v\u{e9}ewer\"".as_bytes()),
+        );
+        let ok = verifier.verify(&good).expect("a UTF-8 token verifies");
+        assert_eq!(ok.principal, "alice@example.com");
+
+        let bad_claims = sign_raw(&pair, header, &claims(b"\"note\":\"v\x97ewer\""));
+        assert_eq!(
+            verifier
+                .verify(&bad_claims)
+                .expect_err("claims that are not UTF-8"),
+            "malformed token: its header or claims are not UTF-8"
+        );
+        let bad_header = sign_raw(
+            &pair,
+            b"{\"alg\":\"EdDSA\",\"kid\":\"k1\",\"x-note\":\"\xff\"}",
+            &claims(br#""note":"viewer""#),
+        );
+        assert!(
+            verifier.verify(&bad_header).is_err(),
+            "a header that is not UTF-8 was accepted"
+        );
     }
 }
