@@ -9,7 +9,9 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use slrgov_domain::audit::AuditFilter;
-use slrgov_domain::model::{FeatureField, InstanceFeatures, InstancePatch};
+use slrgov_domain::model::{
+    AccountPatch, ExternalId, ExternalIdChange, FeatureField, InstanceFeatures, InstancePatch,
+};
 use slrgov_domain::types::{InstanceAlias, Partition, Revision};
 use slrgov_domain::{Kind, Reason};
 use tracing::Instrument;
@@ -211,4 +213,117 @@ async fn a_write_the_statement_cannot_make_falls_back_and_names_why_postgres() {
     let error = expect_err(cross, Kind::InvalidArgument, Reason::InvalidField);
     assert_violation(&error, "instance.features.lex_bots[0]");
     assert_eq!(store.instance_get(&ctx, &k).await.expect("get"), created);
+}
+
+/// The audit details of `account`'s updates, newest first.
+async fn account_details(
+    store: &std::sync::Arc<dyn slrgov_store::Store>,
+    account: &slrgov_domain::types::AccountId,
+) -> Vec<String> {
+    store
+        .audit_list(&admin(), account, &AuditFilter::default(), &page(50, ""))
+        .await
+        .expect("audit")
+        .items
+        .into_iter()
+        .map(|e| e.detail)
+        .filter(|detail| detail.starts_with("updated the account"))
+        .collect()
+}
+
+#[tokio::test]
+async fn update_account_takes_one_statement_and_says_what_the_transaction_says_postgres() {
+    let (statements, _guard) = Statements::install();
+    let db = TestDb::postgres().await;
+    let store = db.open().await;
+    let ctx = admin();
+    let a = create_account(&store, 1).await.account_id;
+    let role = access_role(&a, Partition::Aws);
+    let full = AccountPatch {
+        display_name: Some("Payments \"prod\" \\ eu".to_owned()),
+        access_role_arn: Some(Some(role.as_str().to_owned())),
+        external_id: ExternalIdChange::Set(ExternalId::new("rotated-secret".into())),
+    };
+
+    // An etag, a new name, a role in the account's partition, a new
+    // external id: one statement.
+    let (updated, seen) = statements
+        .of(store.account_update(&ctx, &a, Some(Revision(1)), full.clone()))
+        .await;
+    let updated = updated.expect("update");
+    assert_eq!(seen.len(), 1, "UpdateAccount: {seen:#?}");
+    assert_eq!(updated.revision, Revision(2));
+    assert_eq!(updated.display_name, "Payments \"prod\" \\ eu");
+    assert_eq!(updated.access_role_arn, Some(role.clone()));
+    assert!(updated.external_id_set);
+    assert_eq!(store.account_get(&ctx, &a).await.expect("get"), updated);
+    let access = store.account_access(&ctx, &a).await.expect("access");
+    assert_eq!(
+        access.external_id.as_ref().map(ExternalId::expose),
+        Some("rotated-secret")
+    );
+
+    // Clearing the role, the name kept: one statement too.
+    let clear = AccountPatch {
+        display_name: None,
+        access_role_arn: Some(None),
+        external_id: ExternalIdChange::Clear,
+    };
+    let (cleared, seen) = statements
+        .of(store.account_update(&ctx, &a, None, clear.clone()))
+        .await;
+    let cleared = cleared.expect("clear");
+    assert_eq!(seen.len(), 1, "UpdateAccount: {seen:#?}");
+    assert_eq!(cleared.display_name, updated.display_name);
+    assert_eq!(cleared.access_role_arn, None);
+    assert!(!cleared.external_id_set);
+
+    // A stale etag: ABORTED, named by the transaction, nothing written.
+    let (stale, seen) = statements
+        .of(store.account_update(&ctx, &a, Some(Revision(1)), full.clone()))
+        .await;
+    expect_err(stale, Kind::Aborted, Reason::EtagMismatch);
+    assert!(seen.len() > 1, "the transaction ran: {seen:#?}");
+
+    // A role of another partition, or of another account: INVALID_ARGUMENT
+    // on the field, from the transaction; nothing written.
+    for wrong in [
+        access_role(&a, Partition::AwsCn),
+        access_role(&account_id(2), Partition::Aws),
+    ] {
+        let patch = AccountPatch {
+            access_role_arn: Some(Some(wrong.as_str().to_owned())),
+            ..clear.clone()
+        };
+        let error = expect_err(
+            store.account_update(&ctx, &a, None, patch).await,
+            Kind::InvalidArgument,
+            Reason::InvalidField,
+        );
+        assert_violation(&error, "account.access_role_arn");
+    }
+    assert_eq!(store.account_get(&ctx, &a).await.expect("get"), cleared);
+
+    // The same two updates through SQLite's transaction (it has no direct
+    // path) leave the same audit details, word for word.
+    let lite_db = TestDb::sqlite();
+    let lite = lite_db.open().await;
+    create_account(&lite, 1).await;
+    lite.account_update(&ctx, &a, Some(Revision(1)), full)
+        .await
+        .expect("update on SQLite");
+    lite.account_update(&ctx, &a, None, clear)
+        .await
+        .expect("clear on SQLite");
+    let name = r#""Payments \"prod\" \\ eu""#;
+    let expected = vec![
+        format!(
+            "updated the account: display_name {name}, access_role_arn unset, external_id cleared"
+        ),
+        format!(
+            "updated the account: display_name {name}, access_role_arn {role}, external_id replaced"
+        ),
+    ];
+    assert_eq!(account_details(&store, &a).await, expected);
+    assert_eq!(account_details(&lite, &a).await, expected);
 }

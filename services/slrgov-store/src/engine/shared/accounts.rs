@@ -10,6 +10,7 @@ use slrgov_domain::types::{AccountId, Arn, Partition, Revision, parse_access_rol
 use slrgov_domain::{Error, Reason, RequestContext, Result, Role};
 use tracing::Instrument;
 
+use super::direct::external_id_word;
 use super::request_ids::{Answer, Event, response_json};
 use super::rows::{ACCOUNT_COLUMNS, AccountRow};
 use super::txn::{
@@ -163,6 +164,12 @@ impl AccountStore for EngineStore {
             let name = account_name(account);
             ctx.check_visible(account, &name)?;
             ctx.check_role(Role::Admin, "UpdateAccount")?;
+            if let Some(updated) = self
+                .account_update_direct(ctx, account, expected, &patch)
+                .await?
+            {
+                return Ok(updated);
+            }
 
             let mut tx = begin_scoped(&self.pool, ctx).await?;
             let mut current = account_select_in_txn(&mut tx, account, true)
@@ -207,18 +214,15 @@ impl AccountStore for EngineStore {
                 account,
                 &name,
                 "OK",
+                // The direct path's words (`to_json` there).
                 format!(
-                    "updated the account: display_name {:?}, access_role_arn {}, external_id {}",
-                    updated.display_name,
+                    "updated the account: display_name {}, access_role_arn {}, external_id {}",
+                    serde_json::Value::from(updated.display_name.as_str()),
                     updated
                         .access_role_arn
                         .as_ref()
                         .map_or("unset", Arn::as_str),
-                    match patch.external_id {
-                        ExternalIdChange::Keep => "kept",
-                        ExternalIdChange::Set(_) => "replaced",
-                        ExternalIdChange::Clear => "cleared",
-                    },
+                    external_id_word(&patch.external_id),
                 ),
             )
             .await?;
