@@ -573,7 +573,7 @@ pub trait Store:
     /// The linked roles by state, the running workflows by kind and the
     /// open findings by code and severity, with the oldest of each, for the
     /// telemetry gauges (workers; every account the context sees). One
-    /// statement.
+    /// statement; the rows are ordered by kind, then state.
     async fn gauges(&self, ctx: &RequestContext) -> Result<Vec<GaugeRow>>;
 
     /// Reserves one call of `account` to the AWS `service` (`iam`,

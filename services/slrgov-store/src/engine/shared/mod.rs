@@ -255,6 +255,8 @@ impl Store for EngineStore {
             query.push(" GROUP BY account_id");
             query.push(") AS t GROUP BY kind, state");
             push_scoped_end(&mut query);
+            // In a stable order, whatever plan the grouping takes.
+            query.push(" ORDER BY kind, state");
             let rows: Vec<GaugeDbRow> = query
                 .build_query_as()
                 .fetch_all(&self.pool)
