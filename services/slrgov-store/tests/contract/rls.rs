@@ -190,6 +190,38 @@ async fn row_level_security_postgres() {
         assert!(mine > 0 && others > 0, "{table} with both accounts");
     }
 
+    // One prepared statement that sets the scope and reads in the same
+    // statement, as the store's reads do, run on one connection with A's
+    // scope, B's, both and none, in turns, past the five runs after which
+    // Postgres may switch to a generic plan: each run sees its own scope's
+    // rows. The policies' sub-selects (0012) run once per statement, after
+    // its `set_config`, never once per connection or plan.
+    let scoped_count = "SELECT count(*) FILTER (WHERE i.account_id = $2), count(*) \
+         FROM (SELECT set_config('slrgov.scope', $1, true) AS v) AS s \
+         CROSS JOIN LATERAL (SELECT account_id FROM instances WHERE s.v IS NOT NULL OFFSET 0) AS i";
+    let all_a = counts(&mut admin, "instances", &a).await;
+    let both = format!("{a},{b}");
+    for round in 0..4 {
+        for (scope, want_a, want_b) in [
+            (a.as_str(), all_a.0, 0),
+            (b.as_str(), 0, all_a.1),
+            (both.as_str(), all_a.0, all_a.1),
+            ("", 0, 0),
+        ] {
+            let (mine, total): (i64, i64) = sqlx::query_as(scoped_count)
+                .bind(scope)
+                .bind(a.as_str())
+                .fetch_one(&mut app)
+                .await
+                .expect("scoped count");
+            assert_eq!(
+                (mine, total - mine),
+                (want_a, want_b),
+                "round {round}, scope {scope:?}"
+            );
+        }
+    }
+
     // The scope the store sets for one request does not outlive it: on a
     // one-connection pool, after a scoped single-statement read and a
     // scoped transaction, the connection has no scope, and an unscoped
