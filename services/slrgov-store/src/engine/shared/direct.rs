@@ -251,21 +251,19 @@ impl EngineStore {
         }
         // A new access role must be in the account's partition: the ARN
         // names one, and the statement requires the account to be in it.
-        // An ARN valid in none is the full path's to refuse, by field.
+        // An ARN that is not a role of this account is the full path's to
+        // refuse, by field.
         let (set_arn, arn, partition) = match &patch.access_role_arn {
             None => (false, None, None),
             Some(None) => (true, None, None),
             Some(Some(value)) => {
-                let parsed = [Partition::Aws, Partition::AwsUsGov, Partition::AwsCn]
-                    .into_iter()
-                    .find_map(|p| {
-                        parse_access_role_arn(value, p, account)
-                            .ok()
-                            .map(|arn| (arn, p))
-                    });
-                let Some((arn, partition)) = parsed else {
+                let Some(arn) = Arn::parse(value)
+                    .ok()
+                    .and_then(|arn| parse_access_role_arn(value, arn.partition(), account).ok())
+                else {
                     return Ok(None);
                 };
+                let partition = arn.partition();
                 (true, Some(arn), Some(partition))
             }
         };
